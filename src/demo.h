@@ -1,0 +1,24 @@
+/* Demo mode (--demo, and the README's run command without configured VMs):
+ * libvirt's in-process test:///default driver, a real base + overlay pair
+ * made with qemu-img in a temporary directory, the `test` domain watched and
+ * shut down after a visible countdown, then the real prompt -> commit or
+ * discard -> rebuild flow on those files. Cleans up at exit. */
+#ifndef VMO_DEMO_H
+#define VMO_DEMO_H
+
+#include <stdbool.h>
+
+struct app;
+struct config;
+struct demo;
+
+/* Before the model is built: makes the images and rewrites cfg (connect,
+ * one VM "test" with overlay/base in the temp dir). */
+struct demo *demo_prepare(struct config *cfg, char **err);
+/* After everything is wired: starts the countdown. */
+void demo_start(struct demo *demo, struct app *app);
+/* Seconds left before the demo shuts the VM down, -1 when not counting. */
+int demo_countdown(const struct demo *demo);
+void demo_destroy(struct demo *demo); /* NULL ok; removes the temp dir */
+
+#endif

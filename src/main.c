@@ -1,0 +1,297 @@
+/* vmoverlay's entry point: parse the command line, load the configuration,
+ * wire every module to the one loop and run it. Wiring only; decisions live
+ * in flow.c. */
+#include <dbus/dbus.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "build-config.h"
+#include "bus.h"
+#include "config.h"
+#include "control.h"
+#include "demo.h"
+#include "flow.h"
+#include "i18n.h"
+#include "log.h"
+#include "loop.h"
+#include "menu.h"
+#include "model.h"
+#include "notify.h"
+#include "sni.h"
+#include "statefile.h"
+#include "virt.h"
+
+bool app_reload_config(struct app *app)
+{
+	char *err = NULL;
+	struct config *next = config_load(&app->cli, NULL, &err);
+	if (!next) {
+		log_err("configuration reload failed, keeping the old one: %s", err ? err : "");
+		notifier_error(app->notifier, _("vmoverlay: configuration not reloaded"), err ? err : "");
+		free(err);
+		return false;
+	}
+	if (app->demo) {
+		/* The demo's VM and URI are not in any file: keep them. */
+		config_free(next);
+		log_info("demo mode: configuration reload ignored");
+		return true;
+	}
+	struct config *old = app->config;
+	app->config = next;
+	model_reload(&app->model, next);
+	virt_watcher_reconfigure(app->virt, next);
+	flow_reconfigure(app->flow, next);
+	config_free(old);
+	log_info("configuration reloaded from %s (%zu VMs)", next->path ? next->path : "(defaults)",
+	         next->n_vms);
+	return true;
+}
+
+void app_quit(struct app *app, int code)
+{
+	if (app->flow && flow_busy(app->flow))
+		log_warn("quitting while an operation runs; its journal lets the next start resume it");
+	loop_quit(app->loop, code);
+}
+
+void app_show_summary(struct app *app)
+{
+	char line[512];
+	for (size_t i = 0; i < app->model.n_vms; i++)
+		log_info("summary: %s", vm_summary_line(app->model.vms[i], line, sizeof line));
+	notifier_summary(app->notifier);
+}
+
+static void on_signal(struct loop *loop, int signo, void *data)
+{
+	struct app *app = data;
+	if (signo == SIGHUP) {
+		log_info("SIGHUP: reloading the configuration");
+		app_reload_config(app);
+		return;
+	}
+	log_info("signal %d: quitting", signo);
+	app_quit(app, 0);
+}
+
+static DBusHandlerResult on_bus_message(DBusConnection *conn, DBusMessage *msg, void *data)
+{
+	struct app *app = data;
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected")) {
+		/* Without the session bus there is no tray and no control: exit
+		 * non-zero so the user unit restarts us. */
+		fprintf(stderr, _("vmoverlay: lost the connection to the session bus; exiting\n"));
+		app_quit(app, 1);
+		return DBUS_HANDLER_RESULT_HANDLED;
+	}
+	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+static void virt_stopped(void *data, struct vm *vm, enum vm_stop_kind kind)
+{
+	struct app *app = data;
+	flow_on_domain_stopped(app->flow, vm, kind);
+}
+
+static void virt_started(void *data, struct vm *vm)
+{
+	struct app *app = data;
+	flow_on_domain_started(app->flow, vm);
+}
+
+static int run_check_config(const struct cli *cli)
+{
+	char *err = NULL;
+	struct config *cfg = config_load(cli, NULL, &err);
+	if (!cfg) {
+		fprintf(stderr, "%s\n", err ? err : "");
+		free(err);
+		return 1;
+	}
+	char *path = cfg->path ? strdup(cfg->path) : config_default_path();
+	/* TRANSLATORS: --check-config success: file name, number of VMs */
+	printf(P_("%s: configuration OK (%zu VM)\n", "%s: configuration OK (%zu VMs)\n", cfg->n_vms),
+	       path ? path : "", cfg->n_vms);
+	free(path);
+	config_free(cfg);
+	return 0;
+}
+
+static bool connect_session_bus(struct app *app)
+{
+	DBusError derr;
+	dbus_error_init(&derr);
+	app->conn = dbus_bus_get_private(DBUS_BUS_SESSION, &derr);
+	if (!app->conn) {
+		fprintf(stderr, _("vmoverlay: cannot connect to the session bus: %s\n"),
+		        derr.message ? derr.message : "");
+		dbus_error_free(&derr);
+		return false;
+	}
+	dbus_connection_set_exit_on_disconnect(app->conn, FALSE);
+	dbus_connection_add_filter(app->conn, on_bus_message, app, NULL);
+	return loop_dbus_attach(app->loop, app->conn);
+}
+
+static void app_teardown(struct app *app)
+{
+	sni_destroy(app->sni);
+	menu_destroy(app->menu);
+	control_destroy(app->control);
+	virt_watcher_destroy(app->virt);
+	flow_destroy(app->flow);
+	notifier_destroy(app->notifier);
+	bus_destroy(app->bus);
+	if (app->conn) {
+		dbus_connection_remove_filter(app->conn, on_bus_message, app);
+		loop_dbus_detach(app->loop, app->conn);
+		dbus_connection_close(app->conn);
+		dbus_connection_unref(app->conn);
+	}
+	model_finish(&app->model);
+	if (app->state) {
+		statefile_save(app->state);
+		statefile_close(app->state);
+	}
+	demo_destroy(app->demo);
+	loop_destroy(app->loop);
+	config_free(app->config);
+	free(app->state_dir);
+	cli_free(&app->cli);
+}
+
+static int run_applet(struct app *app)
+{
+	char *err = NULL;
+	app->config = config_load(&app->cli, NULL, &err);
+	if (!app->config) {
+		fprintf(stderr, "%s\n", err ? err : "");
+		free(err);
+		return 1;
+	}
+	if (app->cli.demo || app->config->demo) {
+		app->demo = demo_prepare(app->config, &err);
+		if (!app->demo) {
+			fprintf(stderr, _("vmoverlay: cannot prepare the demo: %s\n"), err ? err : "");
+			free(err);
+			return 1;
+		}
+	}
+
+	app->loop = loop_create();
+	if (!app->loop)
+		return 1;
+	signal(SIGPIPE, SIG_IGN);
+	loop_signal_add(app->loop, SIGINT, on_signal, app);
+	loop_signal_add(app->loop, SIGTERM, on_signal, app);
+	loop_signal_add(app->loop, SIGHUP, on_signal, app);
+	/* libvirt's event implementation must be ours before any connection. */
+	if (!loop_virt_register(app->loop) || !loop_glib_attach(app->loop)) {
+		log_err("cannot attach libvirt/GLib to the loop");
+		return 1;
+	}
+
+	app->state_dir = statefile_default_dir();
+	app->state = app->state_dir ? statefile_open(app->state_dir) : NULL;
+	if (!app->state) {
+		fprintf(stderr, _("vmoverlay: cannot open the state directory %s: %s\n"),
+		        app->state_dir ? app->state_dir : "?", strerror(errno));
+		return 1;
+	}
+	if (!model_init(&app->model, app->loop, app->config))
+		return 1;
+	if (!connect_session_bus(app))
+		return 1;
+	app->bus = bus_create(app->loop, app->conn);
+	if (!app->bus)
+		return 1;
+	app->control = control_create(app->bus, app, &err);
+	if (!app->control) {
+		fprintf(stderr, "vmoverlay: %s\n", err ? err : "");
+		free(err);
+		return 1;
+	}
+	app->notifier = notifier_create(app);
+
+	struct flow_ui ui = {
+		.prompt = notifier_prompt,
+		.withdraw = notifier_withdraw,
+		.progress = notifier_progress,
+		.result = notifier_result,
+		.data = app->notifier,
+	};
+	struct virt_events events = {.stopped = virt_stopped, .started = virt_started, .data = app};
+	app->virt = virt_watcher_create(app->loop, &app->model, app->config, app->state, &events);
+	app->flow = flow_create(app->loop, &app->model, app->config, app->state, app->virt, &ui);
+	if (!app->virt || !app->flow)
+		return 1;
+
+	/* The menu object must exist before the item registers (Plasma reads
+	 * both right away). */
+	app->menu = menu_create(app->bus, app, &err);
+	if (app->menu)
+		app->sni = sni_create(app->bus, app, &err);
+	if (!app->menu || !app->sni) {
+		fprintf(stderr, "vmoverlay: %s\n", err ? err : "");
+		free(err);
+		return 1;
+	}
+	if (app->demo)
+		demo_start(app->demo, app);
+
+	log_info("vmoverlay %s: %zu VM(s), libvirt %s, config %s", VMO_VERSION, app->config->n_vms,
+	         app->config->connect, app->config->path ? app->config->path : "(defaults)");
+	return loop_run(app->loop);
+}
+
+int main(int argc, char **argv)
+{
+	struct app app = {0};
+	char *err = NULL;
+
+	i18n_init();
+	log_init(LOG_INFO);
+	if (!cli_parse(argc, argv, &app.cli, &err)) {
+		fprintf(stderr, "vmoverlay: %s\n", err ? err : "");
+		fprintf(stderr, _("Try 'vmoverlay --help' for more information.\n"));
+		free(err);
+		cli_free(&app.cli);
+		return 2;
+	}
+	if (app.cli.verbose)
+		log_set_level(LOG_DEBUG);
+
+	int code;
+	switch (app.cli.mode) {
+	case CLI_HELP:
+		fputs(cli_usage(), stdout);
+		code = 0;
+		break;
+	case CLI_VERSION:
+		printf("vmoverlay %s\n", VMO_VERSION);
+		code = 0;
+		break;
+	case CLI_CHECK_CONFIG:
+		code = run_check_config(&app.cli);
+		break;
+	case CLI_STATUS:
+	case CLI_COMMIT:
+	case CLI_DISCARD:
+	case CLI_KEEP:
+	case CLI_QUIT:
+		code = control_client_run(&app.cli);
+		break;
+	case CLI_RUN:
+	default:
+		code = run_applet(&app);
+		app_teardown(&app);
+		return code;
+	}
+	cli_free(&app.cli);
+	return code;
+}

@@ -1,0 +1,318 @@
+/* The shared model: one struct vm per configured VM, and a coalescing
+ * change notification so that many updates in one loop iteration cause
+ * one UI refresh. */
+#include "model.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "i18n.h"
+#include "loop.h"
+
+static struct vm *vm_create(const struct vm_config *vc)
+{
+	struct vm *vm = calloc(1, sizeof *vm);
+	if (!vm)
+		return NULL;
+	vm->name = strdup(vc->name);
+	if (!vm->name) {
+		free(vm);
+		return NULL;
+	}
+	vm->cfg = vc;
+	vm->policy = vc->policy;
+	vm->dom_state = -1;
+	vm->progress = -1;
+	return vm;
+}
+
+static void vm_destroy(struct vm *vm)
+{
+	if (!vm)
+		return;
+	vm_clear_problems(vm);
+	free(vm->name);
+	free(vm->disk_target);
+	free(vm->overlay);
+	free(vm->base);
+	free(vm->backing_stored);
+	free(vm->backing_format);
+	free(vm->shared_with);
+	free(vm->error);
+	free(vm);
+}
+
+bool model_init(struct model *m, struct loop *loop, const struct config *cfg)
+{
+	memset(m, 0, sizeof *m);
+	m->loop = loop;
+	if (cfg->n_vms) {
+		m->vms = calloc(cfg->n_vms, sizeof *m->vms);
+		if (!m->vms)
+			return false;
+	}
+	for (size_t i = 0; i < cfg->n_vms; i++) {
+		m->vms[i] = vm_create(&cfg->vms[i]);
+		if (!m->vms[i]) {
+			model_finish(m);
+			return false;
+		}
+		m->n_vms++;
+	}
+	return true;
+}
+
+void model_finish(struct model *m)
+{
+	for (size_t i = 0; i < m->n_vms; i++)
+		vm_destroy(m->vms[i]);
+	free(m->vms);
+	free(m->listeners);
+	m->vms = NULL;
+	m->n_vms = 0;
+	m->listeners = NULL;
+	m->n_listeners = 0;
+}
+
+static bool vm_is_busy(const struct vm *vm)
+{
+	return vm->flow == FLOW_COMMITTING || vm->flow == FLOW_REBUILDING;
+}
+
+void model_reload(struct model *m, const struct config *cfg)
+{
+	struct vm **next = calloc(cfg->n_vms + m->n_vms + 1, sizeof *next);
+	if (!next)
+		return;
+	size_t n = 0;
+	bool *kept = calloc(m->n_vms + 1, sizeof *kept);
+	if (!kept) {
+		free(next);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_vms; i++) {
+		const struct vm_config *vc = &cfg->vms[i];
+		struct vm *vm = NULL;
+		for (size_t j = 0; j < m->n_vms; j++) {
+			if (!kept[j] && strcmp(m->vms[j]->name, vc->name) == 0) {
+				vm = m->vms[j];
+				kept[j] = true;
+				break;
+			}
+		}
+		if (vm) {
+			/* A policy the user changed at run time wins over the file
+			 * only until the file changes it: the file is the user's
+			 * newer word. */
+			if (!vm->cfg || vm->cfg->policy != vc->policy)
+				vm->policy = vc->policy;
+			vm->cfg = vc;
+		} else {
+			vm = vm_create(vc);
+			if (!vm)
+				continue;
+		}
+		next[n++] = vm;
+	}
+	/* A VM dropped from the config while an operation runs stays until the
+	 * operation ends (the next reload drops it); its config is gone. */
+	for (size_t j = 0; j < m->n_vms; j++) {
+		if (kept[j])
+			continue;
+		if (vm_is_busy(m->vms[j])) {
+			m->vms[j]->cfg = NULL;
+			next[n++] = m->vms[j];
+		} else {
+			vm_destroy(m->vms[j]);
+		}
+	}
+	free(kept);
+	free(m->vms);
+	m->vms = next;
+	m->n_vms = n;
+	model_changed(m);
+}
+
+struct vm *model_find(const struct model *m, const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < m->n_vms; i++)
+		if (strcmp(m->vms[i]->name, name) == 0)
+			return m->vms[i];
+	return NULL;
+}
+
+struct vm *model_find_uuid(const struct model *m, const char *uuid)
+{
+	if (!uuid || !*uuid)
+		return NULL;
+	for (size_t i = 0; i < m->n_vms; i++)
+		if (strcmp(m->vms[i]->uuid, uuid) == 0)
+			return m->vms[i];
+	return NULL;
+}
+
+void model_add_listener(struct model *m, model_listener_cb cb, void *data)
+{
+	struct model_listener *l = realloc(m->listeners, (m->n_listeners + 1) * sizeof *l);
+	if (!l)
+		return;
+	m->listeners = l;
+	m->listeners[m->n_listeners++] = (struct model_listener){cb, data};
+}
+
+void model_remove_listener(struct model *m, model_listener_cb cb, void *data)
+{
+	for (size_t i = 0; i < m->n_listeners; i++) {
+		if (m->listeners[i].cb == cb && m->listeners[i].data == data) {
+			memmove(&m->listeners[i], &m->listeners[i + 1],
+			        (m->n_listeners - i - 1) * sizeof *m->listeners);
+			m->n_listeners--;
+			return;
+		}
+	}
+}
+
+static void model_refresh(struct loop *loop, void *data)
+{
+	struct model *m = data;
+	m->refresh_queued = false;
+	/* Listeners may add/remove listeners or change the model again (which
+	 * queues another refresh): iterate over a snapshot of the count. */
+	for (size_t i = 0; i < m->n_listeners; i++)
+		m->listeners[i].cb(m->listeners[i].data);
+}
+
+void model_changed(struct model *m)
+{
+	m->serial++;
+	if (m->refresh_queued)
+		return;
+	if (!m->loop) {
+		for (size_t i = 0; i < m->n_listeners; i++)
+			m->listeners[i].cb(m->listeners[i].data);
+		return;
+	}
+	m->refresh_queued = true;
+	loop_defer(m->loop, model_refresh, m);
+}
+
+void vm_set_str(char **field, const char *value)
+{
+	if (*field && value && strcmp(*field, value) == 0)
+		return;
+	free(*field);
+	*field = value ? strdup(value) : NULL;
+}
+
+void vm_clear_problems(struct vm *vm)
+{
+	for (size_t i = 0; i < vm->n_problems; i++)
+		free(vm->problems[i]);
+	free(vm->problems);
+	vm->problems = NULL;
+	vm->n_problems = 0;
+}
+
+void vm_add_problem(struct vm *vm, const char *fmt, ...)
+{
+	char *msg = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0)
+		return;
+	for (size_t i = 0; i < vm->n_problems; i++) {
+		if (strcmp(vm->problems[i], msg) == 0) {
+			free(msg);
+			return;
+		}
+	}
+	char **p = realloc(vm->problems, (vm->n_problems + 1) * sizeof *p);
+	if (!p) {
+		free(msg);
+		return;
+	}
+	vm->problems = p;
+	vm->problems[vm->n_problems++] = msg;
+}
+
+const char *flow_state_label(enum flow_state s)
+{
+	switch (s) {
+	case FLOW_UNKNOWN:
+		return _("state unknown");
+	case FLOW_RUNNING:
+		return _("running");
+	case FLOW_CLEAN:
+		return _("shut off · clean");
+	case FLOW_PENDING:
+		return _("shut off · decision pending");
+	case FLOW_KEPT:
+		return _("shut off · changes kept");
+	case FLOW_COMMITTING:
+		return _("committing");
+	case FLOW_REBUILDING:
+		return _("rebuilding overlay");
+	case FLOW_FAILED:
+		return _("operation failed");
+	case FLOW_INTERRUPTED:
+		return _("commit interrupted");
+	case FLOW_SAVED:
+		return _("saved state · untouched");
+	case FLOW_MISCONFIGURED:
+		return _("misconfigured");
+	}
+	return "";
+}
+
+const char *run_state_label(enum vm_run_state s)
+{
+	switch (s) {
+	case RUN_UNKNOWN:
+		return _("unknown");
+	case RUN_UNDEFINED:
+		return _("not defined");
+	case RUN_RUNNING:
+		return _("running");
+	case RUN_SHUTOFF:
+		return _("shut off");
+	case RUN_CRASHED:
+		return _("crashed");
+	}
+	return "";
+}
+
+char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
+{
+	char size[64];
+	switch (vm->flow) {
+	case FLOW_COMMITTING:
+		/* TRANSLATORS: tooltip line while a commit runs: VM name, percent */
+		snprintf(buf, len, _("%s: committing %.0f %%"), vm->name,
+		         vm->progress < 0 ? 0.0 : vm->progress);
+		break;
+	case FLOW_RUNNING:
+		i18n_format_size(size, sizeof size, vm->overlay_bytes);
+		/* TRANSLATORS: tooltip line: VM name, overlay size ("1.2 GiB") */
+		snprintf(buf, len, _("%s — running · overlay %s"), vm->name, size);
+		break;
+	case FLOW_FAILED:
+		/* TRANSLATORS: tooltip line: VM name, error message */
+		snprintf(buf, len, _("%s — failed: %s"), vm->name, vm->error ? vm->error : "");
+		break;
+	case FLOW_MISCONFIGURED:
+		snprintf(buf, len, _("%s — misconfigured: %s"), vm->name,
+		         vm->n_problems ? vm->problems[0] : "");
+		break;
+	default:
+		/* TRANSLATORS: tooltip line: VM name, state ("shut off · clean") */
+		snprintf(buf, len, _("%s — %s"), vm->name, flow_state_label(vm->flow));
+		break;
+	}
+	return buf;
+}

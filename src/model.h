@@ -1,0 +1,138 @@
+/* The model every module shares: one struct vm per managed VM. The libvirt
+ * watcher (virt) fills the domain/disk facts, the flow owns the decision
+ * state; UI modules (sni, menu, notify, control) only read it and ask the
+ * flow to act. Changes are announced with model_changed(), which coalesces
+ * into one refresh of every listener on the next loop iteration. */
+#ifndef VMO_MODEL_H
+#define VMO_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct loop;
+
+/* What libvirt says, simplified. */
+enum vm_run_state {
+	RUN_UNKNOWN = 0, /* not connected / not looked up yet */
+	RUN_UNDEFINED,   /* no such domain */
+	RUN_RUNNING,     /* running, blocked, paused, pmsuspended, shutting down */
+	RUN_SHUTOFF,
+	RUN_CRASHED,
+};
+
+/* How a domain stopped, classified (libvirt-qemu-img.md §1). */
+enum vm_stop_kind {
+	STOP_CLEAN = 0, /* STOPPED/SHUTDOWN: prompt */
+	STOP_UNCLEAN,   /* DESTROYED, CRASHED, FAILED: prompt with a warning */
+	STOP_NO_PROMPT, /* SAVED, MIGRATED, FROM_SNAPSHOT, managed save, snapshots */
+};
+
+/* DESIGN.md §3. */
+enum flow_state {
+	FLOW_UNKNOWN = 0, /* nothing known yet (not connected) */
+	FLOW_RUNNING,     /* VM runs on its overlay */
+	FLOW_CLEAN,       /* shut off, overlay fresh / nothing pending */
+	FLOW_PENDING,     /* stopped, waiting for the user's choice */
+	FLOW_KEPT,        /* user said keep for now; overlay untouched */
+	FLOW_COMMITTING,  /* qemu-img commit running */
+	FLOW_REBUILDING,  /* qemu-img create + rename running */
+	FLOW_FAILED,      /* last operation failed; data kept; Retry offered */
+	FLOW_INTERRUPTED, /* a commit journal was found: only Resume or Keep */
+	FLOW_SAVED,       /* stopped with saved state: must not touch */
+	FLOW_MISCONFIGURED, /* problems[] says why; no operation possible */
+};
+
+/* Actions a user can request; the flow decides which are possible and
+ * publishes them in vm->actions as a bitmask of (1u << action). */
+enum vm_action {
+	ACT_COMMIT = 0,
+	ACT_DISCARD,
+	ACT_KEEP,
+	ACT_RETRY,
+	ACT_RESUME,       /* resume an interrupted commit */
+	ACT_UNDO_DISCARD, /* restore <overlay>.discarded */
+	ACT_CANCEL,       /* cancel a running commit */
+	ACT_COUNT,
+};
+#define ACT_BIT(a) (1u << (a))
+
+struct vm {
+	/* identity (from config) */
+	char *name;
+	const struct vm_config *cfg;
+	enum vmo_policy policy; /* effective: config, or changed at run time */
+
+	/* libvirt facts (virt.c) */
+	char uuid[40];          /* "" when unknown */
+	enum vm_run_state run;
+	int dom_state;          /* virDomainState, -1 unknown */
+	int dom_reason;
+	bool has_managed_save;
+	bool has_snapshots;
+	char *disk_target;      /* "vda" */
+	char *overlay;          /* absolute path of the watched disk source */
+	char *base;             /* absolute path of its backing file */
+	char *backing_stored;   /* backing name exactly as in the overlay header */
+	char *backing_format;   /* "qcow2", "raw"; NULL if not recorded */
+	uint64_t overlay_bytes; /* allocated size (st_blocks * 512) */
+	uint64_t virtual_size;
+	char *shared_with;      /* another domain using the same base, or NULL */
+
+	/* problems: human-readable, translated; empty when fine */
+	char **problems;
+	size_t n_problems;
+
+	/* flow (flow.c) */
+	enum flow_state flow;
+	enum vm_stop_kind last_stop; /* meaningful in PENDING */
+	unsigned actions;            /* ACT_BIT mask of what may be requested now */
+	double progress;             /* 0..100 while COMMITTING, else -1 */
+	char *error;                 /* FAILED: translated message incl. qemu-img's */
+	bool has_discarded;          /* <overlay>.discarded exists (Undo possible) */
+	int64_t stop_time_ms;        /* loop_now_ms() of the stop that prompted */
+};
+
+typedef void (*model_listener_cb)(void *data);
+
+struct model {
+	struct vm **vms;
+	size_t n_vms;
+	struct loop *loop;
+	unsigned serial;     /* bumped by every model_changed() */
+	bool refresh_queued;
+	struct model_listener {
+		model_listener_cb cb;
+		void *data;
+	} *listeners;
+	size_t n_listeners;
+};
+
+/* Builds one vm per configured VM (policy from config). */
+bool model_init(struct model *m, struct loop *loop, const struct config *cfg);
+void model_finish(struct model *m);
+/* Rebinds after a config reload: keeps vm objects whose name stays, adds
+ * new ones, drops vanished ones that are idle. */
+void model_reload(struct model *m, const struct config *cfg);
+struct vm *model_find(const struct model *m, const char *name);
+struct vm *model_find_uuid(const struct model *m, const char *uuid);
+
+void model_add_listener(struct model *m, model_listener_cb cb, void *data);
+void model_remove_listener(struct model *m, model_listener_cb cb, void *data);
+/* Marks the model changed; listeners run once on the next iteration. */
+void model_changed(struct model *m);
+
+/* Helpers for strings in struct vm. */
+void vm_set_str(char **field, const char *value);
+void vm_clear_problems(struct vm *vm);
+void vm_add_problem(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Translated, short, for menus/tooltips/status. */
+const char *flow_state_label(enum flow_state s);
+const char *run_state_label(enum vm_run_state s);
+/* "win10 — running · overlay 1.2 GiB" (translated), written into buf. */
+char *vm_summary_line(const struct vm *vm, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,49 @@
+/* The libvirt watcher: lifecycle events through our loop, keepalive, close
+ * callback -> reconnect with backoff (1, 2, 4 ... 30 s), reconcile by
+ * listing all domains after every connect, at start-up and every
+ * reconcile_interval seconds; disk discovery from the inactive domain XML
+ * (libxml2) and the overlay's qcow2 header (image.c). Fills the libvirt
+ * facts of each struct vm and tells the flow about starts and stops. */
+#ifndef VMO_VIRT_H
+#define VMO_VIRT_H
+
+#include <stdbool.h>
+
+#include "model.h"
+
+struct loop;
+struct statefile;
+struct virt_watcher;
+typedef struct _virConnect *virConnectPtr;
+
+struct virt_events {
+	/* A managed VM went from running to shut off (event, or found by
+	 * reconcile, also across applet restarts). kind is classified and
+	 * confirmed with virDomainGetState. */
+	void (*stopped)(void *data, struct vm *vm, enum vm_stop_kind kind);
+	/* A managed VM was found running / started. */
+	void (*started)(void *data, struct vm *vm);
+	void *data;
+};
+
+/* loop_virt_register() must have been called. Connects from the loop
+ * (never fails for connection errors: it retries with backoff). */
+struct virt_watcher *virt_watcher_create(struct loop *loop, struct model *model,
+                                         const struct config *cfg, struct statefile *state,
+                                         const struct virt_events *events);
+void virt_watcher_destroy(struct virt_watcher *w); /* NULL ok */
+/* New config (SIGHUP): new URI reconnects; re-discovers every VM. */
+void virt_watcher_reconfigure(struct virt_watcher *w, const struct config *cfg);
+bool virt_watcher_connected(const struct virt_watcher *w);
+virConnectPtr virt_watcher_conn(const struct virt_watcher *w);
+
+/* Right before an image operation (DESIGN.md §4 rules 2, 3, 5): asks libvirt
+ * afresh that the domain is shut off, has no managed save and no
+ * snapshots; re-discovers the disk; checks the overlay's backing is the
+ * base and no other defined domain uses that base (when for_commit).
+ * Updates vm's facts. On refusal returns false with a translated *why. */
+bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_commit, char **why);
+/* Re-reads the overlay's header and size (after an operation). */
+void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm);
+
+#endif
