@@ -1,0 +1,131 @@
+/* The shared model: VMs built from the config, reload keeps/drops the right
+ * ones, change notifications coalesce into one refresh per iteration. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "loop.h"
+#include "model.h"
+#include "testlib.h"
+
+static struct vm_config vcs[3] = {
+	{.name = "win10", .policy = POLICY_ASK},
+	{.name = "kiosk", .policy = POLICY_DISCARD},
+	{.name = "lab", .policy = POLICY_KEEP},
+};
+
+static int refreshes;
+static void on_change(void *data)
+{
+	(void)data;
+	refreshes++;
+}
+
+static void test_init_and_find(void)
+{
+	struct config cfg = {.vms = vcs, .n_vms = 3};
+	struct model m;
+	REQUIRE(model_init(&m, NULL, &cfg));
+	CHECK_INT_EQ(m.n_vms, 3);
+	struct vm *k = model_find(&m, "kiosk");
+	REQUIRE(k);
+	CHECK_INT_EQ(k->policy, POLICY_DISCARD);
+	CHECK(k->cfg == &vcs[1]);
+	CHECK_INT_EQ(k->dom_state, -1);
+	CHECK(model_find(&m, "nope") == NULL);
+	CHECK(model_find(&m, NULL) == NULL);
+	strcpy(k->uuid, "c7a5fdbd-cdaf-9455-926a-d65c16db1809");
+	CHECK(model_find_uuid(&m, "c7a5fdbd-cdaf-9455-926a-d65c16db1809") == k);
+	CHECK(model_find_uuid(&m, "") == NULL);
+	model_finish(&m);
+}
+
+static void test_changes_coalesce(void)
+{
+	struct loop *loop = loop_create();
+	REQUIRE(loop);
+	struct config cfg = {.vms = vcs, .n_vms = 1};
+	struct model m;
+	REQUIRE(model_init(&m, loop, &cfg));
+	model_add_listener(&m, on_change, NULL);
+	refreshes = 0;
+	model_changed(&m);
+	model_changed(&m);
+	model_changed(&m);
+	CHECK_INT_EQ(refreshes, 0); /* deferred to the next iteration */
+	loop_iterate(loop, 0);
+	CHECK_INT_EQ(refreshes, 1);
+	CHECK_INT_EQ(m.serial, 3);
+	loop_iterate(loop, 0);
+	CHECK_INT_EQ(refreshes, 1);
+	model_remove_listener(&m, on_change, NULL);
+	model_changed(&m);
+	loop_iterate(loop, 0);
+	CHECK_INT_EQ(refreshes, 1);
+	model_finish(&m);
+	loop_destroy(loop);
+}
+
+static void test_reload(void)
+{
+	struct config cfg = {.vms = vcs, .n_vms = 3};
+	struct model m;
+	REQUIRE(model_init(&m, NULL, &cfg));
+	struct vm *win = model_find(&m, "win10");
+	struct vm *lab = model_find(&m, "lab");
+	win->policy = POLICY_COMMIT; /* changed at run time */
+	lab->flow = FLOW_COMMITTING; /* busy: survives removal */
+	vm_add_problem(win, "problem %d", 1);
+	vm_add_problem(win, "problem %d", 1); /* no duplicates */
+	CHECK_INT_EQ(win->n_problems, 1);
+
+	struct vm_config next[2] = {
+		{.name = "win10", .policy = POLICY_ASK},
+		{.name = "new", .policy = POLICY_COMMIT},
+	};
+	struct config cfg2 = {.vms = next, .n_vms = 2};
+	model_reload(&m, &cfg2);
+	CHECK_INT_EQ(m.n_vms, 3);
+	CHECK(model_find(&m, "win10") == win);   /* same object kept */
+	CHECK_INT_EQ(win->policy, POLICY_COMMIT); /* file's policy unchanged: run-time choice kept */
+	CHECK(win->cfg == &next[0]);
+	CHECK(model_find(&m, "kiosk") == NULL);  /* idle and gone */
+	CHECK(model_find(&m, "lab") == lab);     /* busy: kept until done */
+	CHECK(lab->cfg == NULL);
+	CHECK(model_find(&m, "new") != NULL);
+
+	next[0].policy = POLICY_DISCARD; /* the file changed it: the file wins */
+	struct vm_config next2[2] = {next[0], next[1]};
+	struct config cfg3 = {.vms = next2, .n_vms = 2};
+	lab->flow = FLOW_CLEAN;
+	model_reload(&m, &cfg3);
+	CHECK_INT_EQ(win->policy, POLICY_DISCARD);
+	CHECK(model_find(&m, "lab") == NULL);
+	CHECK_INT_EQ(m.n_vms, 2);
+	model_finish(&m);
+}
+
+static void test_summary_line(void)
+{
+	struct vm vm = {.name = "win10", .flow = FLOW_RUNNING, .overlay_bytes = 1288490189ull};
+	char buf[256];
+	vm_summary_line(&vm, buf, sizeof buf);
+	CHECK(strstr(buf, "win10") != NULL);
+	CHECK(strstr(buf, "running") != NULL);
+	CHECK(strstr(buf, "1.2 GiB") != NULL);
+	vm.flow = FLOW_COMMITTING;
+	vm.progress = 43.2;
+	vm_summary_line(&vm, buf, sizeof buf);
+	CHECK_STR_EQ(buf, "win10: committing 43 %");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct test_case cases[] = {
+		{"init_and_find", test_init_and_find},
+		{"changes_coalesce", test_changes_coalesce},
+		{"reload", test_reload},
+		{"summary_line", test_summary_line},
+		{0},
+	};
+	return test_main(argc, argv, cases);
+}
