@@ -7,11 +7,14 @@
 #define VMO_RUNNER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct loop;
 struct config;
 struct runner;
+
+#define RUNNER_KILL_GRACE_MS 5000
 
 struct runner_result {
 	int exit_code;      /* -1 if killed by a signal */
@@ -19,18 +22,56 @@ struct runner_result {
 	bool cancelled;     /* runner_cancel() was called */
 	const char *last_stderr; /* last non-empty stderr line, or "" */
 	const char *all_stdout;  /* everything printed on stdout (progress stripped) */
+	const char *all_stderr;  /* everything printed on stderr (capped at 64 KiB) */
+	double max_progress;     /* highest progress record seen, -1 if none */
 };
 
 typedef void (*runner_progress_cb)(void *data, double percent);
 /* Called once; the runner is freed right after the callback returns. */
 typedef void (*runner_done_cb)(void *data, const struct runner_result *res);
 
+/* argv[0] is an absolute path or a name looked up on PATH (before fork).
+ * The child gets stdin from /dev/null, an empty signal mask and default
+ * signal dispositions, and no other fd of ours. Exec failures are reported
+ * here (NULL + translated *err), not through done. done runs only after the
+ * child was reaped and both pipes reached EOF. */
 struct runner *runner_start(struct loop *loop, char *const argv[], runner_progress_cb progress,
                             runner_done_cb done, void *data, char **err);
+/* SIGTERM now, SIGKILL after the grace period if it still runs. */
 void runner_cancel(struct runner *r);
 pid_t runner_pid(const struct runner *r);
+/* Grace between SIGTERM and SIGKILL (default RUNNER_KILL_GRACE_MS). */
+void runner_set_kill_grace(struct runner *r, int64_t ms);
+/* The owner goes away while the child still runs (shutdown): no callback
+ * will run any more; the child is left to finish on its own (a commit is
+ * protected by its journal) and the runner frees itself once the child is
+ * reaped. NULL ok. */
+void runner_detach(struct runner *r);
 
 /* cfg->qemu_img, else "qemu-img" found on PATH (malloc'd); NULL + *err. */
 char *runner_find_qemu_img(const struct config *cfg, char **err);
+/* An executable named name on PATH (or name itself if it has a '/'),
+ * malloc'd; NULL if none. */
+char *runner_which(const char *name);
+
+/* Synchronous use (the privileged helper, tests): runs argv to completion
+ * in a private loop. Owned copies of the result. */
+struct runner_status {
+	int exit_code;
+	int term_signal;
+	bool cancelled;
+	char *last_stderr;
+	char *all_stdout;
+	char *all_stderr;
+	double max_progress;
+};
+bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data,
+                     struct runner_status *out, char **err);
+void runner_status_clear(struct runner_status *st);
+/* A runner_result view of a runner_status (strings borrowed). */
+void runner_status_view(const struct runner_status *st, struct runner_result *res);
+/* Parses one progress record such as "    (62.50/100%)"; false if it is
+ * not one. */
+bool runner_parse_progress(const char *rec, double *percent);
 
 #endif
