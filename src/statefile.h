@@ -11,10 +11,12 @@
 
 struct statefile;
 
-/* Creates dir if needed and loads dir/state (missing file = empty). */
+/* Creates dir if needed and loads dir/state (missing file = empty). A
+ * directory that cannot be created is logged and the state kept in memory.
+ * dir NULL: memory only (save is a no-op); tests use that. NULL on OOM. */
 struct statefile *statefile_open(const char *dir);
 void statefile_close(struct statefile *sf); /* NULL ok; does not save */
-const char *statefile_dir(const struct statefile *sf);
+const char *statefile_dir(const struct statefile *sf); /* NULL if memory only */
 
 bool statefile_get_running(const struct statefile *sf, const char *vm);
 void statefile_set_running(struct statefile *sf, const char *vm, bool running);
