@@ -1,0 +1,52 @@
+# Install rules for everything but the executables (top CMakeLists), icons
+# (part-icons.cmake) and translations (part-i18n.cmake): desktop entry,
+# autostart entry, systemd user unit, polkit action, man pages, example
+# config, our own D-Bus interface XML. Templates are cmake/*.in.
+#
+# The locations other programs search are cache variables, because they are
+# not always below CMAKE_INSTALL_PREFIX: polkit reads actions only from
+# /usr/share/polkit-1/actions, XDG autostart from $XDG_CONFIG_DIRS
+# (/etc/xdg), systemd user units from .../lib/systemd/user. With the default
+# prefix /usr/local the autostart entry and the polkit action land where
+# nothing looks; docs/install.md says to configure with -DCMAKE_INSTALL_PREFIX=/usr.
+
+set(VMO_AUTOSTART_DIR "${CMAKE_INSTALL_FULL_SYSCONFDIR}/xdg/autostart"
+    CACHE PATH "Directory of the XDG autostart entry")
+set(VMO_SYSTEMD_USER_UNIT_DIR "${CMAKE_INSTALL_PREFIX}/lib/systemd/user"
+    CACHE PATH "Directory of the systemd user unit")
+set(VMO_POLKIT_ACTION_DIR "${CMAKE_INSTALL_FULL_DATADIR}/polkit-1/actions"
+    CACHE PATH "Directory of the polkit action of the privileged helper")
+
+set(VMO_FULL_BINDIR "${CMAKE_INSTALL_FULL_BINDIR}")
+set(VMO_HELPER_PATH "${CMAKE_INSTALL_FULL_LIBEXECDIR}/vmoverlay/vmoverlay-helper")
+set(VMO_GEN_DIR "${CMAKE_CURRENT_BINARY_DIR}/install-gen")
+
+configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/vmoverlay.desktop.in
+               ${VMO_GEN_DIR}/applications/vmoverlay.desktop @ONLY)
+configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/vmoverlay-autostart.desktop.in
+               ${VMO_GEN_DIR}/autostart/vmoverlay.desktop @ONLY)
+configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/vmoverlay.service.in
+               ${VMO_GEN_DIR}/vmoverlay.service @ONLY)
+configure_file(${CMAKE_CURRENT_SOURCE_DIR}/cmake/io.github.vmoverlay.policy.in
+               ${VMO_GEN_DIR}/io.github.vmoverlay.policy @ONLY)
+
+install(FILES ${VMO_GEN_DIR}/applications/vmoverlay.desktop
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/applications)
+install(FILES ${VMO_GEN_DIR}/autostart/vmoverlay.desktop DESTINATION ${VMO_AUTOSTART_DIR})
+install(FILES ${VMO_GEN_DIR}/vmoverlay.service DESTINATION ${VMO_SYSTEMD_USER_UNIT_DIR})
+# The action names the helper's path; without the helper it would only
+# promise something that is not there.
+if(TARGET vmoverlay-helper)
+  install(FILES ${VMO_GEN_DIR}/io.github.vmoverlay.policy DESTINATION ${VMO_POLKIT_ACTION_DIR})
+endif()
+
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/doc/vmoverlay.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/doc/vmoverlay.conf.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/doc/vmoverlay.conf.example
+        DESTINATION ${CMAKE_INSTALL_DOCDIR})
+
+# Only the interfaces vmoverlay defines: the StatusNotifierItem, DBusMenu,
+# Notifications and JobView files describe other projects' interfaces,
+# which their own packages install (a second copy would clash in dpkg).
+file(GLOB VMO_OWN_DBUS_XML CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/dbus-xml/io.github.vmoverlay.*.xml)
+install(FILES ${VMO_OWN_DBUS_XML} DESTINATION ${CMAKE_INSTALL_DATADIR}/dbus-1/interfaces)
