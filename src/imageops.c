@@ -1,0 +1,654 @@
+/* Image operations shared by the flow (async) and vmoverlay-helper (sync):
+ * argv's for qemu-img, the atomic rebuild's file steps, the discard safety
+ * net, qemu's image-lock probe and the commit journal. Nothing here decides
+ * whether an operation may run; the callers re-check the preconditions. */
+#include "imageops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "i18n.h"
+#include "image.h"
+#include "log.h"
+
+static const char *const op_names[] = {
+	[IMAGEOPS_COMMIT] = "commit",
+	[IMAGEOPS_REBUILD] = "rebuild",
+	[IMAGEOPS_DISCARD] = "discard",
+	[IMAGEOPS_UNDO_DISCARD] = "undo-discard",
+};
+
+const char *imageops_op_name(enum imageops_op op)
+{
+	return (unsigned)op < sizeof op_names / sizeof op_names[0] ? op_names[op] : "?";
+}
+
+bool imageops_op_from_name(const char *s, enum imageops_op *out)
+{
+	for (size_t i = 0; s && i < sizeof op_names / sizeof op_names[0]; i++) {
+		if (strcmp(s, op_names[i]) == 0) {
+			*out = (enum imageops_op)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(char **err, const char *fmt, ...)
+{
+	if (!err)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(err, fmt, ap) < 0)
+		*err = NULL;
+	va_end(ap);
+}
+
+static char **argv_build(const char *first, ...)
+{
+	size_t n = 1;
+	va_list ap;
+	va_start(ap, first);
+	while (va_arg(ap, const char *))
+		n++;
+	va_end(ap);
+	char **argv = calloc(n + 1, sizeof *argv);
+	if (!argv)
+		return NULL;
+	argv[0] = strdup(first);
+	va_start(ap, first);
+	for (size_t i = 1; i < n; i++)
+		argv[i] = strdup(va_arg(ap, const char *));
+	va_end(ap);
+	for (size_t i = 0; i < n; i++) {
+		if (!argv[i]) {
+			imageops_argv_free(argv);
+			return NULL;
+		}
+	}
+	return argv;
+}
+
+void imageops_argv_free(char **argv)
+{
+	if (!argv)
+		return;
+	for (char **p = argv; *p; p++)
+		free(*p);
+	free(argv);
+}
+
+char **imageops_commit_argv(const char *qemu_img, const char *overlay)
+{
+	return argv_build(qemu_img, "commit", "-p", overlay, NULL);
+}
+
+static int fsync_dir_of(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(copy);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static bool has(const char *hay, const char *needle)
+{
+	return hay && strstr(hay, needle);
+}
+
+enum imageops_commit_failure imageops_commit_failure(const struct runner_result *res,
+                                                     const char *vm_name, char **msg)
+{
+	const char *se = res->all_stderr;
+	const char *line = res->last_stderr && *res->last_stderr ? res->last_stderr : NULL;
+	enum imageops_commit_failure kind;
+
+	/* qemu-img opens both images (and reopens the base read-write) before
+	 * it copies anything; every failure at that stage is reported as
+	 * "Could not open ..." (measured with 7.2: lock held, read-only fs,
+	 * immutable base, missing file). Anything else may have happened
+	 * after the first write into the base. */
+	if (res->cancelled || res->term_signal)
+		kind = COMMIT_FAIL_PARTIAL;
+	else if (has(se, "\"write\" lock") || has(se, "Is another process using the image"))
+		kind = COMMIT_FAIL_IN_USE;
+	else if (has(se, "Could not open") || has(se, "does not have a backing file")) {
+		if (has(se, "Permission denied") || has(se, "Operation not permitted"))
+			kind = COMMIT_FAIL_PERMISSION;
+		else
+			kind = COMMIT_FAIL_UNTOUCHED;
+	} else
+		kind = COMMIT_FAIL_PARTIAL;
+
+	if (!msg)
+		return kind;
+	char why[512];
+	if (res->cancelled)
+		snprintf(why, sizeof why, "%s", _("cancelled"));
+	else if (res->term_signal)
+		snprintf(why, sizeof why, _("qemu-img was killed by signal %d"), res->term_signal);
+	else if (line)
+		snprintf(why, sizeof why, "%s", line);
+	else
+		snprintf(why, sizeof why, _("qemu-img exited with status %d"), res->exit_code);
+
+	switch (kind) {
+	case COMMIT_FAIL_IN_USE:
+		set_err(msg, _("%s: the image is in use by another process (is the VM running?); "
+		               "nothing was changed"), vm_name);
+		break;
+	case COMMIT_FAIL_PERMISSION:
+		set_err(msg, _("%s: permission denied: %s. Nothing was lost: the overlay and the "
+		               "base are unchanged"), vm_name, line ? line : why);
+		break;
+	case COMMIT_FAIL_UNTOUCHED:
+		set_err(msg, _("%s: commit failed: %s. Nothing was lost: the overlay and the base "
+		               "are unchanged"), vm_name, why);
+		break;
+	case COMMIT_FAIL_PARTIAL:
+		set_err(msg, _("%s: commit did not finish: %s. Nothing was lost: the overlay still "
+		               "holds every change; resume the commit to finish it"), vm_name, why);
+		break;
+	}
+	return kind;
+}
+
+/* ---- rebuild ---- */
+
+void imageops_rebuild_clear(struct imageops_rebuild *rb)
+{
+	if (!rb)
+		return;
+	free(rb->overlay);
+	free(rb->tmp);
+	imageops_argv_free(rb->argv);
+	free(rb->backing);
+	free(rb->backing_format);
+	memset(rb, 0, sizeof *rb);
+}
+
+int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
+                             const char *overlay, const char *backing_stored,
+                             const char *backing_format, char **err)
+{
+	memset(rb, 0, sizeof *rb);
+	if (!overlay || !backing_stored || !*backing_stored) {
+		set_err(err, _("%s: the overlay's backing file is not known"), overlay ? overlay : "?");
+		return -EINVAL;
+	}
+	if (!backing_format || !*backing_format) {
+		/* qemu >= 6.1 refuses -b without -F, and guessing is unsafe. */
+		set_err(err, _("%s: the overlay does not record its backing file's format"), overlay);
+		return -EINVAL;
+	}
+	struct stat st;
+	if (lstat(overlay, &st) < 0) {
+		int e = errno;
+		set_err(err, _("%s: %s"), overlay, strerror(e));
+		return -e;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		set_err(err, _("%s is a symbolic link; refusing to replace it"), overlay);
+		return -ELOOP;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, _("%s is not a regular file"), overlay);
+		return -EINVAL;
+	}
+
+	char *copy1 = strdup(overlay), *copy2 = strdup(overlay);
+	char *tmp = NULL;
+	int ret = -ENOMEM;
+	if (!copy1 || !copy2 || asprintf(&tmp, "%s/.%s.XXXXXX", dirname(copy1), basename(copy2)) < 0) {
+		tmp = NULL;
+		set_err(err, "%s", strerror(ENOMEM));
+		goto error;
+	}
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
+			set_err(err, _("permission denied: cannot create a file next to %s (%s)"),
+			        overlay, strerror(-ret));
+		else
+			set_err(err, _("cannot create a file next to %s: %s"), overlay, strerror(-ret));
+		free(tmp);
+		tmp = NULL;
+		goto error;
+	}
+	close(fd);
+
+	rb->overlay = strdup(overlay);
+	rb->tmp = tmp;
+	rb->backing = strdup(backing_stored);
+	rb->backing_format = strdup(backing_format);
+	rb->uid = st.st_uid;
+	rb->gid = st.st_gid;
+	rb->mode = st.st_mode & 07777;
+	/* The backing name exactly as stored (relative names resolve against
+	 * the same directory, where the temp file lives too). */
+	rb->argv = argv_build(qemu_img, "create", "-q", "-f", "qcow2", "-F", backing_format, "-b",
+	                      backing_stored, tmp, NULL);
+	free(copy1);
+	free(copy2);
+	if (!rb->overlay || !rb->backing || !rb->backing_format || !rb->argv) {
+		set_err(err, "%s", strerror(ENOMEM));
+		imageops_rebuild_abort(rb);
+		return -ENOMEM;
+	}
+	return 0;
+
+error:
+	free(copy1);
+	free(copy2);
+	return ret;
+}
+
+void imageops_rebuild_abort(struct imageops_rebuild *rb)
+{
+	if (rb->tmp && unlink(rb->tmp) < 0 && errno != ENOENT)
+		log_warn("imageops: cannot remove %s: %s", rb->tmp, strerror(errno));
+	imageops_rebuild_clear(rb);
+}
+
+char *imageops_create_failure(const struct runner_result *res, bool *is_perm)
+{
+	const char *line = res->last_stderr && *res->last_stderr ? res->last_stderr : NULL;
+	bool perm = has(res->all_stderr, "Permission denied") ||
+	            has(res->all_stderr, "Operation not permitted");
+	if (is_perm)
+		*is_perm = perm;
+	char *msg = NULL;
+	if (res->term_signal)
+		set_err(&msg, _("creating the new overlay was stopped (signal %d); the old overlay "
+		                "is kept"), res->term_signal);
+	else if (perm)
+		set_err(&msg, _("permission denied: %s; the old overlay is kept"),
+		        line ? line : "qemu-img create");
+	else
+		set_err(&msg, _("creating the new overlay failed: %s; the old overlay is kept"),
+		        line ? line : _("qemu-img create failed"));
+	return msg;
+}
+
+int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, char **err)
+{
+	struct qcow2_info info = {0};
+	char *ierr = NULL, *disc = NULL;
+	bool made_link = false;
+	int ret = 0, fd = -1;
+
+	/* Rule 5 for the file we are about to put in place: it must be a qcow2
+	 * backed by exactly the old overlay's backing file and format. */
+	int r = image_read_qcow2(rb->tmp, &info, &ierr);
+	if (r < 0) {
+		set_err(err, _("the new overlay is unreadable: %s"), ierr ? ierr : strerror(-r));
+		ret = r;
+		goto error;
+	}
+	if (!info.backing_file || strcmp(info.backing_file, rb->backing) != 0 ||
+	    !info.backing_format || strcmp(info.backing_format, rb->backing_format) != 0) {
+		set_err(err, _("the new overlay has the wrong backing file (%s, %s)"),
+		        info.backing_file ? info.backing_file : "-",
+		        info.backing_format ? info.backing_format : "-");
+		ret = -EINVAL;
+		goto error;
+	}
+
+	fd = open(rb->tmp, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		ret = -errno;
+		set_err(err, _("cannot open the new overlay: %s"), strerror(-ret));
+		goto error;
+	}
+	struct stat st;
+	if (fstat(fd, &st) == 0 && (st.st_uid != rb->uid || st.st_gid != rb->gid) &&
+	    fchown(fd, rb->uid, rb->gid) < 0)
+		log_info("imageops: keeping owner %d:%d for %s (%s)", (int)st.st_uid,
+		         (int)st.st_gid, rb->overlay, strerror(errno));
+	if (fchmod(fd, rb->mode) < 0)
+		log_info("imageops: cannot set mode %o on %s: %s", (unsigned)rb->mode, rb->tmp,
+		         strerror(errno));
+	if (fsync(fd) < 0) {
+		ret = -errno;
+		set_err(err, _("cannot write the new overlay: %s; the old overlay is kept"),
+		        strerror(-ret));
+		goto error;
+	}
+	close(fd);
+	fd = -1;
+
+	if (keep_discarded) {
+		disc = imageops_discarded_path(rb->overlay);
+		if (!disc) {
+			ret = -ENOMEM;
+			goto error;
+		}
+		/* One generation: the previous safety net goes. A hard link, made
+		 * before the rename, keeps the old overlay reachable at every
+		 * moment. */
+		if (unlink(disc) < 0 && errno != ENOENT) {
+			ret = -errno;
+			set_err(err, _("cannot replace %s: %s; the old overlay is kept"), disc,
+			        strerror(-ret));
+			goto error;
+		}
+		if (link(rb->overlay, disc) < 0) {
+			ret = -errno;
+			set_err(err, _("cannot keep the old overlay as %s: %s; nothing was changed"),
+			        disc, strerror(-ret));
+			goto error;
+		}
+		made_link = true;
+	}
+
+	if (rename(rb->tmp, rb->overlay) < 0) {
+		ret = -errno;
+		set_err(err, _("cannot put the new overlay in place: %s; the old overlay is kept"),
+		        strerror(-ret));
+		goto error;
+	}
+	r = fsync_dir_of(rb->overlay);
+	if (r < 0)
+		log_warn("imageops: fsync of the directory of %s: %s", rb->overlay, strerror(-r));
+	log_info("imageops: fresh overlay %s in place%s", rb->overlay,
+	         keep_discarded ? " (old one kept as .discarded)" : "");
+	image_info_clear(&info);
+	free(ierr);
+	free(disc);
+	imageops_rebuild_clear(rb);
+	return 0;
+
+error:
+	if (fd >= 0)
+		close(fd);
+	if (made_link && unlink(disc) < 0)
+		log_warn("imageops: cannot remove %s: %s", disc, strerror(errno));
+	image_info_clear(&info);
+	free(ierr);
+	free(disc);
+	imageops_rebuild_abort(rb);
+	return ret;
+}
+
+/* ---- discard safety net ---- */
+
+char *imageops_discarded_path(const char *overlay)
+{
+	char *p = NULL;
+	if (!overlay || asprintf(&p, "%s.discarded", overlay) < 0)
+		return NULL;
+	return p;
+}
+
+bool imageops_has_discarded(const char *overlay)
+{
+	char *p = imageops_discarded_path(overlay);
+	struct stat st;
+	bool r = p && lstat(p, &st) == 0 && S_ISREG(st.st_mode);
+	free(p);
+	return r;
+}
+
+int imageops_undo_discard(const char *overlay, char **err)
+{
+	char *disc = imageops_discarded_path(overlay);
+	if (!disc)
+		return -ENOMEM;
+	struct stat st;
+	int ret = 0;
+	if (lstat(disc, &st) < 0 || !S_ISREG(st.st_mode)) {
+		ret = -ENOENT;
+		set_err(err, _("there is no discarded overlay to restore (%s)"), disc);
+		goto out;
+	}
+	/* rename() replaces the fresh overlay atomically: no moment without one. */
+	if (rename(disc, overlay) < 0) {
+		ret = -errno;
+		if (ret == -EACCES || ret == -EPERM)
+			set_err(err, _("permission denied: cannot restore %s: %s"), disc, strerror(-ret));
+		else
+			set_err(err, _("cannot restore %s: %s"), disc, strerror(-ret));
+		goto out;
+	}
+	int r = fsync_dir_of(overlay);
+	if (r < 0)
+		log_warn("imageops: fsync of the directory of %s: %s", overlay, strerror(-r));
+out:
+	free(disc);
+	return ret;
+}
+
+int imageops_drop_discarded(const char *overlay)
+{
+	char *disc = imageops_discarded_path(overlay);
+	if (!disc)
+		return -ENOMEM;
+	int ret = unlink(disc) < 0 && errno != ENOENT ? -errno : 0;
+	if (ret < 0)
+		log_warn("imageops: cannot remove %s: %s", disc, strerror(-ret));
+	free(disc);
+	return ret;
+}
+
+bool imageops_locked(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	/* QEMU's file-posix driver takes OFD read locks on byte 100 + perm
+	 * (permissions held) and 200 + perm (permissions it refuses to
+	 * share). Any lock in that range means a QEMU process has it open. */
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+		.l_start = 100,
+		.l_len = 200,
+		.l_pid = 0,
+	};
+	bool locked = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return locked;
+}
+
+/* ---- journal ---- */
+
+char *imageops_journal_path(const char *state_dir, const char *vm)
+{
+	char *name = strdup(vm), *p = NULL;
+	if (!name)
+		return NULL;
+	for (char *c = name; *c; c++)
+		if (*c == '/')
+			*c = '_';
+	if (asprintf(&p, "%s/%s.commit", state_dir, name) < 0)
+		p = NULL;
+	free(name);
+	return p;
+}
+
+int imageops_journal_write(const char *path, const char *vm, const char *overlay,
+                           const char *base, char **err)
+{
+	char *tmp = NULL;
+	if (asprintf(&tmp, "%s.tmp", path) < 0)
+		return -ENOMEM;
+	int ret = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ret = -errno;
+		goto error;
+	}
+	char *text = NULL;
+	int n = asprintf(&text,
+	                 "# vmoverlay commit journal: a qemu-img commit of this overlay into\n"
+	                 "# its base started and has not finished. Only the overlay holds a\n"
+	                 "# consistent disk; do not discard it.\n"
+	                 "version=1\nvm=%s\noverlay=%s\nbase=%s\nstarted=%lld\n",
+	                 vm, overlay, base ? base : "", (long long)time(NULL));
+	if (n < 0) {
+		close(fd);
+		ret = -ENOMEM;
+		goto error;
+	}
+	ssize_t w = write(fd, text, (size_t)n);
+	free(text);
+	if (w != n) {
+		ret = w < 0 ? -errno : -ENOSPC;
+		close(fd);
+		goto error;
+	}
+	if (fsync(fd) < 0) {
+		ret = -errno;
+		close(fd);
+		goto error;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		ret = -errno;
+		goto error;
+	}
+	fsync_dir_of(path);
+	free(tmp);
+	return 0;
+
+error:
+	set_err(err, _("cannot write the commit journal %s: %s"), path, strerror(-ret));
+	unlink(tmp);
+	free(tmp);
+	return ret;
+}
+
+static void set_str(char **field, const char *v)
+{
+	free(*field);
+	*field = strdup(v);
+}
+
+int imageops_journal_read(const char *path, struct imageops_journal *j)
+{
+	memset(j, 0, sizeof *j);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] == '\n')
+			line[--n] = 0;
+		if (line[0] == '#' || !line[0])
+			continue;
+		char *eq = strchr(line, '=');
+		if (!eq)
+			continue;
+		*eq = 0;
+		const char *v = eq + 1;
+		if (strcmp(line, "vm") == 0)
+			set_str(&j->vm, v);
+		else if (strcmp(line, "overlay") == 0)
+			set_str(&j->overlay, v);
+		else if (strcmp(line, "base") == 0)
+			set_str(&j->base, v);
+		else if (strcmp(line, "started") == 0)
+			j->started = atoll(v);
+	}
+	free(line);
+	fclose(f);
+	return j->overlay && *j->overlay ? 0 : -EINVAL;
+}
+
+int imageops_journal_remove(const char *path)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
+	fsync_dir_of(path);
+	return 0;
+}
+
+void imageops_journal_clear(struct imageops_journal *j)
+{
+	if (!j)
+		return;
+	free(j->vm);
+	free(j->overlay);
+	free(j->base);
+	memset(j, 0, sizeof *j);
+}
+
+/* ---- synchronous wrappers ---- */
+
+int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
+                          const char *backing_format, bool keep_discarded, char **err)
+{
+	struct imageops_rebuild rb;
+	int r = imageops_rebuild_prepare(&rb, qemu_img, overlay, backing_stored, backing_format, err);
+	if (r < 0)
+		return r;
+	struct runner_status st;
+	if (!runner_run_sync(rb.argv, NULL, NULL, &st, err)) {
+		imageops_rebuild_abort(&rb);
+		return -ECHILD;
+	}
+	if (st.exit_code != 0) {
+		struct runner_result res;
+		runner_status_view(&st, &res);
+		bool perm = false;
+		char *msg = imageops_create_failure(&res, &perm);
+		if (err)
+			*err = msg;
+		else
+			free(msg);
+		runner_status_clear(&st);
+		imageops_rebuild_abort(&rb);
+		return perm ? -EACCES : -EIO;
+	}
+	runner_status_clear(&st);
+	return imageops_rebuild_finish(&rb, keep_discarded, err);
+}
+
+int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
+                         const char *backing_format, const char *vm_name,
+                         runner_progress_cb cb, void *data,
+                         enum imageops_commit_failure *failure, char **err)
+{
+	if (failure)
+		*failure = COMMIT_FAIL_UNTOUCHED;
+	char **argv = imageops_commit_argv(qemu_img, overlay);
+	if (!argv)
+		return -ENOMEM;
+	struct runner_status st;
+	bool ran = runner_run_sync(argv, cb, data, &st, err);
+	imageops_argv_free(argv);
+	if (!ran)
+		return -ECHILD;
+	if (st.exit_code != 0) {
+		struct runner_result res;
+		runner_status_view(&st, &res);
+		enum imageops_commit_failure f = imageops_commit_failure(&res, vm_name, err);
+		if (failure)
+			*failure = f;
+		runner_status_clear(&st);
+		return f == COMMIT_FAIL_PERMISSION ? -EACCES : f == COMMIT_FAIL_IN_USE ? -EBUSY : -EIO;
+	}
+	runner_status_clear(&st);
+	/* The commit is complete: the base holds everything; the rebuild only
+	 * replaces an overlay that qemu-img already emptied. */
+	return imageops_rebuild_sync(qemu_img, overlay, backing_stored, backing_format, false, err);
+}

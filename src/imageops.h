@@ -1,0 +1,113 @@
+/* The image operations behind commit, discard and undo, shared by the
+ * applet's flow (asynchronous: it runs the argv's below with a runner in
+ * the main loop) and the privileged vmoverlay-helper (synchronous: the
+ * *_sync wrappers run the same steps in a private loop). The file steps
+ * (temp name, fsync, owner/mode, link, rename, directory fsync) live here
+ * only, so both executables keep DESIGN.md §4 rules 1, 4 and 7 the same way. */
+#ifndef VMO_IMAGEOPS_H
+#define VMO_IMAGEOPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "runner.h"
+
+enum imageops_op {
+	IMAGEOPS_COMMIT = 0, /* qemu-img commit, then rebuild */
+	IMAGEOPS_REBUILD,    /* fresh overlay after a successful commit */
+	IMAGEOPS_DISCARD,    /* fresh overlay, old one kept as .discarded if asked */
+	IMAGEOPS_UNDO_DISCARD,
+};
+const char *imageops_op_name(enum imageops_op op); /* "commit", ... */
+bool imageops_op_from_name(const char *s, enum imageops_op *out);
+
+/* How a failed qemu-img commit left the base. */
+enum imageops_commit_failure {
+	COMMIT_FAIL_UNTOUCHED = 0, /* failed while opening: nothing was written */
+	COMMIT_FAIL_IN_USE,        /* image lock held by another process: nothing written */
+	COMMIT_FAIL_PERMISSION,    /* EACCES/EPERM while opening: nothing written */
+	COMMIT_FAIL_PARTIAL,       /* may have written part of the base: journal stays */
+};
+
+/* ---- argv's (NULL-terminated, malloc'd; free with imageops_argv_free) ---- */
+/* qemu-img commit -p OVERLAY (plain commit: empties the overlay only on
+ * success; the default writeback cache is flushed before exit 0). */
+char **imageops_commit_argv(const char *qemu_img, const char *overlay);
+void imageops_argv_free(char **argv);
+
+/* Classifies a commit's result; *msg (translated) tells the user what
+ * failed and what was kept. */
+enum imageops_commit_failure imageops_commit_failure(const struct runner_result *res,
+                                                     const char *vm_name, char **msg);
+
+/* ---- rebuild: prepare (argv), run the argv, then finish or abort ---- */
+struct imageops_rebuild {
+	char *overlay;
+	char *tmp;           /* reserved temp name in the overlay's directory */
+	char **argv;         /* qemu-img create -q -f qcow2 -F fmt -b backing tmp */
+	char *backing;       /* as stored in the old overlay's header */
+	char *backing_format;
+	uid_t uid;
+	gid_t gid;
+	mode_t mode;
+};
+/* Reserves <dir>/.<name>.XXXXXX (mkstemp) and builds the argv. Returns 0 or
+ * a negative errno with a translated *err. */
+int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
+                             const char *overlay, const char *backing_stored,
+                             const char *backing_format, char **err);
+/* After the argv exited 0: checks the new header, fsync, owner/mode of the
+ * old overlay (where permitted), optionally keeps the old overlay as
+ * <overlay>.discarded (a hard link made before the rename, so there is never
+ * a moment without an overlay), rename() over the overlay, fsync(dir).
+ * On failure the temp file is removed and the old overlay is untouched.
+ * Returns 0 or a negative errno with a translated *err. */
+int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, char **err);
+/* Removes the temp file (after a failed create) and clears rb. */
+void imageops_rebuild_abort(struct imageops_rebuild *rb);
+void imageops_rebuild_clear(struct imageops_rebuild *rb);
+/* Translated message for a failed `qemu-img create`; *is_perm is set on
+ * EACCES/EPERM-like errors. */
+char *imageops_create_failure(const struct runner_result *res, bool *is_perm);
+
+/* ---- discard safety net ---- */
+char *imageops_discarded_path(const char *overlay); /* "<overlay>.discarded" */
+bool imageops_has_discarded(const char *overlay);
+/* rename(<overlay>.discarded, overlay) + fsync(dir); 0 or -errno + *err. */
+int imageops_undo_discard(const char *overlay, char **err);
+/* Removes <overlay>.discarded (the VM started: undo is no longer offered). */
+int imageops_drop_discarded(const char *overlay);
+
+/* True if another process holds one of qemu's OFD image locks on path
+ * (bytes 100..299, see QEMU's raw-posix locking); false if free or absent. */
+bool imageops_locked(const char *path);
+
+/* ---- commit journal (DESIGN.md §3) ---- */
+struct imageops_journal {
+	char *vm;
+	char *overlay;
+	char *base;
+	long long started; /* unix time */
+};
+/* <state_dir>/<vm>.commit ('/' in the name replaced). */
+char *imageops_journal_path(const char *state_dir, const char *vm);
+/* Writes tmp + fsync + rename + fsync(dir). 0 or -errno + *err. */
+int imageops_journal_write(const char *path, const char *vm, const char *overlay,
+                           const char *base, char **err);
+/* 0, -ENOENT if absent, -EINVAL if malformed (then j holds what was read). */
+int imageops_journal_read(const char *path, struct imageops_journal *j);
+int imageops_journal_remove(const char *path);
+void imageops_journal_clear(struct imageops_journal *j);
+
+/* ---- synchronous wrappers (vmoverlay-helper, tests) ---- */
+/* Commit + rebuild as one step; progress goes to cb. Returns 0 or a
+ * negative errno; on failure *failure says how the base was left. */
+int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
+                         const char *backing_format, const char *vm_name,
+                         runner_progress_cb cb, void *data,
+                         enum imageops_commit_failure *failure, char **err);
+int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
+                          const char *backing_format, bool keep_discarded, char **err);
+
+#endif
