@@ -343,7 +343,7 @@ static void test_bogus_headers(void)
 	/* Random noise behind a valid magic. */
 	srand(42);
 	for (int i = 0; i < 2000; i++) {
-		size_t n = 72 + (size_t)(rand() % 600);
+		size_t n = 104 + (size_t)(rand() % 600);
 		uint8_t *p = malloc(n);
 		for (size_t k = 0; k < n; k++)
 			p[k] = (uint8_t)rand();
