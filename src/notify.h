@@ -26,5 +26,8 @@ void notifier_result(void *n, struct vm *vm, enum flow_result res, unsigned long
 void notifier_summary(struct notifier *n);
 /* An error the user must see (config reload failed, ...). */
 void notifier_error(struct notifier *n, const char *summary, const char *body);
+/* True while the notification server answered our last probe (tests,
+ * status output); false means the tray menu is the only way to answer. */
+bool notifier_server_ok(const struct notifier *n);
 
 #endif
