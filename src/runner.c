@@ -487,8 +487,15 @@ void runner_set_kill_grace(struct runner *r, int64_t ms)
 
 void runner_detach(struct runner *r)
 {
-	if (r)
-		r->detached = true;
+	if (!r)
+		return;
+	/* The loop keeps reaping the child; our pipe ends close, so a child
+	 * that still writes gets EPIPE/SIGPIPE. For qemu-img commit that is an
+	 * interruption the journal covers; for create, a stray temp file. */
+	r->detached = true;
+	if (!r->exited)
+		loop_child_unwatch(r->loop, r->pid);
+	runner_free(r);
 }
 
 /* ---- synchronous use ---- */

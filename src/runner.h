@@ -42,10 +42,10 @@ void runner_cancel(struct runner *r);
 pid_t runner_pid(const struct runner *r);
 /* Grace between SIGTERM and SIGKILL (default RUNNER_KILL_GRACE_MS). */
 void runner_set_kill_grace(struct runner *r, int64_t ms);
-/* The owner goes away while the child still runs (shutdown): no callback
- * will run any more; the child is left to finish on its own (a commit is
- * protected by its journal) and the runner frees itself once the child is
- * reaped. NULL ok. */
+/* The owner goes away while the child still runs (shutdown): frees the
+ * runner now, no callback runs any more; the loop still reaps the child.
+ * Our pipe ends close, so the child sees EPIPE at its next output (a
+ * commit so interrupted is covered by its journal). NULL ok. */
 void runner_detach(struct runner *r);
 
 /* cfg->qemu_img, else "qemu-img" found on PATH (malloc'd); NULL + *err. */

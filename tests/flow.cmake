@@ -1,0 +1,3 @@
+# runner + imageops + flow (issue 5): real qemu-img/qemu-io on real files,
+# libvirt through the in-process test:/// driver.
+vmo_unit_test(NAME test_runner SOURCES test_runner.c TIMEOUT 120)
