@@ -20,5 +20,7 @@ void demo_start(struct demo *demo, struct app *app);
 /* Seconds left before the demo shuts the VM down, -1 when not counting. */
 int demo_countdown(const struct demo *demo);
 void demo_destroy(struct demo *demo); /* NULL ok; removes the temp dir */
+/* The temporary directory holding the demo's images (tests, logs). */
+const char *demo_dir(const struct demo *demo);
 
 #endif
