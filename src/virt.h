@@ -21,9 +21,14 @@ struct virt_events {
 	 * reconcile, also across applet restarts). kind is classified and
 	 * confirmed with virDomainGetState. */
 	void (*stopped)(void *data, struct vm *vm, enum vm_stop_kind kind);
-	/* A managed VM was found running / started. */
+	/* A managed VM was found running / started. May come again for a VM
+	 * that still runs after a reconnect (the flow treats it as a no-op). */
 	void (*started)(void *data, struct vm *vm);
 	void *data;
+	/* Optional: vm's facts were (re)read (every reconcile, event and
+	 * discovery), after stopped/started if any. Lets the flow leave
+	 * FLOW_UNKNOWN for a VM found shut off and follow problems. */
+	void (*updated)(void *data, struct vm *vm);
 };
 
 /* loop_virt_register() must have been called. Connects from the loop
@@ -36,6 +41,16 @@ void virt_watcher_destroy(struct virt_watcher *w); /* NULL ok */
 void virt_watcher_reconfigure(struct virt_watcher *w, const struct config *cfg);
 bool virt_watcher_connected(const struct virt_watcher *w);
 virConnectPtr virt_watcher_conn(const struct virt_watcher *w);
+/* The last connection error (libvirt's English text), NULL when connected. */
+const char *virt_watcher_last_error(const struct virt_watcher *w);
+/* Re-lists every domain now (as the periodic timer does). */
+void virt_watcher_reconcile(struct virt_watcher *w);
+
+/* Stop classification (libvirt-qemu-img.md §1.2), exported for tests:
+ * from virDomainGetState's state + reason and the never-prompt facts, and
+ * from a STOPPED event detail (used only when the domain is gone). */
+enum vm_stop_kind virt_classify_stop(int state, int reason, bool managed_save, bool snapshots);
+enum vm_stop_kind virt_classify_event(int detail);
 
 /* Right before an image operation (DESIGN.md §4 rules 2, 3, 5): asks libvirt
  * afresh that the domain is shut off, has no managed save and no

@@ -1,0 +1,1006 @@
+/* The libvirt watcher. One connection, lifecycle events for every domain
+ * (the managed VMs are picked out here), a close callback that only flags,
+ * reconnects with backoff from a timer, and a reconcile (list every domain,
+ * compare with what we last saw and with the state file) after each
+ * connect and every reconcile_interval seconds: events missed while we
+ * were not connected are lost, libvirt does not replay them.
+ * Disk facts come from the inactive domain XML (libxml2) and the qcow2
+ * headers (image.c); no process is forked. */
+#include "virt.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+
+#include "config.h"
+#include "i18n.h"
+#include "image.h"
+#include "log.h"
+#include "loop.h"
+#include "statefile.h"
+
+#define KEEPALIVE_INTERVAL_S 5
+#define KEEPALIVE_COUNT 3
+#define BACKOFF_MAX_S 30
+#define CHAIN_MAX_DEPTH 16
+
+/* One file some defined domain's disk chain uses: a base that must not be
+ * committed into on behalf of another domain. */
+struct base_use {
+	dev_t dev;
+	ino_t ino;
+	char *domain;
+};
+
+struct virt_watcher {
+	struct loop *loop;
+	struct model *model;
+	const struct config *cfg;
+	struct statefile *state;
+	struct virt_events ev;
+
+	char *uri; /* NULL: libvirt's default */
+	virConnectPtr conn;
+	int lifecycle_id;     /* -1 when not registered */
+	bool close_registered;
+	bool closed;          /* set by the close callback, acted on by a timer */
+	int backoff_s;
+	char *last_error;
+
+	struct loop_timer *reconnect_timer;
+	struct loop_timer *reconcile_timer;
+	struct loop_timer *rescan_timer; /* coalesces define/undefine events */
+
+	struct base_use *uses;
+	size_t n_uses;
+};
+
+/* A <disk> of a domain, as far as we care. */
+struct disk_info {
+	char *target;
+	char *source; /* resolved path, NULL if none / not a file */
+	bool is_disk; /* device='disk' */
+	bool is_file; /* type file or volume (resolved to a path) */
+	bool qcow2;
+	bool transient, readonly, shareable;
+};
+
+/* libvirt's default handler prints every error to stderr; we log the ones
+ * that matter ourselves, with context. */
+static void quiet_error(void *data, virErrorPtr err)
+{
+	if (err && err->message)
+		log_debug("libvirt: %s", err->message);
+}
+
+static const char *last_virt_error(void)
+{
+	const char *m = virGetLastErrorMessage();
+	return m ? m : "unknown error";
+}
+
+static bool cfg_has_override(const struct vm *vm)
+{
+	return vm->cfg && vm->cfg->overlay;
+}
+
+enum vm_stop_kind virt_classify_stop(int state, int reason, bool managed_save, bool snapshots)
+{
+	/* A saved RAM image or a libvirt-managed chain refers to this overlay:
+	 * changing it would corrupt them. */
+	if (managed_save || snapshots)
+		return STOP_NO_PROMPT;
+	if (state == VIR_DOMAIN_CRASHED)
+		return STOP_UNCLEAN;
+	switch (reason) {
+	case VIR_DOMAIN_SHUTOFF_SHUTDOWN:
+		return STOP_CLEAN;
+	case VIR_DOMAIN_SHUTOFF_SAVED:
+	case VIR_DOMAIN_SHUTOFF_MIGRATED:
+	case VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT:
+		return STOP_NO_PROMPT;
+	default:
+		/* DESTROYED, CRASHED, FAILED, DAEMON and anything unknown: the guest
+		 * did not say it shut down cleanly. */
+		return STOP_UNCLEAN;
+	}
+}
+
+enum vm_stop_kind virt_classify_event(int detail)
+{
+	switch (detail) {
+	case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+		return STOP_CLEAN;
+	case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+	case VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+	case VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT:
+		return STOP_NO_PROMPT;
+	default:
+		return STOP_UNCLEAN;
+	}
+}
+
+static const char *stop_kind_name(enum vm_stop_kind k)
+{
+	switch (k) {
+	case STOP_CLEAN:
+		return "clean";
+	case STOP_UNCLEAN:
+		return "unclean";
+	case STOP_NO_PROMPT:
+		return "no-prompt";
+	}
+	return "?";
+}
+
+static enum vm_run_state run_from_state(virDomainPtr dom, int state)
+{
+	switch (state) {
+	case VIR_DOMAIN_SHUTOFF:
+		return RUN_SHUTOFF;
+	case VIR_DOMAIN_CRASHED:
+		return RUN_CRASHED;
+	case VIR_DOMAIN_NOSTATE:
+		return virDomainIsActive(dom) == 1 ? RUN_RUNNING : RUN_SHUTOFF;
+	default: /* running, blocked, paused, shutting down, pmsuspended */
+		return RUN_RUNNING;
+	}
+}
+
+static void set_unknown(struct vm *vm)
+{
+	vm->run = RUN_UNKNOWN;
+	vm->dom_state = -1;
+	vm->dom_reason = 0;
+}
+
+/* What libvirt says about a domain right now. */
+struct dom_facts {
+	char uuid[VIR_UUID_STRING_BUFLEN];
+	int state, reason;
+	enum vm_run_state run;
+	bool managed_save, snapshots;
+};
+
+/* False if libvirt could not tell (the domain is gone). */
+static bool query_facts(virDomainPtr dom, struct dom_facts *f)
+{
+	memset(f, 0, sizeof(*f));
+	if (virDomainGetState(dom, &f->state, &f->reason, 0) < 0)
+		return false;
+	if (virDomainGetUUIDString(dom, f->uuid) < 0)
+		f->uuid[0] = 0;
+	f->run = run_from_state(dom, f->state);
+	f->managed_save = virDomainHasManagedSaveImage(dom, 0) > 0;
+	f->snapshots = virDomainSnapshotNum(dom, 0) > 0;
+	return true;
+}
+
+static void apply_facts(struct vm *vm, const struct dom_facts *f)
+{
+	snprintf(vm->uuid, sizeof(vm->uuid), "%s", f->uuid);
+	vm->dom_state = f->state;
+	vm->dom_reason = f->reason;
+	vm->run = f->run;
+	vm->has_managed_save = f->managed_save;
+	vm->has_snapshots = f->snapshots;
+}
+
+static bool query_domain(struct vm *vm, virDomainPtr dom)
+{
+	struct dom_facts f;
+	if (!query_facts(dom, &f))
+		return false;
+	apply_facts(vm, &f);
+	return true;
+}
+
+/* ---- domain XML ---- */
+
+static xmlNodePtr child_elem(xmlNodePtr n, const char *name)
+{
+	for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next) {
+		if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST name))
+			return c;
+	}
+	return NULL;
+}
+
+static char *prop(xmlNodePtr n, const char *name)
+{
+	if (!n)
+		return NULL;
+	xmlChar *v = xmlGetProp(n, BAD_CAST name);
+	if (!v)
+		return NULL;
+	char *s = strdup((const char *)v);
+	xmlFree(v);
+	return s;
+}
+
+static char *volume_path(virConnectPtr conn, const char *pool_name, const char *vol_name)
+{
+	if (!conn || !pool_name || !vol_name)
+		return NULL;
+	char *path = NULL;
+	virStoragePoolPtr pool = virStoragePoolLookupByName(conn, pool_name);
+	if (!pool) {
+		log_warn("virt: storage pool %s: %s", pool_name, last_virt_error());
+		return NULL;
+	}
+	virStorageVolPtr vol = virStorageVolLookupByName(pool, vol_name);
+	if (vol) {
+		path = virStorageVolGetPath(vol);
+		virStorageVolFree(vol);
+	}
+	if (!path)
+		log_warn("virt: volume %s/%s: %s", pool_name, vol_name, last_virt_error());
+	virStoragePoolFree(pool);
+	return path;
+}
+
+static void disks_free(struct disk_info *d, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(d[i].target);
+		free(d[i].source);
+	}
+	free(d);
+}
+
+/* Every <disk> of the domain's inactive XML. Returns false (with a log
+ * line) when the XML cannot be had or parsed. */
+static bool domain_disks(virConnectPtr conn, virDomainPtr dom, struct disk_info **out,
+                         size_t *n_out)
+{
+	*out = NULL;
+	*n_out = 0;
+	char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+	if (!xml) {
+		log_warn("virt: XML of %s: %s", virDomainGetName(dom), last_virt_error());
+		return false;
+	}
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+	                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	free(xml);
+	if (!doc) {
+		log_warn("virt: cannot parse the XML of %s", virDomainGetName(dom));
+		return false;
+	}
+	bool ok = false;
+	xmlXPathContextPtr ctx = xmlXPathNewContext(doc);
+	xmlXPathObjectPtr res =
+		ctx ? xmlXPathEvalExpression(BAD_CAST "/domain/devices/disk", ctx) : NULL;
+	if (!res)
+		goto out;
+	int count = res->nodesetval ? res->nodesetval->nodeNr : 0;
+	struct disk_info *d = count ? calloc((size_t)count, sizeof(*d)) : NULL;
+	if (count && !d)
+		goto out;
+	for (int i = 0; i < count; i++) {
+		xmlNodePtr node = res->nodesetval->nodeTab[i];
+		struct disk_info *di = &d[i];
+		char *type = prop(node, "type");
+		char *device = prop(node, "device");
+		char *driver_type = prop(child_elem(node, "driver"), "type");
+		xmlNodePtr source = child_elem(node, "source");
+		di->target = prop(child_elem(node, "target"), "dev");
+		di->is_disk = !device || strcmp(device, "disk") == 0;
+		di->qcow2 = driver_type && strcmp(driver_type, "qcow2") == 0;
+		di->transient = child_elem(node, "transient") != NULL;
+		di->readonly = child_elem(node, "readonly") != NULL;
+		di->shareable = child_elem(node, "shareable") != NULL;
+		if (type && strcmp(type, "file") == 0) {
+			di->source = prop(source, "file");
+			di->is_file = di->source != NULL;
+		} else if (type && strcmp(type, "volume") == 0) {
+			char *pool = prop(source, "pool"), *vol = prop(source, "volume");
+			di->source = volume_path(conn, pool, vol);
+			di->is_file = di->source != NULL;
+			free(pool);
+			free(vol);
+		}
+		free(type);
+		free(device);
+		free(driver_type);
+	}
+	*out = d;
+	*n_out = (size_t)count;
+	ok = true;
+out:
+	xmlXPathFreeObject(res);
+	xmlXPathFreeContext(ctx);
+	xmlFreeDoc(doc);
+	return ok;
+}
+
+static bool disk_qualifies(const struct disk_info *d)
+{
+	return d->is_disk && d->is_file && d->qcow2 && !d->transient && !d->readonly &&
+	       !d->shareable;
+}
+
+/* ---- shared bases ---- */
+
+static void uses_clear(struct virt_watcher *w)
+{
+	for (size_t i = 0; i < w->n_uses; i++)
+		free(w->uses[i].domain);
+	free(w->uses);
+	w->uses = NULL;
+	w->n_uses = 0;
+}
+
+static void uses_add(struct virt_watcher *w, const struct stat *st, const char *domain)
+{
+	for (size_t i = 0; i < w->n_uses; i++) {
+		if (w->uses[i].dev == st->st_dev && w->uses[i].ino == st->st_ino &&
+		    strcmp(w->uses[i].domain, domain) == 0)
+			return;
+	}
+	struct base_use *n = realloc(w->uses, (w->n_uses + 1) * sizeof(*n));
+	if (!n)
+		return;
+	w->uses = n;
+	char *name = strdup(domain);
+	if (!name)
+		return;
+	w->uses[w->n_uses++] = (struct base_use){st->st_dev, st->st_ino, name};
+}
+
+/* Every file in the chain of every disk of every defined domain: the disk
+ * itself and its backing files, from their qcow2 headers. */
+static void uses_rebuild(struct virt_watcher *w, virDomainPtr *doms, int n)
+{
+	uses_clear(w);
+	for (int i = 0; i < n; i++) {
+		const char *name = virDomainGetName(doms[i]);
+		struct disk_info *d;
+		size_t nd;
+		if (!name || !domain_disks(w->conn, doms[i], &d, &nd))
+			continue;
+		for (size_t k = 0; k < nd; k++) {
+			char *path = d[k].source ? strdup(d[k].source) : NULL;
+			for (int depth = 0; path && depth < CHAIN_MAX_DEPTH; depth++) {
+				struct stat st;
+				if (stat(path, &st) < 0)
+					break;
+				uses_add(w, &st, name);
+				struct qcow2_info info;
+				char *next = NULL;
+				if (image_read_qcow2(path, &info, NULL) == 0 && info.backing_file)
+					next = image_resolve_backing(path, info.backing_file);
+				image_info_clear(&info);
+				free(path);
+				path = next;
+			}
+			free(path);
+		}
+		disks_free(d, nd);
+	}
+}
+
+/* The other domain whose chain holds vm's base, or NULL. */
+static const char *uses_other(const struct virt_watcher *w, const struct vm *vm)
+{
+	struct stat st;
+	if (!vm->base || stat(vm->base, &st) < 0)
+		return NULL;
+	for (size_t i = 0; i < w->n_uses; i++) {
+		if (w->uses[i].dev == st.st_dev && w->uses[i].ino == st.st_ino &&
+		    strcmp(w->uses[i].domain, vm->name) != 0)
+			return w->uses[i].domain;
+	}
+	return NULL;
+}
+
+static bool rebuild_uses_now(struct virt_watcher *w)
+{
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(w->conn, &doms, 0);
+	if (n < 0) {
+		log_warn("virt: listing domains: %s", last_virt_error());
+		return false;
+	}
+	uses_rebuild(w, doms, n);
+	for (int i = 0; i < n; i++)
+		virDomainFree(doms[i]);
+	free(doms);
+	return true;
+}
+
+/* ---- disk discovery ---- */
+
+static void clear_image_facts(struct vm *vm)
+{
+	vm_set_str(&vm->base, NULL);
+	vm_set_str(&vm->backing_stored, NULL);
+	vm_set_str(&vm->backing_format, NULL);
+	vm->overlay_bytes = 0;
+	vm->virtual_size = 0;
+}
+
+/* The overlay's header: backing, format, size; checks rule 5 (the
+ * overlay's backing is the configured base). */
+static void fill_image_facts(struct vm *vm, const char *cfg_base)
+{
+	clear_image_facts(vm);
+	if (!vm->overlay)
+		return;
+	vm->overlay_bytes = image_allocated_bytes(vm->overlay);
+	struct qcow2_info info;
+	char *err = NULL;
+	if (image_read_qcow2(vm->overlay, &info, &err) < 0) {
+		vm_add_problem(vm, _("Cannot read the overlay: %s"), err ? err : "");
+		free(err);
+		vm_set_str(&vm->base, cfg_base);
+		return;
+	}
+	vm->virtual_size = info.virtual_size;
+	vm_set_str(&vm->backing_stored, info.backing_file);
+	vm_set_str(&vm->backing_format, info.backing_format);
+	char *resolved = image_resolve_backing(vm->overlay, info.backing_file);
+	vm_set_str(&vm->base, cfg_base ? cfg_base : resolved);
+	struct stat st;
+	if (!info.backing_file) {
+		vm_add_problem(vm, _("The overlay %s has no backing file, so there is no base to commit into."),
+		               vm->overlay);
+	} else if (cfg_base && stat(cfg_base, &st) < 0) {
+		vm_add_problem(vm, _("The base %s does not exist."), cfg_base);
+	} else if (cfg_base && !image_same_file(resolved, cfg_base)) {
+		vm_add_problem(vm, _("The overlay %s is not backed by the base %s (its backing file is %s)."),
+		               vm->overlay, cfg_base, resolved ? resolved : info.backing_file);
+	} else if (!cfg_base && stat(resolved, &st) < 0) {
+		vm_add_problem(vm, _("The backing file %s of the overlay %s does not exist."),
+		               resolved ? resolved : info.backing_file, vm->overlay);
+	}
+	if (info.corrupt)
+		vm_add_problem(vm, _("The overlay %s is marked corrupt; check it with qemu-img check."),
+		               vm->overlay);
+	free(resolved);
+	image_info_clear(&info);
+}
+
+static char *join_targets(const struct disk_info *d, size_t n)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f)
+		return NULL;
+	bool first = true;
+	for (size_t i = 0; i < n; i++) {
+		if (!disk_qualifies(&d[i]))
+			continue;
+		fprintf(f, "%s%s", first ? "" : ", ", d[i].target ? d[i].target : "?");
+		first = false;
+	}
+	fclose(f);
+	return out;
+}
+
+/* Picks the watched disk from the domain XML and fills vm->disk_target and
+ * vm->overlay, or adds the problem that prevents it. */
+static void discover_disk(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
+{
+	const char *want = vm->cfg ? vm->cfg->disk : NULL;
+	struct disk_info *d;
+	size_t n;
+	vm_set_str(&vm->overlay, NULL);
+	vm_set_str(&vm->disk_target, NULL);
+	if (!domain_disks(w->conn, dom, &d, &n)) {
+		vm_add_problem(vm, _("Cannot read the definition of %s from libvirt."), vm->name);
+		return;
+	}
+	const struct disk_info *pick = NULL;
+	if (want) {
+		for (size_t i = 0; i < n; i++) {
+			if (d[i].target && strcmp(d[i].target, want) == 0)
+				pick = &d[i];
+		}
+		if (!pick)
+			vm_add_problem(vm, _("%s has no disk %s."), vm->name, want);
+		else if (!pick->is_disk || !pick->is_file || !pick->qcow2)
+			vm_add_problem(vm, _("Disk %s of %s is not a qcow2 file disk."), want, vm->name);
+		else if (pick->transient)
+			vm_add_problem(vm, _("Disk %s of %s is transient: libvirt discards it by itself."),
+			               want, vm->name);
+		else if (pick->readonly || pick->shareable)
+			vm_add_problem(vm, _("Disk %s of %s is read-only or shareable; it cannot be a private overlay."),
+			               want, vm->name);
+		if (pick && !disk_qualifies(pick))
+			pick = NULL;
+	} else {
+		size_t count = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (disk_qualifies(&d[i])) {
+				pick = &d[i];
+				count++;
+			}
+		}
+		if (count == 0) {
+			vm_add_problem(vm, _("%s has no writable qcow2 file disk to watch."), vm->name);
+		} else if (count > 1) {
+			char *list = join_targets(d, n);
+			vm_add_problem(vm,
+			               _("%s has several qcow2 disks (%s); choose one with disk = \"…\" in the configuration."),
+			               vm->name, list ? list : "");
+			free(list);
+			pick = NULL;
+		}
+	}
+	if (pick) {
+		vm_set_str(&vm->disk_target, pick->target);
+		vm_set_str(&vm->overlay, pick->source);
+	}
+	disks_free(d, n);
+}
+
+/* All disk and image facts of vm (dom may be NULL: no such domain). */
+static void discover_vm(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
+{
+	vm_clear_problems(vm);
+	const char *cfg_base = vm->cfg ? vm->cfg->base : NULL;
+	if (!dom)
+		vm_add_problem(vm, _("libvirt has no domain named %s."), vm->name);
+	if (cfg_has_override(vm)) {
+		vm_set_str(&vm->overlay, vm->cfg->overlay);
+		vm_set_str(&vm->disk_target, vm->cfg->disk);
+	} else if (dom) {
+		discover_disk(w, vm, dom);
+	} else {
+		vm_set_str(&vm->overlay, NULL);
+		vm_set_str(&vm->disk_target, NULL);
+	}
+	fill_image_facts(vm, cfg_base);
+	const char *other = uses_other(w, vm);
+	vm_set_str(&vm->shared_with, other);
+}
+
+/* ---- transitions ---- */
+
+static void save_state(struct virt_watcher *w)
+{
+	if (w->state && !statefile_save(w->state))
+		log_warn("virt: could not save the state file");
+}
+
+static void report_stopped(struct virt_watcher *w, struct vm *vm, enum vm_stop_kind kind)
+{
+	statefile_set_running(w->state, vm->name, false);
+	save_state(w);
+	log_info("virt: %s stopped (%s; state %d reason %d%s%s)", vm->name, stop_kind_name(kind),
+	         vm->dom_state, vm->dom_reason, vm->has_managed_save ? ", managed save" : "",
+	         vm->has_snapshots ? ", snapshots" : "");
+	if (w->ev.stopped)
+		w->ev.stopped(w->ev.data, vm, kind);
+}
+
+/* Compares vm's fresh facts with what we saw before (prev run state and
+ * the persisted "last seen running" bit) and tells the flow. */
+static void transition(struct virt_watcher *w, struct vm *vm, enum vm_run_state prev)
+{
+	bool was_running = statefile_get_running(w->state, vm->name);
+	switch (vm->run) {
+	case RUN_RUNNING:
+		if (!was_running) {
+			statefile_set_running(w->state, vm->name, true);
+			save_state(w);
+		}
+		if (prev != RUN_RUNNING) {
+			log_info("virt: %s is running", vm->name);
+			if (w->ev.started)
+				w->ev.started(w->ev.data, vm);
+		}
+		break;
+	case RUN_SHUTOFF:
+	case RUN_CRASHED:
+		if (was_running)
+			report_stopped(w, vm,
+			               virt_classify_stop(vm->dom_state, vm->dom_reason,
+			                                  vm->has_managed_save, vm->has_snapshots));
+		break;
+	case RUN_UNDEFINED:
+		/* A transient domain vanishes when it stops; without a domain
+		 * there is no reason to classify. */
+		if (was_running) {
+			log_warn("virt: %s was running and is no longer defined", vm->name);
+			statefile_set_running(w->state, vm->name, false);
+			save_state(w);
+		}
+		break;
+	case RUN_UNKNOWN:
+		break;
+	}
+	if (w->ev.updated)
+		w->ev.updated(w->ev.data, vm);
+}
+
+/* Fresh facts for one managed VM from libvirt, then the transition. */
+static void update_vm(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
+{
+	enum vm_run_state prev = vm->run;
+	if (!dom || !query_domain(vm, dom)) {
+		vm->uuid[0] = 0;
+		vm->run = RUN_UNDEFINED;
+		vm->dom_state = -1;
+		vm->dom_reason = 0;
+		vm->has_managed_save = false;
+		vm->has_snapshots = false;
+		dom = NULL;
+	}
+	discover_vm(w, vm, dom);
+	transition(w, vm, prev);
+}
+
+static void reconcile(struct virt_watcher *w, const char *why)
+{
+	if (!w->conn)
+		return;
+	virDomainPtr *doms = NULL;
+	int n = virConnectListAllDomains(w->conn, &doms, 0);
+	if (n < 0) {
+		log_warn("virt: listing domains (%s): %s", why, last_virt_error());
+		return;
+	}
+	log_debug("virt: reconcile (%s): %d domains", why, n);
+	uses_rebuild(w, doms, n);
+	for (size_t i = 0; i < w->model->n_vms; i++) {
+		struct vm *vm = w->model->vms[i];
+		virDomainPtr dom = NULL;
+		for (int k = 0; k < n && !dom; k++) {
+			const char *name = virDomainGetName(doms[k]);
+			if (name && strcmp(name, vm->name) == 0)
+				dom = doms[k];
+		}
+		update_vm(w, vm, dom);
+	}
+	for (int i = 0; i < n; i++)
+		virDomainFree(doms[i]);
+	free(doms);
+	model_changed(w->model);
+}
+
+/* ---- events ---- */
+
+static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
+{
+	struct virt_watcher *w = opaque;
+	const char *name = virDomainGetName(dom);
+	if (event == VIR_DOMAIN_EVENT_DEFINED || event == VIR_DOMAIN_EVENT_UNDEFINED) {
+		/* Disks or the set of domains changed: shared bases and
+		 * discovery are redone once, from the loop. */
+		loop_timer_arm(w->rescan_timer, 0, 0);
+	}
+	struct vm *vm = name ? model_find(w->model, name) : NULL;
+	if (!vm)
+		return 0;
+	log_debug("virt: event %s %d/%d", name, event, detail);
+	enum vm_run_state prev = vm->run;
+
+	switch (event) {
+	case VIR_DOMAIN_EVENT_STARTED:
+		if (query_domain(vm, dom) && vm->run == RUN_RUNNING) {
+			discover_vm(w, vm, dom);
+			transition(w, vm, prev);
+		} else {
+			/* Stopped again before we looked: it did run, so the STOPPED
+			 * event that follows must find it recorded as running. */
+			statefile_set_running(w->state, vm->name, true);
+			save_state(w);
+		}
+		break;
+	case VIR_DOMAIN_EVENT_STOPPED:
+		if (!query_domain(vm, dom)) {
+			/* A transient domain is gone by now; the event is all we have. */
+			vm->run = RUN_UNDEFINED;
+			vm->dom_state = -1;
+			if (statefile_get_running(w->state, vm->name))
+				report_stopped(w, vm, virt_classify_event(detail));
+			break;
+		}
+		/* Trust the state (and reason) over the event. */
+		if (vm->run == RUN_RUNNING)
+			log_info("virt: %s: stop event, but the domain runs again", vm->name);
+		discover_vm(w, vm, dom);
+		transition(w, vm, prev);
+		break;
+	case VIR_DOMAIN_EVENT_UNDEFINED:
+		update_vm(w, vm, NULL);
+		break;
+	default:
+		if (query_domain(vm, dom))
+			transition(w, vm, prev);
+		break;
+	}
+	model_changed(w->model);
+	return 0;
+}
+
+/* Only flags: tearing the connection down inside libvirt's callback is
+ * not allowed; the reconnect timer does it from the loop. */
+static void on_close(virConnectPtr conn, int reason, void *opaque)
+{
+	struct virt_watcher *w = opaque;
+	w->closed = true;
+	loop_timer_arm(w->reconnect_timer, 0, 0);
+}
+
+/* ---- connection ---- */
+
+static void set_last_error(struct virt_watcher *w, const char *msg)
+{
+	free(w->last_error);
+	w->last_error = msg ? strdup(msg) : NULL;
+}
+
+static void disconnect(struct virt_watcher *w)
+{
+	if (!w->conn)
+		return;
+	if (w->lifecycle_id >= 0)
+		virConnectDomainEventDeregisterAny(w->conn, w->lifecycle_id);
+	w->lifecycle_id = -1;
+	if (w->close_registered)
+		virConnectUnregisterCloseCallback(w->conn, on_close);
+	w->close_registered = false;
+	virConnectClose(w->conn);
+	virResetLastError();
+	w->conn = NULL;
+	w->closed = false;
+	for (size_t i = 0; i < w->model->n_vms; i++)
+		set_unknown(w->model->vms[i]);
+	model_changed(w->model);
+}
+
+static bool try_connect(struct virt_watcher *w)
+{
+	virConnectPtr conn = virConnectOpen(w->uri);
+	if (!conn) {
+		const char *msg = last_virt_error();
+		if (!w->last_error || strcmp(w->last_error, msg) != 0)
+			log_warn("virt: cannot connect to %s: %s", w->uri ? w->uri : "(default)", msg);
+		set_last_error(w, msg);
+		return false;
+	}
+	w->conn = conn;
+	w->closed = false;
+	if (virConnectRegisterCloseCallback(conn, on_close, w, NULL) == 0)
+		w->close_registered = true;
+	else
+		log_debug("virt: no close callback: %s", last_virt_error());
+	/* Without keepalive a hung daemon is invisible; test:/// has none. */
+	if (virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) != 0)
+		log_debug("virt: keepalive not available on %s", w->uri ? w->uri : "(default)");
+	virResetLastError();
+	w->lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+	                                                   VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
+	                                                   w, NULL);
+	if (w->lifecycle_id < 0) {
+		const char *msg = last_virt_error();
+		log_err("virt: cannot register for domain events: %s", msg);
+		set_last_error(w, msg);
+		disconnect(w);
+		return false;
+	}
+	set_last_error(w, NULL);
+	w->backoff_s = 1;
+	log_info("virt: connected to %s", w->uri ? w->uri : "(default)");
+	reconcile(w, "connect");
+	return true;
+}
+
+static void on_reconnect_timer(struct loop *loop, struct loop_timer *t, void *data)
+{
+	struct virt_watcher *w = data;
+	if (w->conn && w->closed) {
+		log_warn("virt: connection to %s closed; reconnecting", w->uri ? w->uri : "(default)");
+		disconnect(w);
+	}
+	if (w->conn)
+		return;
+	if (try_connect(w))
+		return;
+	log_debug("virt: next connection attempt in %d s", w->backoff_s);
+	loop_timer_arm(t, (int64_t)w->backoff_s * 1000, 0);
+	w->backoff_s = w->backoff_s * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : w->backoff_s * 2;
+}
+
+static void on_reconcile_timer(struct loop *loop, struct loop_timer *t, void *data)
+{
+	struct virt_watcher *w = data;
+	if (w->conn && !w->closed)
+		reconcile(w, "interval");
+}
+
+static void on_rescan_timer(struct loop *loop, struct loop_timer *t, void *data)
+{
+	struct virt_watcher *w = data;
+	if (w->conn && !w->closed)
+		reconcile(w, "domain defined/undefined");
+}
+
+static void arm_reconcile(struct virt_watcher *w)
+{
+	int64_t ms = w->cfg && w->cfg->reconcile_interval > 0
+	                     ? (int64_t)w->cfg->reconcile_interval * 1000
+	                     : -1;
+	loop_timer_arm(w->reconcile_timer, ms, ms > 0 ? ms : 0);
+}
+
+struct virt_watcher *virt_watcher_create(struct loop *loop, struct model *model,
+                                         const struct config *cfg, struct statefile *state,
+                                         const struct virt_events *events)
+{
+	struct virt_watcher *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->loop = loop;
+	w->model = model;
+	w->cfg = cfg;
+	w->state = state;
+	if (events)
+		w->ev = *events;
+	w->lifecycle_id = -1;
+	w->backoff_s = 1;
+	if (cfg && cfg->connect && !(w->uri = strdup(cfg->connect)))
+		goto error;
+	w->reconnect_timer = loop_timer_add(loop, 0, 0, on_reconnect_timer, w);
+	w->reconcile_timer = loop_timer_add(loop, -1, 0, on_reconcile_timer, w);
+	w->rescan_timer = loop_timer_add(loop, -1, 0, on_rescan_timer, w);
+	if (!w->reconnect_timer || !w->reconcile_timer || !w->rescan_timer)
+		goto error;
+	virSetErrorFunc(NULL, quiet_error);
+	arm_reconcile(w);
+	return w;
+error:
+	virt_watcher_destroy(w);
+	return NULL;
+}
+
+void virt_watcher_destroy(struct virt_watcher *w)
+{
+	if (!w)
+		return;
+	disconnect(w);
+	if (w->reconnect_timer)
+		loop_timer_remove(w->reconnect_timer);
+	if (w->reconcile_timer)
+		loop_timer_remove(w->reconcile_timer);
+	if (w->rescan_timer)
+		loop_timer_remove(w->rescan_timer);
+	uses_clear(w);
+	free(w->last_error);
+	free(w->uri);
+	free(w);
+}
+
+void virt_watcher_reconfigure(struct virt_watcher *w, const struct config *cfg)
+{
+	const char *old = w->uri ? w->uri : "";
+	const char *new = cfg && cfg->connect ? cfg->connect : "";
+	bool uri_changed = strcmp(old, new) != 0;
+	w->cfg = cfg;
+	arm_reconcile(w);
+	if (uri_changed) {
+		free(w->uri);
+		w->uri = *new ? strdup(new) : NULL;
+		disconnect(w);
+		set_last_error(w, NULL);
+		w->backoff_s = 1;
+		loop_timer_arm(w->reconnect_timer, 0, 0);
+		return;
+	}
+	if (w->conn && !w->closed)
+		reconcile(w, "configuration reloaded");
+}
+
+bool virt_watcher_connected(const struct virt_watcher *w)
+{
+	return w && w->conn && !w->closed;
+}
+
+virConnectPtr virt_watcher_conn(const struct virt_watcher *w)
+{
+	return w ? w->conn : NULL;
+}
+
+const char *virt_watcher_last_error(const struct virt_watcher *w)
+{
+	return w ? w->last_error : NULL;
+}
+
+void virt_watcher_reconcile(struct virt_watcher *w)
+{
+	if (w && w->conn && !w->closed)
+		reconcile(w, "requested");
+}
+
+static bool refuse(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool refuse(char **why, const char *fmt, ...)
+{
+	if (why) {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vasprintf(why, fmt, ap) < 0)
+			*why = NULL;
+		va_end(ap);
+	}
+	return false;
+}
+
+bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_commit, char **why)
+{
+	if (why)
+		*why = NULL;
+	if (!virt_watcher_connected(w))
+		return refuse(why, _("Not connected to libvirt, so it cannot confirm that %s is shut off."),
+		              vm->name);
+	/* The answer is asked afresh but not turned into a start/stop here:
+	 * the flow is on the stack. A change is handed to a reconcile from the
+	 * loop, which compares against the facts we had. */
+	virDomainPtr dom = virDomainLookupByName(w->conn, vm->name);
+	struct dom_facts f;
+	if (!dom || !query_facts(dom, &f)) {
+		if (dom)
+			virDomainFree(dom);
+		virResetLastError();
+		loop_timer_arm(w->rescan_timer, 0, 0);
+		return refuse(why, _("libvirt has no domain named %s."), vm->name);
+	}
+	if (f.run != vm->run)
+		loop_timer_arm(w->rescan_timer, 0, 0);
+	else
+		apply_facts(vm, &f);
+	if (for_commit)
+		rebuild_uses_now(w);
+	discover_vm(w, vm, dom);
+	virDomainFree(dom);
+	model_changed(w->model);
+
+	if (f.state != VIR_DOMAIN_SHUTOFF)
+		return refuse(why, _("%s is not shut off."), vm->name);
+	if (f.managed_save)
+		return refuse(why, _("%s has a saved state (managed save) that needs the overlay as it is."),
+		              vm->name);
+	if (f.snapshots)
+		return refuse(why, _("%s has libvirt snapshots; vmoverlay does not change their image chain."),
+		              vm->name);
+	if (vm->n_problems)
+		return refuse(why, "%s", vm->problems[0]);
+	if (!vm->overlay || !vm->base)
+		return refuse(why, _("The overlay or the base of %s is not known."), vm->name);
+	if (for_commit && vm->shared_with)
+		return refuse(why,
+		              _("The base %s is also used by %s; committing into it would corrupt that VM."),
+		              vm->base, vm->shared_with);
+	return true;
+}
+
+void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm)
+{
+	if (virt_watcher_connected(w) && !cfg_has_override(vm)) {
+		virDomainPtr dom = virDomainLookupByName(w->conn, vm->name);
+		virResetLastError();
+		discover_vm(w, vm, dom);
+		if (dom)
+			virDomainFree(dom);
+	} else {
+		/* Disk facts as last discovered; only the image is re-read. */
+		vm_clear_problems(vm);
+		if (vm->run == RUN_UNDEFINED)
+			vm_add_problem(vm, _("libvirt has no domain named %s."), vm->name);
+		fill_image_facts(vm, vm->cfg ? vm->cfg->base : NULL);
+		vm_set_str(&vm->shared_with, uses_other(w, vm));
+	}
+	model_changed(w->model);
+}
