@@ -68,10 +68,10 @@ present "$VMO_INSTALL_DATADIR/dbus-1/interfaces/io.github.vmoverlay.Control1.xml
 absent "$VMO_INSTALL_DATADIR/dbus-1/interfaces/org.kde.StatusNotifierItem.xml"
 absent "$VMO_INSTALL_DATADIR/dbus-1/interfaces/com.canonical.dbusmenu.xml"
 
-# Icons: every icons/*.svg as scalable plus a PNG of the right size each.
+# Icons: every icons/hicolor/scalable/apps/*.svg as scalable plus a PNG of the right size each.
 shopt -s nullglob
-svgs=("$VMO_SRC"/icons/*.svg)
-[ ${#svgs[@]} -gt 0 ] || fail "no icons/*.svg in the source tree"
+svgs=("$VMO_SRC"/icons/hicolor/scalable/apps/*.svg)
+[ ${#svgs[@]} -gt 0 ] || fail "no icons/hicolor/scalable/apps/*.svg in the source tree"
 hicolor=$VMO_INSTALL_DATADIR/icons/hicolor
 for svg in "${svgs[@]}"; do
 	name=$(basename "$svg" .svg)
