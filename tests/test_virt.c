@@ -1,0 +1,636 @@
+/* The libvirt watcher in-process: test:///default (a second connection in
+ * this process causes the events the watcher sees through OUR loop) and
+ * test:///ABS/node.xml fixtures whose disks are real qcow2 files. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libvirt/libvirt.h>
+
+#include "config.h"
+#include "image.h"
+#include "log.h"
+#include "loop.h"
+#include "model.h"
+#include "statefile.h"
+#include "testlib.h"
+#include "virt.h"
+
+static struct loop *loop;
+
+struct record {
+	char what; /* 'S' stopped, 'R' started */
+	char name[64];
+	enum vm_stop_kind kind;
+};
+
+static struct record records[64];
+static int n_records;
+
+static void on_stopped(void *data, struct vm *vm, enum vm_stop_kind kind)
+{
+	if (n_records < 64) {
+		records[n_records] = (struct record){'S', "", kind};
+		snprintf(records[n_records].name, sizeof(records[0].name), "%s", vm->name);
+		n_records++;
+	}
+}
+
+static void on_started(void *data, struct vm *vm)
+{
+	if (n_records < 64) {
+		records[n_records] = (struct record){'R', "", 0};
+		snprintf(records[n_records].name, sizeof(records[0].name), "%s", vm->name);
+		n_records++;
+	}
+}
+
+static int n_updated;
+static void on_updated(void *data, struct vm *vm)
+{
+	n_updated++;
+}
+
+static const struct virt_events events = {
+	.stopped = on_stopped,
+	.started = on_started,
+	.updated = on_updated,
+};
+
+static int count(char what, const char *name)
+{
+	int n = 0;
+	for (int i = 0; i < n_records; i++)
+		n += records[i].what == what && strcmp(records[i].name, name) == 0;
+	return n;
+}
+
+static const struct record *last_of(char what, const char *name)
+{
+	for (int i = n_records - 1; i >= 0; i--) {
+		if (records[i].what == what && strcmp(records[i].name, name) == 0)
+			return &records[i];
+	}
+	return NULL;
+}
+
+/* Iterates our loop until n_records reaches want or ms pass. */
+static bool wait_records(int want, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (n_records < want && loop_now_ms() < end)
+		loop_iterate(loop, 50);
+	/* Let anything still queued arrive, so duplicates would show. */
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	return n_records >= want;
+}
+
+static bool wait_connected(struct virt_watcher *w, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (!virt_watcher_connected(w) && loop_now_ms() < end)
+		loop_iterate(loop, 50);
+	for (int i = 0; i < 3; i++)
+		loop_iterate(loop, 10);
+	return virt_watcher_connected(w);
+}
+
+/* A config with the given VMs; strings are borrowed (tests own them). */
+struct fixture {
+	struct config cfg;
+	struct vm_config vms[16];
+	struct model model;
+};
+
+static void fixture_init(struct fixture *f, const char *uri)
+{
+	memset(f, 0, sizeof(*f));
+	f->cfg.connect = (char *)uri;
+	f->cfg.vms = f->vms;
+}
+
+static struct vm_config *fixture_vm(struct fixture *f, const char *name)
+{
+	struct vm_config *vc = &f->vms[f->cfg.n_vms++];
+	vc->name = (char *)name;
+	return vc;
+}
+
+static void fixture_model(struct fixture *f)
+{
+	if (!model_init(&f->model, loop, &f->cfg))
+		abort();
+}
+
+static void test_classify(void)
+{
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_SHUTDOWN, false, false),
+	             STOP_CLEAN);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_DESTROYED, false, false),
+	             STOP_UNCLEAN);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_CRASHED, false, false),
+	             STOP_UNCLEAN);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_FAILED, false, false),
+	             STOP_UNCLEAN);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_DAEMON, false, false),
+	             STOP_UNCLEAN);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_SAVED, false, false),
+	             STOP_NO_PROMPT);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_MIGRATED, false, false),
+	             STOP_NO_PROMPT);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT, false,
+	                                false),
+	             STOP_NO_PROMPT);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_SHUTDOWN, true, false),
+	             STOP_NO_PROMPT);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_SHUTDOWN, false, true),
+	             STOP_NO_PROMPT);
+	CHECK_INT_EQ(virt_classify_stop(VIR_DOMAIN_CRASHED, 0, false, false), STOP_UNCLEAN);
+	CHECK_INT_EQ(virt_classify_event(VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN), STOP_CLEAN);
+	CHECK_INT_EQ(virt_classify_event(VIR_DOMAIN_EVENT_STOPPED_DESTROYED), STOP_UNCLEAN);
+	CHECK_INT_EQ(virt_classify_event(VIR_DOMAIN_EVENT_STOPPED_SAVED), STOP_NO_PROMPT);
+	CHECK_INT_EQ(virt_classify_event(VIR_DOMAIN_EVENT_STOPPED_FROM_SNAPSHOT), STOP_NO_PROMPT);
+}
+
+/* Events on test:///default caused through a second connection. */
+static void test_default_events(void)
+{
+	char *statedir = NULL;
+	if (asprintf(&statedir, "%s/state-default", test_tmpdir()) < 0)
+		abort();
+	struct statefile *sf = statefile_open(statedir);
+	REQUIRE(sf);
+	struct fixture f;
+	fixture_init(&f, "test:///default");
+	fixture_vm(&f, "test");
+	fixture_model(&f);
+	n_records = 0;
+
+	/* The other side keeps the shared default state alive throughout. */
+	virConnectPtr other = virConnectOpen("test:///default");
+	REQUIRE(other);
+	virDomainPtr dom = virDomainLookupByName(other, "test");
+	REQUIRE(dom);
+
+	struct virt_watcher *w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
+	REQUIRE(w);
+	REQUIRE(wait_connected(w, 2000));
+	struct vm *vm = model_find(&f.model, "test");
+	CHECK_INT_EQ(vm->run, RUN_RUNNING);
+	CHECK_INT_EQ(count('R', "test"), 1);
+	CHECK(vm->uuid[0] != 0);
+	CHECK(n_updated > 0);
+	CHECK(statefile_get_running(sf, "test"));
+	/* The default domain's disk has no qcow2 driver: a problem, not a guess. */
+	CHECK_INT_EQ(vm->n_problems, 1);
+	CHECK(vm->n_problems && strstr(vm->problems[0], "qcow2"));
+	char *why = NULL;
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "not shut off"));
+	free(why);
+
+	/* destroy -> unclean stop */
+	int base = n_records;
+	REQUIRE(virDomainDestroy(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	CHECK_INT_EQ(n_records, base + 1);
+	const struct record *r = last_of('S', "test");
+	CHECK(r && r->kind == STOP_UNCLEAN);
+	CHECK_INT_EQ(vm->run, RUN_SHUTOFF);
+	CHECK_INT_EQ(vm->dom_reason, VIR_DOMAIN_SHUTOFF_DESTROYED);
+	CHECK(!statefile_get_running(sf, "test"));
+
+	/* create -> started */
+	base = n_records;
+	REQUIRE(virDomainCreate(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	CHECK_INT_EQ(n_records, base + 1);
+	CHECK(records[n_records - 1].what == 'R');
+	CHECK_INT_EQ(vm->run, RUN_RUNNING);
+
+	/* guest shutdown -> clean stop */
+	base = n_records;
+	REQUIRE(virDomainShutdown(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	CHECK_INT_EQ(n_records, base + 1);
+	r = last_of('S', "test");
+	CHECK(r && r->kind == STOP_CLEAN);
+	CHECK_INT_EQ(vm->dom_reason, VIR_DOMAIN_SHUTOFF_SHUTDOWN);
+
+	/* managed save -> never prompt */
+	REQUIRE(virDomainCreate(dom) == 0);
+	base = n_records + 1;
+	CHECK(wait_records(base, 2000));
+	REQUIRE(virDomainManagedSave(dom, 0) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	CHECK_INT_EQ(n_records, base + 1);
+	r = last_of('S', "test");
+	CHECK(r && r->kind == STOP_NO_PROMPT);
+	CHECK(vm->has_managed_save);
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "managed save"));
+	free(why);
+
+	/* restore (start from the managed save) -> started */
+	base = n_records;
+	REQUIRE(virDomainCreate(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	CHECK(records[n_records - 1].what == 'R');
+	CHECK(!vm->has_managed_save);
+
+	/* a libvirt snapshot exists -> a destroy does not prompt */
+	virDomainSnapshotPtr snap =
+		virDomainSnapshotCreateXML(dom, "<domainsnapshot><name>s1</name></domainsnapshot>", 0);
+	REQUIRE(snap);
+	base = n_records;
+	REQUIRE(virDomainDestroy(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	r = last_of('S', "test");
+	CHECK(r && r->kind == STOP_NO_PROMPT);
+	CHECK(vm->has_snapshots);
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "snapshot"));
+	free(why);
+	CHECK(virDomainSnapshotDelete(snap, 0) == 0);
+	virDomainSnapshotFree(snap);
+
+	/* Shut off now, nothing else wrong but the disk: check_idle names it. */
+	virt_watcher_reconcile(w);
+	CHECK(!vm->has_snapshots);
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "qcow2"));
+	free(why);
+
+	/* "Restart" of the applet while the VM runs; it stops meanwhile. */
+	base = n_records;
+	REQUIRE(virDomainCreate(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	CHECK(statefile_get_running(sf, "test"));
+	virt_watcher_destroy(w);
+	statefile_close(sf);
+	model_finish(&f.model);
+	REQUIRE(virDomainShutdown(dom) == 0);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+
+	sf = statefile_open(statedir);
+	REQUIRE(sf);
+	CHECK(statefile_get_running(sf, "test"));
+	fixture_model(&f);
+	n_records = 0;
+	w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
+	REQUIRE(wait_connected(w, 2000));
+	CHECK_INT_EQ(n_records, 1);
+	r = last_of('S', "test");
+	CHECK(r && r->kind == STOP_CLEAN);
+	CHECK(!statefile_get_running(sf, "test"));
+	/* A second reconcile reports nothing new. */
+	virt_watcher_reconcile(w);
+	CHECK_INT_EQ(n_records, 1);
+	virt_watcher_destroy(w);
+	statefile_close(sf);
+
+	/* Reopen from disk: the stop was recorded, so no third report. */
+	sf = statefile_open(statedir);
+	CHECK(!statefile_get_running(sf, "test"));
+	statefile_close(sf);
+
+	virDomainCreate(dom); /* leave the shared default as we found it */
+	virDomainFree(dom);
+	virConnectClose(other);
+	model_finish(&f.model);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	free(statedir);
+}
+
+/* ---- node.xml fixtures ---- */
+
+static const char *T;
+
+static void sh_ok(const char *cmd)
+{
+	if (test_sh("cd '%s' && %s", T, cmd) != 0) {
+		fprintf(stderr, "command failed: %s\n", cmd);
+		exit(1);
+	}
+}
+
+static char *tpath(const char *name)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", T, name) < 0)
+		abort();
+	return p;
+}
+
+static void make_images(void)
+{
+	static bool done;
+	if (done)
+		return;
+	test_require_program("qemu-img");
+	sh_ok("qemu-img create -q -f qcow2 baseA.qcow2 16M && "
+	      "qemu-img create -q -f qcow2 baseB.qcow2 16M && "
+	      "qemu-img create -q -f qcow2 baseS.qcow2 16M && "
+	      "qemu-img create -q -f raw raw.img 1M && "
+	      "mkdir -p pool && "
+	      "for o in ovA ovSaved ovM1 ovM2 ovK1 ovK2 ovK3 ovK5 ovSnap; do "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseA.qcow2 $o.qcow2 || exit 1; done && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseB.qcow2 ovWrong.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b ../baseA.qcow2 pool/vol.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseS.qcow2 ovShA.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseS.qcow2 ovShB.qcow2");
+	done = true;
+}
+
+static void disk(FILE *f, const char *type, const char *drv, const char *file, const char *dev,
+                 const char *extra)
+{
+	fprintf(f,
+	        "<disk type='file' device='%s'><driver name='qemu' type='%s'/>"
+	        "<source file='%s/%s'/><target dev='%s' bus='virtio'/>%s</disk>\n",
+	        type, drv, T, file, dev, extra ? extra : "");
+}
+
+static void domain_open(FILE *f, const char *name, bool off, bool managed_save)
+{
+	fprintf(f,
+	        "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+	        "<name>%s</name><memory unit='MiB'>64</memory>"
+	        "<os><type arch='x86_64' machine='pc'>hvm</type></os>%s%s<devices>\n",
+	        name, off ? "<test:runstate>5</test:runstate>" : "",
+	        managed_save ? "<test:hasmanagedsave/>" : "");
+}
+
+static char *write_node_xml(void)
+{
+	char *path = tpath("node.xml");
+	FILE *f = fopen(path, "w");
+	if (!f)
+		abort();
+	fprintf(f, "<node>\n");
+	domain_open(f, "off1", true, false);
+	disk(f, "disk", "qcow2", "ovA.qcow2", "vda", NULL);
+	disk(f, "cdrom", "raw", "raw.img", "hdc", "<readonly/>");
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "saved1", true, true);
+	disk(f, "disk", "qcow2", "ovSaved.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "run1", false, false);
+	disk(f, "disk", "qcow2", "ovSnap.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "multi", true, false);
+	disk(f, "disk", "qcow2", "ovM1.qcow2", "vda", NULL);
+	disk(f, "disk", "qcow2", "ovM2.qcow2", "vdb", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "skips", true, false);
+	disk(f, "disk", "qcow2", "ovK1.qcow2", "vda", "<transient/>");
+	disk(f, "disk", "qcow2", "ovK2.qcow2", "vdb", "<readonly/>");
+	disk(f, "disk", "qcow2", "ovK3.qcow2", "vdc", "<shareable/>");
+	disk(f, "disk", "raw", "raw.img", "vdd", NULL);
+	disk(f, "disk", "qcow2", "ovK5.qcow2", "vde", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "wrong", true, false);
+	disk(f, "disk", "qcow2", "ovWrong.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "shareA", true, false);
+	disk(f, "disk", "qcow2", "ovShA.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+	domain_open(f, "shareB", true, false);
+	disk(f, "disk", "qcow2", "ovShB.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "vol", true, false);
+	fprintf(f, "<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+	           "<source pool='vpool' volume='vol.qcow2'/><target dev='vda' bus='virtio'/></disk>\n");
+	fprintf(f, "</devices></domain>\n");
+
+	fprintf(f,
+	        "<pool type='dir'><name>vpool</name><uuid>35bb2ad9-388a-cdfe-461a-b8907f6e53fe</uuid>"
+	        "<capacity>1000000</capacity><allocation>0</allocation><available>1000000</available>"
+	        "<source/><target><path>%s/pool</path></target>"
+	        "<volume type='file'><name>vol.qcow2</name><capacity>16777216</capacity>"
+	        "<target><path>%s/pool/vol.qcow2</path><format type='qcow2'/></target></volume>"
+	        "</pool>\n",
+	        T, T);
+	fprintf(f, "</node>\n");
+	fclose(f);
+	return path;
+}
+
+static void test_fixture_discovery(void)
+{
+	T = test_tmpdir();
+	make_images();
+	char *node = write_node_xml();
+	char *uri = NULL;
+	if (asprintf(&uri, "test://%s", node) < 0)
+		abort();
+	struct statefile *sf = statefile_open(NULL);
+	/* As if the applet had seen these running before it was restarted. */
+	statefile_set_running(sf, "off1", true);
+	statefile_set_running(sf, "saved1", true);
+	struct fixture f;
+	fixture_init(&f, uri);
+	fixture_vm(&f, "off1");
+	fixture_vm(&f, "saved1");
+	fixture_vm(&f, "run1");
+	fixture_vm(&f, "multi");
+	fixture_vm(&f, "skips");
+	struct vm_config *wrong = fixture_vm(&f, "wrong");
+	char *baseA = tpath("baseA.qcow2");
+	wrong->base = baseA;
+	fixture_vm(&f, "shareA");
+	fixture_vm(&f, "vol");
+	struct vm_config *ghost = fixture_vm(&f, "ghost");
+	char *ovA = tpath("ovA.qcow2");
+	ghost->overlay = ovA;
+	ghost->base = baseA;
+	fixture_model(&f);
+	n_records = 0;
+
+	struct virt_watcher *w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
+	REQUIRE(wait_connected(w, 2000));
+
+	/* Missed stops found by the start-up reconcile, classified. */
+	const struct record *r = last_of('S', "off1");
+	CHECK(r && r->kind == STOP_UNCLEAN); /* reason unknown: not a clean shutdown */
+	r = last_of('S', "saved1");
+	CHECK(r && r->kind == STOP_NO_PROMPT);
+	CHECK_INT_EQ(count('S', "off1") + count('S', "saved1"), 2);
+	CHECK_INT_EQ(count('R', "run1"), 1);
+	CHECK_INT_EQ(count('S', "multi"), 0); /* never seen running: nothing to report */
+
+	struct vm *vm = model_find(&f.model, "off1");
+	CHECK_INT_EQ(vm->run, RUN_SHUTOFF);
+	CHECK_INT_EQ(vm->n_problems, 0);
+	CHECK_STR_EQ(vm->disk_target, "vda");
+	CHECK_STR_EQ(vm->overlay, ovA);
+	CHECK_STR_EQ(vm->base, baseA);
+	CHECK_STR_EQ(vm->backing_stored, "baseA.qcow2");
+	CHECK_STR_EQ(vm->backing_format, "qcow2");
+	CHECK_INT_EQ(vm->virtual_size, 16 << 20);
+	CHECK(vm->overlay_bytes > 0);
+	/* baseA is also under the overlays of saved1, multi, skips... */
+	CHECK(vm->shared_with != NULL);
+	char *why = NULL;
+	CHECK(virt_watcher_check_idle(w, vm, false, &why)); /* discard: fine */
+	CHECK(why == NULL);
+	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why && strstr(why, "also used by"));
+	free(why);
+
+	vm = model_find(&f.model, "saved1");
+	CHECK(vm->has_managed_save);
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "managed save"));
+	free(why);
+
+	vm = model_find(&f.model, "multi");
+	CHECK(vm->overlay == NULL);
+	CHECK_INT_EQ(vm->n_problems, 1);
+	CHECK(vm->n_problems && strstr(vm->problems[0], "vda, vdb"));
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "several"));
+	free(why);
+
+	vm = model_find(&f.model, "skips");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	CHECK_STR_EQ(vm->disk_target, "vde");
+	char *ovK5 = tpath("ovK5.qcow2");
+	CHECK_STR_EQ(vm->overlay, ovK5);
+	free(ovK5);
+
+	vm = model_find(&f.model, "wrong");
+	CHECK_INT_EQ(vm->n_problems, 1);
+	CHECK(vm->n_problems && strstr(vm->problems[0], "is not backed by the base") &&
+	      strstr(vm->problems[0], "baseB.qcow2"));
+	CHECK_STR_EQ(vm->base, baseA);
+
+	vm = model_find(&f.model, "shareA");
+	CHECK_STR_EQ(vm->shared_with, "shareB");
+	CHECK(virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why && strstr(why, "shareB"));
+	free(why);
+
+	vm = model_find(&f.model, "vol");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	char *volp = tpath("pool/vol.qcow2");
+	CHECK_STR_EQ(vm->overlay, volp);
+	CHECK(image_same_file(vm->base, baseA));
+	free(volp);
+
+	vm = model_find(&f.model, "ghost");
+	CHECK_INT_EQ(vm->run, RUN_UNDEFINED);
+	CHECK_STR_EQ(vm->overlay, ovA);
+	CHECK_STR_EQ(vm->base, baseA);
+	CHECK_INT_EQ(vm->n_problems, 1);
+	CHECK(vm->n_problems && strstr(vm->problems[0], "no domain named ghost"));
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	free(why);
+
+	/* run1: running (refused), then destroyed on the watcher's own
+	 * connection (custom files have per-connection state) -> unclean. */
+	vm = model_find(&f.model, "run1");
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	free(why);
+	virDomainPtr dom = virDomainLookupByName(virt_watcher_conn(w), "run1");
+	REQUIRE(dom);
+	int base = n_records;
+	REQUIRE(virDomainDestroy(dom) == 0);
+	CHECK(wait_records(base + 1, 2000));
+	r = last_of('S', "run1");
+	CHECK(r && r->kind == STOP_UNCLEAN);
+	CHECK(virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why == NULL);
+	/* A snapshot makes it untouchable. */
+	virDomainSnapshotPtr snap =
+		virDomainSnapshotCreateXML(dom, "<domainsnapshot><name>s</name></domainsnapshot>", 0);
+	REQUIRE(snap);
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "snapshot"));
+	free(why);
+	virDomainSnapshotFree(snap);
+
+	/* Undefining shareB frees shareA's base (event -> rescan). */
+	virDomainPtr b = virDomainLookupByName(virt_watcher_conn(w), "shareB");
+	REQUIRE(b);
+	REQUIRE(virDomainUndefine(b) == 0);
+	virDomainFree(b);
+	for (int i = 0; i < 10; i++)
+		loop_iterate(loop, 20);
+	vm = model_find(&f.model, "shareA");
+	CHECK(vm->shared_with == NULL);
+	CHECK(virt_watcher_check_idle(w, vm, true, &why));
+
+	virDomainFree(dom);
+	virt_watcher_destroy(w);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	model_finish(&f.model);
+	statefile_close(sf);
+	free(ovA);
+	free(baseA);
+	free(uri);
+	free(node);
+}
+
+/* An unreachable URI: no crash, retries with backoff, last error kept. */
+static void test_unreachable(void)
+{
+	struct fixture f;
+	fixture_init(&f, "test:///nonexistent/node.xml");
+	fixture_vm(&f, "x");
+	fixture_model(&f);
+	struct statefile *sf = statefile_open(NULL);
+	struct virt_watcher *w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
+	REQUIRE(w);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	CHECK(!virt_watcher_connected(w));
+	CHECK(virt_watcher_last_error(w) != NULL);
+	CHECK_INT_EQ(model_find(&f.model, "x")->run, RUN_UNKNOWN);
+	char *why = NULL;
+	CHECK(!virt_watcher_check_idle(w, model_find(&f.model, "x"), false, &why));
+	CHECK(why && strstr(why, "Not connected"));
+	free(why);
+	/* Reconfigure to a working URI connects. */
+	struct config cfg2 = f.cfg;
+	cfg2.connect = "test:///default";
+	virt_watcher_reconfigure(w, &cfg2);
+	CHECK(wait_connected(w, 2000));
+	CHECK(virt_watcher_last_error(w) == NULL);
+	CHECK_INT_EQ(model_find(&f.model, "x")->run, RUN_UNDEFINED);
+	virt_watcher_destroy(w);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	model_finish(&f.model);
+	statefile_close(sf);
+}
+
+int main(int argc, char **argv)
+{
+	log_init(getenv("VMO_TEST_DEBUG") ? LOG_DEBUG : LOG_WARN);
+	loop = loop_create();
+	if (!loop || !loop_virt_register(loop))
+		return 1;
+	static const struct test_case cases[] = {
+		{"classify", test_classify},
+		{"default_events", test_default_events},
+		{"fixture_discovery", test_fixture_discovery},
+		{"unreachable", test_unreachable},
+		{NULL, NULL},
+	};
+	int rc = test_main(argc, argv, cases);
+	loop_destroy(loop);
+	return rc;
+}
