@@ -1,0 +1,4 @@
+# Configuration, command line and their translations (tests/test_config.c).
+vmo_unit_test(NAME test_config SOURCES test_config.c LABELS unit)
+# The German/Chinese cases read the .mo files from the build tree.
+add_dependencies(test_config translations)
