@@ -44,11 +44,34 @@ void flow_reconfigure(struct flow *flow, const struct config *cfg);
 /* From the watcher (plug into struct virt_events). */
 void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind kind);
 void flow_on_domain_started(struct flow *flow, struct vm *vm);
+/* vm's facts were re-read (virt_events.updated): leaves FLOW_UNKNOWN for a
+ * VM found shut off, follows problems (MISCONFIGURED) and .discarded. */
+void flow_on_domain_updated(struct flow *flow, struct vm *vm);
 
 /* From the UI. Returns false with a translated *why when refused. */
 bool flow_request(struct flow *flow, struct vm *vm, enum vm_action action, char **why);
 bool flow_set_policy(struct flow *flow, struct vm *vm, enum vmo_policy policy, char **why);
 /* True while any commit/rebuild runs (quit waits / asks). */
 bool flow_busy(const struct flow *flow);
+
+/* The privileged path (issue 7): used only when a plain attempt failed with
+ * EACCES/EPERM. argv returns the command to run (e.g. pkexec
+ * vmoverlay-helper OP UUID TARGET), malloc'd and NULL-terminated, or NULL
+ * when no helper is available; the flow frees it. The command's exit
+ * status: 0 done (for commit: commit + rebuild), FLOW_HELPER_EXIT_PARTIAL a
+ * commit stopped after writing into the base (the journal stays), 126
+ * authorization dismissed, 127 not authorised, anything else failed with
+ * nothing changed (its last stderr line is shown). Progress records on
+ * its stdout are shown like qemu-img's. Without a hook, a permission
+ * failure is reported as FAILED "permission denied: ...". */
+#define FLOW_HELPER_EXIT_PARTIAL 3
+enum imageops_op;
+struct flow_privileged {
+	char **(*argv)(void *data, const struct vm *vm, enum imageops_op op, bool keep_discarded);
+	void *data;
+};
+void flow_set_privileged(struct flow *flow, const struct flow_privileged *priv);
+/* Grace between SIGTERM and SIGKILL when a commit is cancelled (tests). */
+void flow_set_kill_grace(struct flow *flow, int ms);
 
 #endif

@@ -1,0 +1,1158 @@
+/* The per-VM state machine of DESIGN.md §3, and the only module that
+ * decides what happens to an image. Jobs (commit, rebuild, the privileged
+ * helper) run as runner children in the loop; the file steps and argv's
+ * come from imageops, shared with vmoverlay-helper. Every change ends in
+ * update_actions() + model_changed() so the menu always reads the truth. */
+#include "flow.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+
+#include "config.h"
+#include "i18n.h"
+#include "image.h"
+#include "imageops.h"
+#include "log.h"
+#include "loop.h"
+#include "runner.h"
+#include "statefile.h"
+#include "virt.h"
+
+#define FLOW_UI_PROGRESS_MS 500
+
+struct flow_job;
+
+/* What the flow remembers per VM beyond struct vm (keyed by name: vm
+ * objects may be replaced by a config reload). */
+struct flow_vm {
+	char *name;
+	const struct vm *seen;  /* vm object last seen under this name */
+	struct flow_job *job;
+	bool has_failed_op;
+	enum imageops_op failed_op; /* what Retry repeats */
+	uint64_t failed_bytes;      /* committed bytes, when a rebuild after commit failed */
+	bool prompt_open;
+	int64_t last_ui_progress_ms;
+};
+
+struct flow_job {
+	struct flow *flow;
+	char *vm_name;
+	enum imageops_op op; /* COMMIT, REBUILD (after a commit), DISCARD, UNDO_DISCARD */
+	bool privileged;
+	struct runner *runner;
+	struct imageops_rebuild rb;
+	bool keep_discarded;
+	uint64_t bytes; /* overlay's allocated bytes before the commit */
+	char *journal;
+};
+
+struct flow {
+	struct loop *loop;
+	struct model *model;
+	const struct config *cfg;
+	struct statefile *state;
+	struct virt_watcher *virt;
+	struct flow_ui ui;
+	struct flow_privileged priv;
+	int kill_grace_ms;
+	struct flow_vm **fvs;
+	size_t n_fvs;
+};
+
+static void set_msg(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_msg(char **out, const char *fmt, ...)
+{
+	if (!out)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(out, fmt, ap) < 0)
+		*out = NULL;
+	va_end(ap);
+}
+
+/* ---- per-VM records ---- */
+
+static struct flow_vm *fv_get(struct flow *flow, const struct vm *vm)
+{
+	for (size_t i = 0; i < flow->n_fvs; i++)
+		if (strcmp(flow->fvs[i]->name, vm->name) == 0)
+			return flow->fvs[i];
+	struct flow_vm *fv = calloc(1, sizeof *fv);
+	struct flow_vm **p = realloc(flow->fvs, (flow->n_fvs + 1) * sizeof *p);
+	if (!fv || !p || !(fv->name = strdup(vm->name))) {
+		free(fv);
+		if (p)
+			flow->fvs = p;
+		return NULL;
+	}
+	flow->fvs = p;
+	flow->fvs[flow->n_fvs++] = fv;
+	return fv;
+}
+
+static char *journal_path(const struct flow *flow, const struct vm *vm)
+{
+	const char *dir = flow->state ? statefile_dir(flow->state) : NULL;
+	return dir ? imageops_journal_path(dir, vm->name) : NULL;
+}
+
+static bool journal_exists(const struct flow *flow, const struct vm *vm)
+{
+	char *p = journal_path(flow, vm);
+	struct stat st;
+	bool r = p && stat(p, &st) == 0;
+	free(p);
+	return r;
+}
+
+static bool state_allows_discarded(enum flow_state s)
+{
+	return s == FLOW_CLEAN || s == FLOW_KEPT || s == FLOW_FAILED || s == FLOW_PENDING;
+}
+
+/* vm->actions from the state; the journal overrides: while a commit is
+ * unfinished the base is half-merged, so nothing but Resume and Keep. */
+static void update_actions(struct flow *flow, struct vm *vm)
+{
+	unsigned a = 0;
+	switch (vm->flow) {
+	case FLOW_CLEAN:
+	case FLOW_KEPT:
+		a = ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD);
+		break;
+	case FLOW_PENDING:
+		a = ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD) | ACT_BIT(ACT_KEEP);
+		break;
+	case FLOW_FAILED:
+		a = ACT_BIT(ACT_RETRY) | ACT_BIT(ACT_KEEP) | ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD);
+		break;
+	case FLOW_COMMITTING:
+		a = ACT_BIT(ACT_CANCEL);
+		break;
+	case FLOW_INTERRUPTED:
+		a = ACT_BIT(ACT_RESUME) | ACT_BIT(ACT_KEEP);
+		break;
+	case FLOW_UNKNOWN:
+	case FLOW_RUNNING:
+	case FLOW_REBUILDING:
+	case FLOW_SAVED:
+	case FLOW_MISCONFIGURED:
+		break;
+	}
+	bool journal = journal_exists(flow, vm);
+	vm->has_discarded = vm->overlay && imageops_has_discarded(vm->overlay);
+	if (journal && vm->flow != FLOW_COMMITTING && vm->flow != FLOW_REBUILDING) {
+		bool offered = a != 0;
+		a &= ~(ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD) | ACT_BIT(ACT_RETRY));
+		if (offered)
+			a |= ACT_BIT(ACT_RESUME);
+	} else if (vm->has_discarded && state_allows_discarded(vm->flow)) {
+		a |= ACT_BIT(ACT_UNDO_DISCARD);
+	}
+	if (vm->shared_with)
+		a &= ~ACT_BIT(ACT_COMMIT);
+	vm->actions = a;
+}
+
+static void changed(struct flow *flow, struct vm *vm)
+{
+	update_actions(flow, vm);
+	model_changed(flow->model);
+}
+
+static void withdraw_prompt(struct flow *flow, struct flow_vm *fv, struct vm *vm)
+{
+	if (!fv->prompt_open)
+		return;
+	fv->prompt_open = false;
+	if (flow->ui.withdraw)
+		flow->ui.withdraw(flow->ui.data, vm);
+}
+
+static void set_state(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum flow_state s)
+{
+	if (vm->flow != s)
+		log_info("flow: %s: %s -> %s", vm->name, flow_state_label(vm->flow), flow_state_label(s));
+	vm->flow = s;
+	if (s != FLOW_PENDING)
+		withdraw_prompt(flow, fv, vm);
+	if (s != FLOW_COMMITTING)
+		vm->progress = -1;
+	if (s != FLOW_FAILED && s != FLOW_INTERRUPTED)
+		vm_set_str(&vm->error, NULL);
+	changed(flow, vm);
+}
+
+static void fail(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+                 const char *msg)
+{
+	log_warn("flow: %s: %s failed: %s", vm->name, imageops_op_name(op), msg ? msg : "");
+	fv->has_failed_op = true;
+	fv->failed_op = op;
+	fv->failed_bytes = 0;
+	set_state(flow, fv, vm, FLOW_FAILED);
+	vm_set_str(&vm->error, msg);
+	changed(flow, vm);
+	if (flow->ui.result)
+		flow->ui.result(flow->ui.data, vm, RESULT_FAILED, 0, msg);
+}
+
+static void interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *msg,
+                        enum flow_result res)
+{
+	log_warn("flow: %s: commit interrupted: %s", vm->name, msg ? msg : "");
+	set_state(flow, fv, vm, FLOW_INTERRUPTED);
+	vm_set_str(&vm->error, msg);
+	changed(flow, vm);
+	if (flow->ui.result)
+		flow->ui.result(flow->ui.data, vm, res, 0, msg);
+}
+
+/* ---- jobs ---- */
+
+static void job_free(struct flow_job *job)
+{
+	if (!job)
+		return;
+	imageops_rebuild_clear(&job->rb);
+	free(job->vm_name);
+	free(job->journal);
+	free(job);
+}
+
+/* The job's VM; NULL if it vanished (then the job result is only logged). */
+static struct vm *job_vm(struct flow_job *job, struct flow_vm **fv)
+{
+	struct vm *vm = model_find(job->flow->model, job->vm_name);
+	*fv = vm ? fv_get(job->flow, vm) : NULL;
+	return *fv ? vm : NULL;
+}
+
+static void job_end(struct flow_job *job)
+{
+	struct flow *flow = job->flow;
+	for (size_t i = 0; i < flow->n_fvs; i++)
+		if (flow->fvs[i]->job == job)
+			flow->fvs[i]->job = NULL;
+	job_free(job);
+}
+
+static void on_job_progress(void *data, double pct)
+{
+	struct flow_job *job = data;
+	struct flow_vm *fv;
+	struct vm *vm = job_vm(job, &fv);
+	if (!vm || vm->flow != FLOW_COMMITTING)
+		return;
+	vm->progress = pct;
+	/* Progress records come every ~1 %; the UI (D-Bus signals,
+	 * notifications) gets at most two updates a second. */
+	int64_t now = loop_now_ms();
+	if (now - fv->last_ui_progress_ms < FLOW_UI_PROGRESS_MS && pct < 100)
+		return;
+	fv->last_ui_progress_ms = now;
+	model_changed(job->flow->model);
+	if (job->flow->ui.progress)
+		job->flow->ui.progress(job->flow->ui.data, vm);
+}
+
+static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+                             enum imageops_op op, bool keep_discarded, uint64_t bytes,
+                             char *journal, const char *plain_msg);
+static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+                          enum imageops_op op, uint64_t bytes, char **why);
+
+static void success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+                    uint64_t bytes)
+{
+	fv->has_failed_op = false;
+	if (flow->virt)
+		virt_watcher_refresh_vm(flow->virt, vm);
+	else
+		vm->overlay_bytes = image_allocated_bytes(vm->overlay);
+	enum flow_result res = RESULT_COMMITTED;
+	const char *what = "commit";
+	if (op == IMAGEOPS_DISCARD) {
+		res = RESULT_DISCARDED;
+		what = "discard";
+	} else if (op == IMAGEOPS_UNDO_DISCARD) {
+		res = RESULT_UNDONE;
+		what = "undo";
+	}
+	log_info("flow: %s: %s done (%llu bytes)", vm->name, what, (unsigned long long)bytes);
+	/* After undo the old session's changes are back: a decision is open
+	 * again, so the menu offers commit/discard (KEPT). */
+	set_state(flow, fv, vm, op == IMAGEOPS_UNDO_DISCARD ? FLOW_KEPT : FLOW_CLEAN);
+	if (flow->ui.result)
+		flow->ui.result(flow->ui.data, vm, res, op == IMAGEOPS_DISCARD ? 0 : bytes, NULL);
+}
+
+static void on_commit_done(void *data, const struct runner_result *res)
+{
+	struct flow_job *job = data;
+	struct flow *flow = job->flow;
+	struct flow_vm *fv;
+	struct vm *vm = job_vm(job, &fv);
+	job->runner = NULL;
+	if (!vm) {
+		log_warn("flow: commit of vanished VM %s ended with %d", job->vm_name, res->exit_code);
+		job_end(job);
+		return;
+	}
+	fv->job = NULL;
+
+	if (res->exit_code == 0 && !res->cancelled) {
+		/* The base now holds everything and qemu-img emptied the
+		 * overlay: both images are consistent, so the journal (which
+		 * guards the half-merged window only) goes before the rebuild.
+		 * A crash during the rebuild leaves the empty old overlay or
+		 * the new one, both correct. */
+		if (imageops_journal_remove(job->journal) < 0)
+			log_warn("flow: cannot remove journal %s: %s", job->journal, strerror(errno));
+		uint64_t bytes = job->bytes;
+		job_free(job);
+		char *why = NULL;
+		if (!start_rebuild(flow, fv, vm, IMAGEOPS_REBUILD, bytes, &why)) {
+			char *msg = NULL;
+			set_msg(&msg, _("%s: the changes were committed, but a fresh overlay could not "
+			                "be made: %s"), vm->name, why ? why : "");
+			if (vm->flow != FLOW_FAILED)
+				fail(flow, fv, vm, IMAGEOPS_REBUILD, msg);
+			fv->failed_bytes = bytes;
+			free(msg);
+		}
+		free(why);
+		return;
+	}
+
+	char *msg = NULL;
+	enum imageops_commit_failure kind = imageops_commit_failure(res, vm->name, &msg);
+	if (res->cancelled) {
+		/* We cannot know how far qemu-img got: the base may be
+		 * half-merged, so the journal stays and only Resume/Keep remain. */
+		free(msg);
+		msg = NULL;
+		set_msg(&msg, _("%s: commit cancelled. Nothing was lost: the overlay still holds "
+		                "every change; resume the commit to finish it"), vm->name);
+		interrupted(flow, fv, vm, msg, RESULT_CANCELLED);
+	} else if (kind == COMMIT_FAIL_PARTIAL) {
+		interrupted(flow, fv, vm, msg, RESULT_FAILED);
+	} else if (kind == COMMIT_FAIL_PERMISSION && flow->priv.argv) {
+		/* Nothing was written; the journal stays for the helper's run. */
+		char *journal = job->journal;
+		job->journal = NULL;
+		uint64_t bytes = job->bytes;
+		job_free(job);
+		job = NULL;
+		start_privileged(flow, fv, vm, IMAGEOPS_COMMIT, false, bytes, journal, msg);
+	} else {
+		/* Failed while opening: nothing was written, the journal goes. */
+		imageops_journal_remove(job->journal);
+		fail(flow, fv, vm, IMAGEOPS_COMMIT, msg);
+	}
+	free(msg);
+	job_free(job);
+}
+
+static void on_rebuild_done(void *data, const struct runner_result *res)
+{
+	struct flow_job *job = data;
+	struct flow *flow = job->flow;
+	struct flow_vm *fv;
+	struct vm *vm = job_vm(job, &fv);
+	job->runner = NULL;
+	if (!vm) {
+		log_warn("flow: rebuild of vanished VM %s ended with %d", job->vm_name, res->exit_code);
+		imageops_rebuild_abort(&job->rb);
+		job_end(job);
+		return;
+	}
+	fv->job = NULL;
+	enum imageops_op op = job->op;
+	uint64_t bytes = job->bytes;
+	char *err = NULL;
+	if (res->exit_code == 0) {
+		int r = imageops_rebuild_finish(&job->rb, job->keep_discarded, &err);
+		if (r == 0) {
+			job_free(job);
+			success(flow, fv, vm, op, bytes);
+			return;
+		}
+		if ((r == -EACCES || r == -EPERM) && flow->priv.argv) {
+			bool keep = job->keep_discarded;
+			job_free(job);
+			start_privileged(flow, fv, vm, op, keep, bytes, NULL, err);
+			free(err);
+			return;
+		}
+	} else {
+		bool perm = false;
+		err = imageops_create_failure(res, &perm);
+		imageops_rebuild_abort(&job->rb);
+		if (perm && flow->priv.argv) {
+			bool keep = job->keep_discarded;
+			job_free(job);
+			start_privileged(flow, fv, vm, op, keep, bytes, NULL, err);
+			free(err);
+			return;
+		}
+	}
+	char *msg = NULL;
+	set_msg(&msg, "%s: %s", vm->name, err ? err : _("rebuilding the overlay failed"));
+	job_free(job);
+	fail(flow, fv, vm, op, msg);
+	free(msg);
+	free(err);
+}
+
+static void on_privileged_done(void *data, const struct runner_result *res)
+{
+	struct flow_job *job = data;
+	struct flow *flow = job->flow;
+	struct flow_vm *fv;
+	struct vm *vm = job_vm(job, &fv);
+	job->runner = NULL;
+	if (!vm) {
+		job_end(job);
+		return;
+	}
+	fv->job = NULL;
+	enum imageops_op op = job->op;
+	uint64_t bytes = job->bytes;
+	char *msg = NULL;
+	if (res->exit_code == 0 && !res->cancelled) {
+		if (job->journal)
+			imageops_journal_remove(job->journal);
+		job_free(job);
+		success(flow, fv, vm, op, bytes);
+		return;
+	}
+	if (res->exit_code == FLOW_HELPER_EXIT_PARTIAL || res->cancelled ||
+	    (job->journal && res->term_signal)) {
+		set_msg(&msg, _("%s: commit did not finish: %s. Nothing was lost: the overlay still "
+		                "holds every change; resume the commit to finish it"),
+		        vm->name, *res->last_stderr ? res->last_stderr : _("the helper stopped"));
+		job_free(job);
+		interrupted(flow, fv, vm, msg, res->cancelled ? RESULT_CANCELLED : RESULT_FAILED);
+		free(msg);
+		return;
+	}
+	if (res->exit_code == 126)
+		set_msg(&msg, _("%s: permission denied: the authorization was dismissed; nothing "
+		                "was changed"), vm->name);
+	else if (res->exit_code == 127)
+		set_msg(&msg, _("%s: permission denied: not authorized to change these images; "
+		                "nothing was changed"), vm->name);
+	else
+		set_msg(&msg, _("%s: %s failed: %s; nothing was changed"), vm->name,
+		        imageops_op_name(op), *res->last_stderr ? res->last_stderr : "?");
+	/* The helper failed before touching the base (else PARTIAL). */
+	if (job->journal)
+		imageops_journal_remove(job->journal);
+	job_free(job);
+	fail(flow, fv, vm, op, msg);
+	free(msg);
+}
+
+static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+                                enum imageops_op op)
+{
+	struct flow_job *job = calloc(1, sizeof *job);
+	if (!job)
+		return NULL;
+	job->flow = flow;
+	job->op = op;
+	job->vm_name = strdup(vm->name);
+	if (!job->vm_name) {
+		free(job);
+		return NULL;
+	}
+	return job;
+}
+
+/* The permission hook point: a plain attempt failed with EACCES/EPERM and
+ * nothing was changed. Runs the privileged helper when one is wired
+ * (flow_set_privileged), else reports plain_msg. Takes journal. */
+static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+                             enum imageops_op op, bool keep_discarded, uint64_t bytes,
+                             char *journal, const char *plain_msg)
+{
+	char **argv = flow->priv.argv ? flow->priv.argv(flow->priv.data, vm, op, keep_discarded)
+	                              : NULL;
+	if (!argv) {
+		if (journal)
+			imageops_journal_remove(journal);
+		free(journal);
+		fail(flow, fv, vm, op, plain_msg);
+		return false;
+	}
+	struct flow_job *job = job_new(flow, fv, vm, op);
+	char *err = NULL;
+	if (job) {
+		job->privileged = true;
+		job->bytes = bytes;
+		job->keep_discarded = keep_discarded;
+		job->journal = journal;
+		journal = NULL;
+		job->runner = runner_start(flow->loop, argv, on_job_progress, on_privileged_done, job,
+		                           &err);
+	}
+	imageops_argv_free(argv);
+	if (!job || !job->runner) {
+		if (job && job->journal)
+			imageops_journal_remove(job->journal);
+		job_free(job);
+		free(journal);
+		char *msg = NULL;
+		set_msg(&msg, "%s (%s)", plain_msg ? plain_msg : "", err ? err : "");
+		fail(flow, fv, vm, op, msg);
+		free(msg);
+		free(err);
+		return false;
+	}
+	log_info("flow: %s: %s needs privilege; running the helper", vm->name,
+	         imageops_op_name(op));
+	fv->job = job;
+	set_state(flow, fv, vm, op == IMAGEOPS_COMMIT ? FLOW_COMMITTING : FLOW_REBUILDING);
+	if (op == IMAGEOPS_COMMIT)
+		vm->progress = 0;
+	return true;
+}
+
+static char *qemu_img(struct flow *flow, char **why)
+{
+	return runner_find_qemu_img(flow->cfg, why);
+}
+
+/* Rebuild (op REBUILD after a commit, or DISCARD). The caller checked the
+ * preconditions (or qemu-img commit just exited 0). */
+static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+                          enum imageops_op op, uint64_t bytes, char **why)
+{
+	char *qi = qemu_img(flow, why);
+	if (!qi)
+		return false;
+	struct flow_job *job = job_new(flow, fv, vm, op);
+	if (!job) {
+		free(qi);
+		set_msg(why, "%s", strerror(ENOMEM));
+		return false;
+	}
+	job->bytes = bytes;
+	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
+	int r = imageops_rebuild_prepare(&job->rb, qi, vm->overlay, vm->backing_stored,
+	                                 vm->backing_format, why);
+	free(qi);
+	if (r < 0) {
+		if (r == -EACCES || r == -EPERM || r == -EROFS) {
+			/* The hook point: the helper if wired, else FAILED with the
+			 * "permission denied: ..." text (also returned in *why). */
+			char *msg = why && *why ? strdup(*why) : NULL;
+			bool keep = job->keep_discarded;
+			job_free(job);
+			bool ok = start_privileged(flow, fv, vm, op, keep, bytes, NULL, msg);
+			if (ok && why) {
+				free(*why);
+				*why = NULL;
+			}
+			free(msg);
+			return ok;
+		}
+		job_free(job);
+		return false;
+	}
+	job->runner = runner_start(flow->loop, job->rb.argv, NULL, on_rebuild_done, job, why);
+	if (!job->runner) {
+		imageops_rebuild_abort(&job->rb);
+		job_free(job);
+		return false;
+	}
+	fv->job = job;
+	set_state(flow, fv, vm, FLOW_REBUILDING);
+	return true;
+}
+
+static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
+{
+	char *qi = NULL, *journal = NULL, **argv = NULL;
+	struct flow_job *job = NULL;
+
+	if (!vm->backing_stored || !vm->backing_format) {
+		/* Checked before the commit, not after: a commit we could not
+		 * follow with a rebuild would leave the VM half-done. */
+		set_msg(why, _("%s: the overlay does not record its backing file and format, so no "
+		               "fresh overlay could be made after the commit"), vm->name);
+		return false;
+	}
+	journal = journal_path(flow, vm);
+	if (!journal) {
+		set_msg(why, _("%s: no state directory for the commit journal"), vm->name);
+		return false;
+	}
+	struct imageops_journal j;
+	if (imageops_journal_read(journal, &j) == 0) {
+		/* Resuming: it must be the same overlay, or the journal is about
+		 * another disk and resuming would be wrong. */
+		bool same = image_same_file(j.overlay, vm->overlay);
+		if (!same) {
+			set_msg(why, _("%s: the interrupted commit was for %s, but the VM's disk is now "
+			               "%s; resolve this by hand (journal %s)"),
+			        vm->name, j.overlay, vm->overlay, journal);
+			imageops_journal_clear(&j);
+			goto error;
+		}
+	}
+	imageops_journal_clear(&j);
+	qi = qemu_img(flow, why);
+	if (!qi)
+		goto error;
+	argv = imageops_commit_argv(qi, vm->overlay);
+	job = job_new(flow, fv, vm, IMAGEOPS_COMMIT);
+	if (!argv || !job) {
+		set_msg(why, "%s", strerror(ENOMEM));
+		goto error;
+	}
+	job->bytes = image_allocated_bytes(vm->overlay);
+	/* The base is about to change: an older discarded overlay, made
+	 * against the old base, could no longer be restored safely. */
+	if (imageops_drop_discarded(vm->overlay) < 0) {
+		set_msg(why, _("%s: cannot remove the old discarded overlay before committing"),
+		        vm->name);
+		goto error;
+	}
+	if (imageops_journal_write(journal, vm->name, vm->overlay, vm->base, why) < 0)
+		goto error;
+	job->journal = journal;
+	journal = NULL;
+	job->runner = runner_start(flow->loop, argv, on_job_progress, on_commit_done, job, why);
+	if (!job->runner) {
+		imageops_journal_remove(job->journal);
+		goto error;
+	}
+	runner_set_kill_grace(job->runner, flow->kill_grace_ms);
+	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, vm->overlay,
+	         (unsigned long long)job->bytes);
+	fv->job = job;
+	fv->last_ui_progress_ms = 0;
+	set_state(flow, fv, vm, FLOW_COMMITTING);
+	vm->progress = 0;
+	imageops_argv_free(argv);
+	free(qi);
+	return true;
+
+error:
+	job_free(job);
+	imageops_argv_free(argv);
+	free(qi);
+	free(journal);
+	return false;
+}
+
+static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
+{
+	char *err = NULL;
+	int r = imageops_undo_discard(vm->overlay, &err);
+	if (r == -EACCES || r == -EPERM) {
+		start_privileged(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, false, 0, NULL, err);
+		free(err);
+		return true;
+	}
+	if (r < 0) {
+		set_msg(why, "%s: %s", vm->name, err ? err : strerror(-r));
+		free(err);
+		return false;
+	}
+	success(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, 0);
+	return true;
+}
+
+/* Every operation starts here: one job per image, libvirt asked afresh
+ * (rule 2, 3, 5), qemu's lock probed for the file steps. */
+static bool start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+                     char **why)
+{
+	if (fv->job) {
+		set_msg(why, _("%s: another operation is still running on its image"), vm->name);
+		return false;
+	}
+	if (!flow->virt) {
+		set_msg(why, _("%s: libvirt is not connected, so it cannot be confirmed that the VM "
+		               "is shut off"), vm->name);
+		return false;
+	}
+	char *vwhy = NULL;
+	if (!virt_watcher_check_idle(flow->virt, vm, op == IMAGEOPS_COMMIT, &vwhy)) {
+		set_msg(why, "%s", vwhy ? vwhy : _("the VM is not idle"));
+		free(vwhy);
+		return false;
+	}
+	if (op != IMAGEOPS_COMMIT && journal_exists(flow, vm)) {
+		set_msg(why, _("%s: a commit was interrupted and its base is half-merged; only "
+		               "resuming the commit is safe"), vm->name);
+		return false;
+	}
+	/* qemu-img commit checks its own lock (and says "in use"); the file
+	 * steps do not go through QEMU, so ask its locks here. */
+	if (op != IMAGEOPS_COMMIT && imageops_locked(vm->overlay)) {
+		set_msg(why, _("%s: the overlay is in use by another process (is the VM running?)"),
+		        vm->name);
+		return false;
+	}
+	switch (op) {
+	case IMAGEOPS_COMMIT:
+		return start_commit(flow, fv, vm, why);
+	case IMAGEOPS_REBUILD:
+	case IMAGEOPS_DISCARD:
+		return start_rebuild(flow, fv, vm, op, op == IMAGEOPS_REBUILD ? fv->failed_bytes : 0,
+		                     why);
+	case IMAGEOPS_UNDO_DISCARD:
+		return start_undo(flow, fv, vm, why);
+	}
+	return false;
+}
+
+/* A policy acts like the user's choice; if it cannot start, the VM shows
+ * why (FAILED) instead of silently staying put. */
+static void auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op)
+{
+	char *why = NULL;
+	if (start_op(flow, fv, vm, op, &why)) {
+		free(why);
+		return;
+	}
+	if (vm->run == RUN_RUNNING) {
+		log_info("flow: %s: %s by policy not started: %s", vm->name, imageops_op_name(op),
+		         why ? why : "");
+		set_state(flow, fv, vm, FLOW_RUNNING);
+	} else {
+		fail(flow, fv, vm, op, why);
+	}
+	free(why);
+}
+
+/* ---- inputs from the watcher ---- */
+
+void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind kind)
+{
+	struct flow_vm *fv = flow ? fv_get(flow, vm) : NULL;
+	if (!fv)
+		return;
+	fv->seen = vm;
+	if (fv->job) {
+		log_warn("flow: %s stopped while an operation runs on its image", vm->name);
+		return;
+	}
+	vm->last_stop = kind;
+	vm->stop_time_ms = loop_now_ms();
+	fv->has_failed_op = false;
+	if (kind == STOP_NO_PROMPT) {
+		/* Saved state, migration, snapshot: the overlay belongs to it. */
+		set_state(flow, fv, vm, FLOW_SAVED);
+		return;
+	}
+	if (journal_exists(flow, vm)) {
+		/* The VM ran on top of a half-merged base (the overlay masks it):
+		 * only finishing the commit is safe, never a discard. */
+		if (vm->policy == POLICY_COMMIT && kind == STOP_CLEAN)
+			auto_op(flow, fv, vm, IMAGEOPS_COMMIT);
+		else
+			set_state(flow, fv, vm, FLOW_INTERRUPTED);
+		return;
+	}
+	if (vm->n_problems) {
+		set_state(flow, fv, vm, FLOW_MISCONFIGURED);
+		return;
+	}
+	/* Unclean stops (destroyed, crashed, failed): the guest file system
+	 * may be dirty. Policy discard still applies — throwing the session
+	 * away is exactly what a kiosk wants after a crash. Policy commit does
+	 * not: writing a possibly inconsistent disk into the base silently is
+	 * the one thing that cannot be undone, so we ask instead (the prompt
+	 * carries the warning; its safe default is Keep). */
+	switch (vm->policy) {
+	case POLICY_COMMIT:
+		if (kind == STOP_CLEAN) {
+			auto_op(flow, fv, vm, IMAGEOPS_COMMIT);
+			return;
+		}
+		break;
+	case POLICY_DISCARD:
+		auto_op(flow, fv, vm, IMAGEOPS_DISCARD);
+		return;
+	case POLICY_KEEP:
+		set_state(flow, fv, vm, FLOW_KEPT);
+		return;
+	case POLICY_ASK:
+		break;
+	}
+	set_state(flow, fv, vm, FLOW_PENDING);
+	fv->prompt_open = true;
+	if (flow->ui.prompt)
+		flow->ui.prompt(flow->ui.data, vm);
+}
+
+void flow_on_domain_started(struct flow *flow, struct vm *vm)
+{
+	struct flow_vm *fv = flow ? fv_get(flow, vm) : NULL;
+	if (!fv)
+		return;
+	fv->seen = vm;
+	if (fv->job) {
+		/* QEMU could not have opened the image while qemu-img holds it;
+		 * the job's own result will tell. */
+		log_warn("flow: %s reported running while an operation runs on its image", vm->name);
+		return;
+	}
+	if (vm->flow == FLOW_RUNNING)
+		return;
+	fv->has_failed_op = false;
+	/* The VM writes to the overlay again: a discarded one from before can
+	 * no longer be put back meaningfully. */
+	if (vm->overlay && imageops_has_discarded(vm->overlay))
+		imageops_drop_discarded(vm->overlay);
+	set_state(flow, fv, vm, FLOW_RUNNING);
+}
+
+void flow_on_domain_updated(struct flow *flow, struct vm *vm)
+{
+	struct flow_vm *fv = flow ? fv_get(flow, vm) : NULL;
+	if (!fv)
+		return;
+	fv->seen = vm;
+	if (fv->job)
+		return;
+	enum flow_state s = vm->flow;
+	switch (vm->flow) {
+	case FLOW_UNKNOWN:
+		if (vm->run == RUN_RUNNING)
+			s = FLOW_RUNNING;
+		else if (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED) {
+			if (journal_exists(flow, vm))
+				s = FLOW_INTERRUPTED;
+			else if (vm->has_managed_save || vm->has_snapshots)
+				s = FLOW_SAVED;
+			else if (vm->n_problems)
+				s = FLOW_MISCONFIGURED;
+			else
+				s = FLOW_CLEAN;
+		} else if (vm->run == RUN_UNDEFINED && vm->n_problems)
+			s = FLOW_MISCONFIGURED;
+		break;
+	case FLOW_CLEAN:
+	case FLOW_KEPT:
+		if (vm->n_problems)
+			s = FLOW_MISCONFIGURED;
+		break;
+	case FLOW_MISCONFIGURED:
+		if (!vm->n_problems) {
+			if (vm->run == RUN_RUNNING)
+				s = FLOW_RUNNING;
+			else if (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED)
+				s = FLOW_CLEAN;
+			else
+				s = FLOW_UNKNOWN;
+		}
+		break;
+	case FLOW_SAVED:
+		/* A managed save image deleted by hand (virsh managedsave-remove)
+		 * makes the VM ordinary again; a plain save file, a migration or
+		 * a snapshot revert still own the overlay. */
+		if (vm->run == RUN_SHUTOFF && !vm->has_managed_save && !vm->has_snapshots &&
+		    vm->dom_reason != VIR_DOMAIN_SHUTOFF_SAVED &&
+		    vm->dom_reason != VIR_DOMAIN_SHUTOFF_MIGRATED &&
+		    vm->dom_reason != VIR_DOMAIN_SHUTOFF_FROM_SNAPSHOT)
+			s = FLOW_KEPT;
+		break;
+	case FLOW_RUNNING:
+		/* Shut off without a stop report (the watcher reports every stop
+		 * it can classify): keep the overlay, offer both choices, never
+		 * act on a guess. */
+		if (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED)
+			s = vm->n_problems ? FLOW_MISCONFIGURED : FLOW_KEPT;
+		else if (vm->run == RUN_UNDEFINED)
+			s = vm->n_problems ? FLOW_MISCONFIGURED : FLOW_UNKNOWN;
+		break;
+	default:
+		break;
+	}
+	unsigned before = vm->actions;
+	bool disc_before = vm->has_discarded;
+	if (s != vm->flow)
+		set_state(flow, fv, vm, s);
+	else
+		update_actions(flow, vm);
+	if (vm->actions != before || vm->has_discarded != disc_before)
+		model_changed(flow->model);
+}
+
+/* ---- inputs from the UI ---- */
+
+static const char *action_name(enum vm_action a)
+{
+	switch (a) {
+	case ACT_COMMIT:
+		return _("commit");
+	case ACT_DISCARD:
+		return _("discard");
+	case ACT_KEEP:
+		return _("keep");
+	case ACT_RETRY:
+		return _("retry");
+	case ACT_RESUME:
+		return _("resume the commit");
+	case ACT_UNDO_DISCARD:
+		return _("undo the discard");
+	case ACT_CANCEL:
+		return _("cancel");
+	case ACT_COUNT:
+		break;
+	}
+	return "?";
+}
+
+/* Why action is not in vm->actions, in the user's words. */
+static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum vm_action a,
+                    char **why)
+{
+	if (fv->job)
+		set_msg(why, _("%s: an operation is already running on its image; try again when it "
+		               "has finished"), vm->name);
+	else if (vm->flow == FLOW_RUNNING || vm->run == RUN_RUNNING)
+		set_msg(why, _("%s is running; its overlay is in use"), vm->name);
+	else if (a == ACT_COMMIT && vm->shared_with)
+		set_msg(why, _("The base %s is also used by %s; committing into it would corrupt "
+		               "that VM."), vm->base ? vm->base : "?", vm->shared_with);
+	else if ((a == ACT_DISCARD || a == ACT_COMMIT || a == ACT_UNDO_DISCARD) &&
+	         journal_exists(flow, vm))
+		set_msg(why, _("%s: a commit was interrupted and its base is half-merged; only "
+		               "resuming the commit is safe"), vm->name);
+	else if (vm->flow == FLOW_SAVED)
+		set_msg(why, _("%s has a saved state that needs its overlay as it is"), vm->name);
+	else if (vm->flow == FLOW_MISCONFIGURED)
+		set_msg(why, "%s: %s", vm->name, vm->n_problems ? vm->problems[0] : "");
+	else if (a == ACT_UNDO_DISCARD)
+		set_msg(why, _("%s: there is no discarded overlay to restore"), vm->name);
+	else
+		/* TRANSLATORS: action name ("commit"), VM name, state ("running") */
+		set_msg(why, _("cannot %s %s now: it is %s"), action_name(a), vm->name,
+		        flow_state_label(vm->flow));
+}
+
+bool flow_request(struct flow *flow, struct vm *vm, enum vm_action action, char **why)
+{
+	if (why)
+		*why = NULL;
+	struct flow_vm *fv = flow && vm ? fv_get(flow, vm) : NULL;
+	if (!fv || (unsigned)action >= ACT_COUNT) {
+		set_msg(why, "%s", _("unknown VM or action"));
+		return false;
+	}
+	fv->seen = vm;
+	update_actions(flow, vm);
+	if (!(vm->actions & ACT_BIT(action))) {
+		refusal(flow, fv, vm, action, why);
+		return false;
+	}
+	log_info("flow: %s: request %s", vm->name, action_name(action));
+	switch (action) {
+	case ACT_COMMIT:
+	case ACT_RESUME:
+		return start_op(flow, fv, vm, IMAGEOPS_COMMIT, why);
+	case ACT_DISCARD:
+		return start_op(flow, fv, vm, IMAGEOPS_DISCARD, why);
+	case ACT_UNDO_DISCARD:
+		return start_op(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, why);
+	case ACT_RETRY:
+		return start_op(flow, fv, vm, fv->has_failed_op ? fv->failed_op : IMAGEOPS_COMMIT, why);
+	case ACT_KEEP:
+		/* From INTERRUPTED the journal stays: KEPT then offers Resume only. */
+		set_state(flow, fv, vm, FLOW_KEPT);
+		return true;
+	case ACT_CANCEL:
+		if (fv->job && fv->job->runner && fv->job->op == IMAGEOPS_COMMIT) {
+			runner_cancel(fv->job->runner);
+			return true;
+		}
+		refusal(flow, fv, vm, action, why);
+		return false;
+	case ACT_COUNT:
+		break;
+	}
+	return false;
+}
+
+bool flow_set_policy(struct flow *flow, struct vm *vm, enum vmo_policy policy, char **why)
+{
+	if (why)
+		*why = NULL;
+	if (!flow || !vm || (unsigned)policy >= POLICY_COUNT) {
+		set_msg(why, "%s", _("unknown VM or policy"));
+		return false;
+	}
+	vm->policy = policy;
+	/* Remembered in the state file; the user's config is never rewritten. */
+	if (flow->state) {
+		statefile_set_policy(flow->state, vm->name, policy);
+		if (!statefile_save(flow->state))
+			log_warn("flow: could not save the state file (policy of %s)", vm->name);
+	}
+	log_info("flow: %s: policy %s", vm->name, policy_name(policy));
+	model_changed(flow->model);
+	return true;
+}
+
+bool flow_busy(const struct flow *flow)
+{
+	for (size_t i = 0; flow && i < flow->n_fvs; i++)
+		if (flow->fvs[i]->job)
+			return true;
+	return false;
+}
+
+void flow_set_privileged(struct flow *flow, const struct flow_privileged *priv)
+{
+	if (flow)
+		flow->priv = priv ? *priv : (struct flow_privileged){0};
+}
+
+void flow_set_kill_grace(struct flow *flow, int ms)
+{
+	if (flow)
+		flow->kill_grace_ms = ms;
+}
+
+/* ---- life cycle ---- */
+
+/* Policies changed at run time win for VMs we have not seen before; for a
+ * VM we knew, a policy now different from the saved one was changed in
+ * the file (model_reload), and the file is the user's newer word. */
+static void apply_saved_policies(struct flow *flow)
+{
+	for (size_t i = 0; i < flow->model->n_vms; i++) {
+		struct vm *vm = flow->model->vms[i];
+		struct flow_vm *fv = fv_get(flow, vm);
+		if (!fv)
+			continue;
+		enum vmo_policy saved;
+		bool has = flow->state && statefile_get_policy(flow->state, vm->name, &saved);
+		if (fv->seen == vm) {
+			if (has && saved != vm->policy) {
+				statefile_clear_policy(flow->state, vm->name);
+				statefile_save(flow->state);
+			}
+		} else if (has) {
+			vm->policy = saved;
+		}
+		fv->seen = vm;
+	}
+}
+
+/* A journal at start-up: the applet (or the machine) died during a commit. */
+static void check_journals(struct flow *flow)
+{
+	for (size_t i = 0; i < flow->model->n_vms; i++) {
+		struct vm *vm = flow->model->vms[i];
+		struct flow_vm *fv = fv_get(flow, vm);
+		if (!fv || fv->job)
+			continue;
+		char *p = journal_path(flow, vm);
+		struct imageops_journal j;
+		int r = p ? imageops_journal_read(p, &j) : -ENOENT;
+		if (r != -ENOENT) {
+			log_warn("flow: %s: commit journal %s found (overlay %s): interrupted commit",
+			         vm->name, p, j.overlay ? j.overlay : "?");
+			char *msg = NULL;
+			set_msg(&msg, _("%s: a commit did not finish (vmoverlay or the machine stopped "
+			                "during it). Nothing was lost: the overlay still holds every "
+			                "change; resume the commit to finish it"), vm->name);
+			vm->flow = FLOW_INTERRUPTED;
+			vm_set_str(&vm->error, msg);
+			free(msg);
+		}
+		imageops_journal_clear(&j);
+		free(p);
+		update_actions(flow, vm);
+	}
+}
+
+struct flow *flow_create(struct loop *loop, struct model *model, const struct config *cfg,
+                         struct statefile *state, struct virt_watcher *virt,
+                         const struct flow_ui *ui)
+{
+	struct flow *flow = calloc(1, sizeof *flow);
+	if (!flow)
+		return NULL;
+	flow->loop = loop;
+	flow->model = model;
+	flow->cfg = cfg;
+	flow->state = state;
+	flow->virt = virt;
+	flow->kill_grace_ms = RUNNER_KILL_GRACE_MS;
+	if (ui)
+		flow->ui = *ui;
+	apply_saved_policies(flow);
+	check_journals(flow);
+	model_changed(model);
+	return flow;
+}
+
+void flow_reconfigure(struct flow *flow, const struct config *cfg)
+{
+	if (!flow)
+		return;
+	flow->cfg = cfg;
+	/* Records of VMs no longer in the model go (a busy VM stays in the
+	 * model until its job ends). */
+	size_t n = 0;
+	for (size_t i = 0; i < flow->n_fvs; i++) {
+		struct flow_vm *fv = flow->fvs[i];
+		bool present = false;
+		for (size_t k = 0; k < flow->model->n_vms && !present; k++)
+			present = strcmp(flow->model->vms[k]->name, fv->name) == 0;
+		if (present || fv->job) {
+			flow->fvs[n++] = fv;
+		} else {
+			free(fv->name);
+			free(fv);
+		}
+	}
+	flow->n_fvs = n;
+	apply_saved_policies(flow);
+	check_journals(flow);
+	for (size_t i = 0; i < flow->model->n_vms; i++)
+		update_actions(flow, flow->model->vms[i]);
+	model_changed(flow->model);
+}
+
+void flow_destroy(struct flow *flow)
+{
+	if (!flow)
+		return;
+	for (size_t i = 0; i < flow->n_fvs; i++) {
+		struct flow_vm *fv = flow->fvs[i];
+		if (fv->job) {
+			/* Nothing on disk is undone: a commit keeps its journal
+			 * (INTERRUPTED at the next start); a rebuild's temp file
+			 * is removed, the old overlay was never touched. */
+			log_warn("flow: %s: %s still running at exit", fv->name,
+			         imageops_op_name(fv->job->op));
+			runner_detach(fv->job->runner);
+			if (fv->job->rb.tmp)
+				imageops_rebuild_abort(&fv->job->rb);
+			job_free(fv->job);
+		}
+		free(fv->name);
+		free(fv);
+	}
+	free(flow->fvs);
+	free(flow);
+}
