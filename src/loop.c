@@ -101,7 +101,7 @@ struct loop_child {
 	struct list link;
 	struct loop *loop;
 	pid_t pid;
-	int pidfd;
+	int pidfd; /* -1: no pidfd_open (old kernel, valgrind): SIGCHLD scan */
 	struct loop_fd *watch;
 	loop_child_cb cb; /* NULL after loop_child_unwatch: still reaped */
 	void *data;
@@ -177,6 +177,7 @@ struct loop {
 	struct list signals;
 
 	struct list children;
+	bool sigchld_scan; /* SIGCHLD routed to the signalfd for the fallback */
 	struct list dbus_conns;
 	struct list virt_handles;
 	struct list virt_timeouts;
@@ -487,18 +488,19 @@ void loop_restore_sigmask(const struct loop *loop)
 static void child_free(struct loop_child *c)
 {
 	loop_fd_remove(c->watch);
-	close(c->pidfd);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
 	list_remove(&c->link);
 	free(c);
 }
 
-static void on_pidfd(struct loop *loop, int fd, short revents, void *data)
+/* Reaps c if it has exited and runs its callback; true if it was reaped. */
+static bool child_try_reap(struct loop *loop, struct loop_child *c)
 {
-	struct loop_child *c = data;
 	int status = 0;
 	pid_t r = waitpid(c->pid, &status, WNOHANG);
 	if (r == 0 || (r < 0 && errno == EINTR))
-		return; /* not exited yet; the pidfd will say again */
+		return false; /* not exited yet */
 	if (r < 0) {
 		/* Someone else reaped it (a stray waitpid(-1)); no status. */
 		log_warn("loop: child %d already reaped: %s", (int)c->pid, strerror(errno));
@@ -510,20 +512,67 @@ static void on_pidfd(struct loop *loop, int fd, short revents, void *data)
 	child_free(c);
 	if (cb)
 		cb(loop, pid, status, cb_data);
+	return true;
+}
+
+static void on_pidfd(struct loop *loop, int fd, short revents, void *data)
+{
+	child_try_reap(loop, data);
+}
+
+/* Fallback: SIGCHLD says "some child changed", so every child without a
+ * pidfd is asked. Only our own pids are waited for, never waitpid(-1),
+ * so children other modules wait for synchronously are left alone. */
+static void children_scan(struct loop *loop)
+{
+	bool again = true;
+	while (again) {
+		again = false;
+		list_for_each_safe (pos, tmp, &loop->children) {
+			struct loop_child *c = container_of(pos, struct loop_child, link);
+			if (c->pidfd < 0 && child_try_reap(loop, c)) {
+				again = true; /* the callback may have changed the list */
+				break;
+			}
+		}
+	}
+}
+
+static void on_sigchld(struct loop *loop, int signo, void *data)
+{
+	children_scan(loop);
+}
+
+static void children_scan_deferred(struct loop *loop, void *data)
+{
+	children_scan(loop);
 }
 
 bool loop_child_watch(struct loop *loop, pid_t pid, loop_child_cb cb, void *data)
 {
 	if (pid <= 0)
 		return false;
-	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pidfd < 0) {
+	int pidfd;
+	if (getenv("VMO_LOOP_NO_PIDFD")) { /* lets the tests cover the fallback */
+		pidfd = -1;
+		errno = ENOSYS;
+	} else {
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	}
+	if (pidfd < 0 && errno != ENOSYS) {
 		log_err("loop: pidfd_open(%d): %s", (int)pid, strerror(errno));
 		return false;
 	}
+	if (pidfd < 0 && !loop->sigchld_scan) {
+		log_debug("loop: no pidfd_open, watching children through SIGCHLD");
+		if (!loop_signal_add(loop, SIGCHLD, on_sigchld, NULL))
+			return false;
+		loop->sigchld_scan = true;
+	}
 	struct loop_child *c = calloc(1, sizeof(*c));
 	if (!c) {
-		close(pidfd);
+		if (pidfd >= 0)
+			close(pidfd);
 		log_err("loop: out of memory");
 		return false;
 	}
@@ -532,11 +581,16 @@ bool loop_child_watch(struct loop *loop, pid_t pid, loop_child_cb cb, void *data
 	c->pidfd = pidfd;
 	c->cb = cb;
 	c->data = data;
-	c->watch = loop_fd_add(loop, pidfd, POLLIN, on_pidfd, c);
-	if (!c->watch) {
-		close(pidfd);
-		free(c);
-		return false;
+	if (pidfd >= 0) {
+		c->watch = loop_fd_add(loop, pidfd, POLLIN, on_pidfd, c);
+		if (!c->watch) {
+			close(pidfd);
+			free(c);
+			return false;
+		}
+	} else {
+		/* It may have exited before SIGCHLD was routed to us. */
+		loop_defer(loop, children_scan_deferred, NULL);
 	}
 	list_insert_before(&loop->children, &c->link);
 	return true;
