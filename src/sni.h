@@ -11,9 +11,29 @@ struct bus;
 struct app;
 struct sni;
 
-/* Exports the item and the menu path it advertises, then registers
+#define SNI_OBJECT_PATH "/StatusNotifierItem"
+#define SNI_INTERFACE "org.kde.StatusNotifierItem"
+#define SNI_WATCHER_NAME "org.kde.StatusNotifierWatcher"
+#define SNI_WATCHER_PATH "/StatusNotifierWatcher"
+
+/* Exports the item (the menu at MENU_OBJECT_PATH must be exported first:
+ * menu_create), owns org.kde.StatusNotifierItem-PID-1, then registers
  * asynchronously. app gives the model and app_show_summary(). */
 struct sni *sni_create(struct bus *bus, struct app *app, char **err);
 void sni_destroy(struct sni *sni); /* NULL ok */
+
+/* The bus name the item registered ("org.kde.StatusNotifierItem-PID-1"). */
+const char *sni_service_name(const struct sni *sni);
+/* True once the watcher accepted RegisterStatusNotifierItem. */
+bool sni_registered(const struct sni *sni);
+/* The last xdg-activation token a host gave us (Wayland; Plasma sends one
+ * right before Activate or a menu click), or NULL. Valid until the next
+ * call into the item. */
+const char *sni_activation_token(const struct sni *sni);
+
+/* The icon theme directory (hicolor layout) hosts should search: the
+ * source tree's icons/ when run from the build tree, the installed
+ * share/icons otherwise (malloc'd). */
+char *sni_icon_theme_dir(void);
 
 #endif
