@@ -1,7 +1,8 @@
 # Translations (gettext). The template po/vmoverlay.pot is extracted from
-# src/*.c (and the desktop entry templates); po/<lang>.po for every language
-# in po/LINGUAS are compiled into ${CMAKE_BINARY_DIR}/locale/<lang>/LC_MESSAGES
-# (where an uninstalled vmoverlay finds them) and installed.
+# src/*.c, the desktop entry templates and the polkit action template;
+# po/<lang>.po for every language in po/LINGUAS are compiled into
+# ${CMAKE_BINARY_DIR}/locale/<lang>/LC_MESSAGES (where an uninstalled
+# vmoverlay finds them) and installed.
 #
 # Workflow for translators and developers:
 #   cmake --build build --target update-po   # refresh po/vmoverlay.pot and
@@ -32,6 +33,15 @@ list(SORT VMO_I18N_C_SOURCES)
 file(GLOB VMO_I18N_DESKTOP_SOURCES CONFIGURE_DEPENDS RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
      ${CMAKE_CURRENT_SOURCE_DIR}/cmake/*.desktop.in)
 list(SORT VMO_I18N_DESKTOP_SOURCES)
+# The polkit action's description/message (msgfmt --xml translates it with
+# the same ITS rules at build time, see part-install.cmake).
+set(VMO_POLKIT_ITS /usr/share/gettext/its/polkit.its)
+set(VMO_I18N_POLICY_SOURCES)
+if(EXISTS ${VMO_POLKIT_ITS})
+  file(GLOB VMO_I18N_POLICY_SOURCES CONFIGURE_DEPENDS RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
+       ${CMAKE_CURRENT_SOURCE_DIR}/cmake/*.policy.in)
+  list(SORT VMO_I18N_POLICY_SOURCES)
+endif()
 
 set(VMO_POT_BUILD ${CMAKE_CURRENT_BINARY_DIR}/po/vmoverlay.pot)
 set(VMO_XGETTEXT_C_ARGS
@@ -50,6 +60,12 @@ if(VMO_I18N_DESKTOP_SOURCES)
     COMMAND ${VMO_XGETTEXT} ${VMO_XGETTEXT_ARGS} --from-code=UTF-8 --language=Desktop --join-existing
             -o ${VMO_POT_BUILD} ${VMO_I18N_DESKTOP_SOURCES})
 endif()
+if(VMO_I18N_POLICY_SOURCES)
+  list(APPEND VMO_POT_COMMANDS
+    COMMAND ${VMO_XGETTEXT} ${VMO_XGETTEXT_ARGS} --from-code=UTF-8 --its=${VMO_POLKIT_ITS}
+            --join-existing -o ${VMO_POT_BUILD} ${VMO_I18N_POLICY_SOURCES})
+endif()
+list(TRANSFORM VMO_I18N_POLICY_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/ OUTPUT_VARIABLE VMO_I18N_POLICY_ABS)
 list(TRANSFORM VMO_I18N_C_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/ OUTPUT_VARIABLE VMO_I18N_C_ABS)
 list(TRANSFORM VMO_I18N_DESKTOP_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/ OUTPUT_VARIABLE VMO_I18N_DESKTOP_ABS)
 
@@ -59,7 +75,7 @@ list(TRANSFORM VMO_I18N_DESKTOP_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/ OUT
 add_custom_command(
   OUTPUT ${VMO_POT_BUILD}
   ${VMO_POT_COMMANDS}
-  DEPENDS ${VMO_I18N_C_ABS} ${VMO_I18N_DESKTOP_ABS}
+  DEPENDS ${VMO_I18N_C_ABS} ${VMO_I18N_DESKTOP_ABS} ${VMO_I18N_POLICY_ABS}
   WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}
   COMMENT "Extracting translatable strings into po/vmoverlay.pot (build tree)"
   VERBATIM)
