@@ -23,9 +23,9 @@
 #include "model.h"
 #include "runner.h"
 
-#define DEMO_URI "test:///default"
-#define DEMO_DOMAIN "test"
-#define DEMO_BASE_SIZE "64M"
+#define DEMO_URI         "test:///default"
+#define DEMO_DOMAIN      "test"
+#define DEMO_BASE_SIZE   "64M"
 #define DEMO_COUNTDOWN_S 10
 
 struct demo {
@@ -72,7 +72,7 @@ static bool run_tool(char *const argv[], char **err)
 	if (!ok)
 		/* TRANSLATORS: demo set-up failure: program, its error message */
 		set_err(err, _("%s failed: %s"), argv[0],
-		        st.last_stderr && *st.last_stderr ? st.last_stderr : "?");
+			st.last_stderr && *st.last_stderr ? st.last_stderr : "?");
 	runner_status_clear(&st);
 	return ok;
 }
@@ -122,14 +122,14 @@ struct demo *demo_prepare(struct config *cfg, char **err)
 		set_err(err, _("%s not found on PATH"), "qemu-io");
 		goto error;
 	}
-	char *create_base[] = {qemu_img, "create", "-q", "-f", "qcow2", demo->base, DEMO_BASE_SIZE,
-	                       NULL};
-	char *create_overlay[] = {qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
-	                          demo->base, demo->overlay, NULL};
+	char *create_base[] = {qemu_img, "create",   "-q",           "-f",
+			       "qcow2",  demo->base, DEMO_BASE_SIZE, NULL};
+	char *create_overlay[] = {qemu_img, "create", "-q",       "-f",          "qcow2", "-F",
+				  "qcow2",  "-b",     demo->base, demo->overlay, NULL};
 	/* A session's worth of changes: 1 MiB of 0x5a at offset 0, which a
 	 * commit moves into the base and a discard throws away. */
-	char *write_pattern[] = {qemu_io, "-f", "qcow2", "-c", "write -P 0x5a 0 1M", demo->overlay,
-	                         NULL};
+	char *write_pattern[] = {qemu_io,       "-f", "qcow2", "-c", "write -P 0x5a 0 1M",
+				 demo->overlay, NULL};
 	if (!run_tool(create_base, err) || !run_tool(create_overlay, err) ||
 	    !run_tool(write_pattern, err))
 		goto error;
@@ -193,7 +193,8 @@ static void demo_shutdown(struct demo *demo)
 		log_err("demo: no domain %s", DEMO_DOMAIN);
 	} else {
 		if (virDomainIsActive(dom) != 1)
-			log_warn("demo: domain %s is not running; nothing to shut down", DEMO_DOMAIN);
+			log_warn("demo: domain %s is not running; nothing to shut down",
+				 DEMO_DOMAIN);
 		else if (virDomainShutdown(dom) < 0)
 			log_err("demo: shutting %s down failed", DEMO_DOMAIN);
 		else

@@ -37,22 +37,22 @@
 #include "loop.h"
 #include "model.h"
 
-#define NOTIFY_NAME "org.freedesktop.Notifications"
-#define NOTIFY_PATH "/org/freedesktop/Notifications"
-#define NOTIFY_IFACE "org.freedesktop.Notifications"
-#define JOB_SERVER_NAME "org.kde.kuiserver"
-#define JOB_SERVER_PATH "/JobViewServer"
+#define NOTIFY_NAME      "org.freedesktop.Notifications"
+#define NOTIFY_PATH      "/org/freedesktop/Notifications"
+#define NOTIFY_IFACE     "org.freedesktop.Notifications"
+#define JOB_SERVER_NAME  "org.kde.kuiserver"
+#define JOB_SERVER_PATH  "/JobViewServer"
 #define JOB_SERVER_IFACE "org.kde.JobViewServer"
-#define JOB_VIEW_IFACE "org.kde.JobViewV2"
+#define JOB_VIEW_IFACE   "org.kde.JobViewV2"
 
-#define APP_NAME "vmoverlay"
-#define APP_ICON "vmoverlay"
+#define APP_NAME         "vmoverlay"
+#define APP_ICON         "vmoverlay"
 #define PROBE_TIMEOUT_MS 2000
 /* After a failed probe, new operations re-probe at most this often (an
  * owner change re-probes at once). No timer: idle stays idle. */
-#define PROBE_RETRY_MS 10000
+#define PROBE_RETRY_MS       10000
 #define PROGRESS_INTERVAL_MS 500
-#define JOB_KILLABLE 1
+#define JOB_KILLABLE         1
 
 enum note_kind { NOTE_NONE = 0, NOTE_PROMPT, NOTE_PROGRESS, NOTE_RESULT, NOTE_INFO };
 enum note_op { OP_NONE = 0, OP_SHOW, OP_CLOSE };
@@ -134,7 +134,7 @@ static void note_finish(struct note *note)
 		loop_timer_remove(note->throttle);
 	if (note->nn) {
 		g_signal_handlers_disconnect_matched(note->nn, G_SIGNAL_MATCH_DATA, 0, 0, NULL,
-		                                     NULL, note);
+						     NULL, note);
 		g_object_unref(note->nn);
 	}
 	free(note->vm_name);
@@ -143,8 +143,7 @@ static void note_finish(struct note *note)
 	memset(note, 0, sizeof *note);
 }
 
-static void note_set(struct note *note, enum note_kind kind, const char *summary,
-                     const char *body)
+static void note_set(struct note *note, enum note_kind kind, const char *summary, const char *body)
 {
 	note->kind = kind;
 	free(note->summary);
@@ -197,7 +196,7 @@ static void on_note_closed(NotifyNotification *nn, gpointer data)
 	struct note *note = data;
 	note->shown = false;
 	log_debug("notification for %s closed (reason %d)", note->vm_name ? note->vm_name : "-",
-	          notify_notification_get_closed_reason(nn));
+		  notify_notification_get_closed_reason(nn));
 }
 
 static void on_action(NotifyNotification *nn, char *action, gpointer data)
@@ -224,7 +223,7 @@ static void on_action(NotifyNotification *nn, char *action, gpointer data)
 	struct vm *vm = note->vm_name ? model_find(&n->app->model, note->vm_name) : NULL;
 	if (!vm || !n->app->flow) {
 		log_warn("notification action %s for unknown VM %s", action,
-		         note->vm_name ? note->vm_name : "-");
+			 note->vm_name ? note->vm_name : "-");
 		return;
 	}
 	log_info("%s: \"%s\" chosen in the notification", vm->name, action);
@@ -260,8 +259,8 @@ static char *render_body(struct notifier *n, const struct note *note)
 static bool is_timeout(const GError *err)
 {
 	return err && (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_TIMED_OUT) ||
-	               g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY) ||
-	               g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_TIMEOUT));
+		       g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_NO_REPLY) ||
+		       g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_TIMEOUT));
 }
 
 static void note_flush(struct notifier *n, struct note *note)
@@ -305,18 +304,20 @@ static void note_flush(struct notifier *n, struct note *note)
 	if (note->value >= 0 && n->cap_value)
 		notify_notification_set_hint(nn, "value", g_variant_new_int32(note->value));
 	if (note->actions && n->cap_actions) {
-		/* TRANSLATORS: notification button: merge the session's changes into the base image */
+		/* TRANSLATORS: notification button: merge the session's changes into the base image
+		 */
 		notify_notification_add_action(nn, "commit", _("Commit"), on_action, note, NULL);
 		/* TRANSLATORS: notification button: throw the session's changes away */
 		notify_notification_add_action(nn, "discard", _("Discard"), on_action, note, NULL);
 		/* TRANSLATORS: notification button: decide later from the tray menu */
-		notify_notification_add_action(nn, "keep", _("Keep for now"), on_action, note, NULL);
+		notify_notification_add_action(nn, "keep", _("Keep for now"), on_action, note,
+					       NULL);
 		/* TRANSLATORS: the notification's default action (clicking its body) */
 		notify_notification_add_action(nn, "default", _("Show in the tray menu"), on_action,
-		                               note, NULL);
+					       note, NULL);
 	}
 	notify_notification_set_timeout(nn, note->kind == NOTE_PROGRESS ? NOTIFY_EXPIRES_NEVER
-	                                                                : NOTIFY_EXPIRES_DEFAULT);
+									: NOTIFY_EXPIRES_DEFAULT);
 	int64_t t0 = loop_now_ms();
 	if (!notify_notification_show(nn, &err)) {
 		log_warn("showing a notification failed: %s", err->message);
@@ -331,8 +332,8 @@ static void note_flush(struct notifier *n, struct note *note)
 	note->last_show_ms = loop_now_ms();
 	int id = 0;
 	g_object_get(nn, "id", &id, NULL);
-	log_debug("notification %d shown for %s in %lld ms", id, note->vm_name ? note->vm_name : "-",
-	          (long long)(note->last_show_ms - t0));
+	log_debug("notification %d shown for %s in %lld ms", id,
+		  note->vm_name ? note->vm_name : "-", (long long)(note->last_show_ms - t0));
 }
 
 static void flush_all(struct notifier *n)
@@ -366,7 +367,8 @@ static void probe_done(struct notifier *n)
 	if (n->probe_ok) {
 		if (!n->server_ok || n->logged_absent)
 			log_info("notification server %s answers (actions: %s)",
-			         n->server_name ? n->server_name : "?", n->cap_actions ? "yes" : "no");
+				 n->server_name ? n->server_name : "?",
+				 n->cap_actions ? "yes" : "no");
 		n->server_ok = true;
 		n->logged_absent = false;
 		flush_all(n);
@@ -374,9 +376,10 @@ static void probe_done(struct notifier *n)
 		n->server_ok = false;
 		n->last_fail_ms = loop_now_ms();
 		if (!n->logged_absent)
-			log_warn("no usable notification server (%s): choices are offered in the tray "
-			         "menu only",
-			         n->probe_err ? n->probe_err : "?");
+			log_warn(
+			    "no usable notification server (%s): choices are offered in the tray "
+			    "menu only",
+			    n->probe_err ? n->probe_err : "?");
 		n->logged_absent = true;
 	}
 	free(n->probe_err);
@@ -441,7 +444,8 @@ static void on_probe_caps(GObject *src, GAsyncResult *res, gpointer data)
 				n->cap_markup = true;
 			/* No capability announces the "value" hint; Plasma, which
 			 * draws it as a progress bar, announces x-kde-* ones. */
-			else if (strncmp(cap, "x-kde-", 6) == 0 || strcmp(cap, "x-vmoverlay-value") == 0)
+			else if (strncmp(cap, "x-kde-", 6) == 0 ||
+				 strcmp(cap, "x-vmoverlay-value") == 0)
 				n->cap_value = true;
 		}
 		g_variant_iter_free(it);
@@ -458,18 +462,18 @@ static void kick(struct notifier *n)
 {
 	if (!n->conn || n->probing || !any_pending(n))
 		return;
-	if (!n->server_ok && n->last_fail_ms &&
-	    loop_now_ms() - n->last_fail_ms < PROBE_RETRY_MS)
+	if (!n->server_ok && n->last_fail_ms && loop_now_ms() - n->last_fail_ms < PROBE_RETRY_MS)
 		return; /* wait for an owner change or the retry interval */
 	n->probing = true;
 	n->probe_ok = true;
 	n->probe_left = 2;
 	g_dbus_connection_call(n->conn, NOTIFY_NAME, NOTIFY_PATH, NOTIFY_IFACE,
-	                       "GetServerInformation", NULL, G_VARIANT_TYPE("(ssss)"),
-	                       G_DBUS_CALL_FLAGS_NONE, PROBE_TIMEOUT_MS, n->cancel, on_probe_info, n);
+			       "GetServerInformation", NULL, G_VARIANT_TYPE("(ssss)"),
+			       G_DBUS_CALL_FLAGS_NONE, PROBE_TIMEOUT_MS, n->cancel, on_probe_info,
+			       n);
 	g_dbus_connection_call(n->conn, NOTIFY_NAME, NOTIFY_PATH, NOTIFY_IFACE, "GetCapabilities",
-	                       NULL, G_VARIANT_TYPE("(as)"), G_DBUS_CALL_FLAGS_NONE,
-	                       PROBE_TIMEOUT_MS, n->cancel, on_probe_caps, n);
+			       NULL, G_VARIANT_TYPE("(as)"), G_DBUS_CALL_FLAGS_NONE,
+			       PROBE_TIMEOUT_MS, n->cancel, on_probe_caps, n);
 }
 
 static void reshow_open_questions(struct notifier *n)
@@ -485,8 +489,7 @@ static void reshow_open_questions(struct notifier *n)
 }
 
 static void on_owner_changed(GDBusConnection *conn, const char *sender, const char *path,
-                             const char *iface, const char *signal, GVariant *params,
-                             gpointer data)
+			     const char *iface, const char *signal, GVariant *params, gpointer data)
 {
 	struct notifier *n = data;
 	const char *name, *old_owner, *new_owner;
@@ -512,8 +515,8 @@ static void on_owner_changed(GDBusConnection *conn, const char *sender, const ch
 static void job_call(struct notifier *n, struct vm_entry *e, const char *method, GVariant *args)
 {
 	g_dbus_connection_call(n->conn, JOB_SERVER_NAME, e->job_path, JOB_VIEW_IFACE, method, args,
-	                       NULL, G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, NULL, NULL,
-	                       NULL);
+			       NULL, G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, NULL, NULL,
+			       NULL);
 }
 
 static void job_finish(struct notifier *n, struct vm_entry *e, const char *msg)
@@ -535,7 +538,7 @@ static void job_finish(struct notifier *n, struct vm_entry *e, const char *msg)
 }
 
 static void on_job_cancel(GDBusConnection *conn, const char *sender, const char *path,
-                          const char *iface, const char *signal, GVariant *params, gpointer data)
+			  const char *iface, const char *signal, GVariant *params, gpointer data)
 {
 	struct vm_entry *e = data;
 	struct notifier *n = e->note.n;
@@ -574,16 +577,15 @@ static void on_job_view(GObject *src, GAsyncResult *res, gpointer data)
 	e->job_path = strdup(path);
 	g_variant_unref(v);
 	e->job = JOB_ACTIVE;
-	e->job_sub = g_dbus_connection_signal_subscribe(n->conn, NULL, JOB_VIEW_IFACE,
-	                                                "cancelRequested", e->job_path, NULL,
-	                                                G_DBUS_SIGNAL_FLAGS_NONE, on_job_cancel, e,
-	                                                NULL);
+	e->job_sub = g_dbus_connection_signal_subscribe(
+	    n->conn, NULL, JOB_VIEW_IFACE, "cancelRequested", e->job_path, NULL,
+	    G_DBUS_SIGNAL_FLAGS_NONE, on_job_cancel, e, NULL);
 	/* TRANSLATORS: job title in Plasma's job tracker; %s is the VM */
 	char *title = strdup_printf(_("Committing %s"), e->name);
 	job_call(n, e, "setInfoMessage", g_variant_new("(s)", title ? title : e->name));
 	free(title);
 	job_call(n, e, "setDescriptionField",
-	         g_variant_new("(uss)", 0u, _("Virtual machine"), e->name));
+		 g_variant_new("(uss)", 0u, _("Virtual machine"), e->name));
 	job_call(n, e, "setPercent", g_variant_new("(u)", e->job_percent));
 	if (e->job_finish_pending) {
 		e->job_finish_pending = false;
@@ -598,11 +600,10 @@ static void job_progress(struct notifier *n, struct vm_entry *e, unsigned percen
 	e->job_percent = percent;
 	if (e->job == JOB_NONE) {
 		e->job = JOB_REQUESTING;
-		g_dbus_connection_call(n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_IFACE,
-		                       "requestView",
-		                       g_variant_new("(ssi)", APP_NAME, APP_ICON, JOB_KILLABLE),
-		                       G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NO_AUTO_START,
-		                       PROBE_TIMEOUT_MS, n->cancel, on_job_view, e);
+		g_dbus_connection_call(
+		    n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_IFACE, "requestView",
+		    g_variant_new("(ssi)", APP_NAME, APP_ICON, JOB_KILLABLE), G_VARIANT_TYPE("(o)"),
+		    G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, n->cancel, on_job_view, e);
 	} else if (e->job == JOB_ACTIVE) {
 		job_call(n, e, "setPercent", g_variant_new("(u)", percent));
 	}
@@ -623,7 +624,7 @@ void notifier_prompt(void *data, struct vm *vm)
 	char *body;
 	if (vm->last_stop == STOP_UNCLEAN)
 		body = strdup_printf("%s\n%s", _("Keep the changes made in this session?"),
-		                     _("The guest did not shut down cleanly."));
+				     _("The guest did not shut down cleanly."));
 	else
 		body = strdup(_("Keep the changes made in this session?"));
 	if (summary && body) {
@@ -634,7 +635,7 @@ void notifier_prompt(void *data, struct vm *vm)
 		e->note.actions = true;
 		e->note.resident = true;
 		e->note.urgency =
-		        vm->last_stop == STOP_UNCLEAN ? NOTIFY_URGENCY_CRITICAL : NOTIFY_URGENCY_NORMAL;
+		    vm->last_stop == STOP_UNCLEAN ? NOTIFY_URGENCY_CRITICAL : NOTIFY_URGENCY_NORMAL;
 	}
 	free(summary);
 	free(body);
@@ -695,7 +696,7 @@ void notifier_progress(void *data, struct vm *vm)
 			e->note.op = OP_NONE;
 			if (!e->note.throttle)
 				e->note.throttle =
-				        loop_timer_add(n->app->loop, -1, 0, on_throttle, &e->note);
+				    loop_timer_add(n->app->loop, -1, 0, on_throttle, &e->note);
 			if (e->note.throttle)
 				loop_timer_arm(e->note.throttle, wait, 0);
 		}
@@ -708,7 +709,7 @@ void notifier_progress(void *data, struct vm *vm)
 }
 
 void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned long long bytes,
-                     const char *msg)
+		     const char *msg)
 {
 	struct notifier *n = data;
 	if (!n)
@@ -728,30 +729,33 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 		summary = strdup_printf(_("%s: changes committed"), vm->name);
 		/* TRANSLATORS: VM name, size ("1.2 GiB"), base image file name */
 		body = strdup_printf(_("%s: %s committed into %s; fresh overlay ready"), vm->name,
-		                     size, base);
+				     size, base);
 		break;
 	case RESULT_DISCARDED:
 		summary = strdup_printf(_("%s: changes discarded"), vm->name);
 		if (vm->has_discarded)
-			body = strdup_printf(_("%s: changes discarded (undo available until next start)"),
-			                     vm->name);
+			body = strdup_printf(
+			    _("%s: changes discarded (undo available until next start)"), vm->name);
 		else
-			body = strdup_printf(_("%s: changes discarded; fresh overlay ready"), vm->name);
+			body = strdup_printf(_("%s: changes discarded; fresh overlay ready"),
+					     vm->name);
 		break;
 	case RESULT_UNDONE:
 		summary = strdup_printf(_("%s: discard undone"), vm->name);
-		body = strdup_printf(_("%s: the discarded changes are back in the overlay"), vm->name);
+		body =
+		    strdup_printf(_("%s: the discarded changes are back in the overlay"), vm->name);
 		break;
 	case RESULT_CANCELLED:
 		summary = strdup_printf(_("%s: commit cancelled"), vm->name);
-		body = strdup_printf("%s", _("Nothing was lost: the overlay still holds your changes."));
+		body = strdup_printf("%s",
+				     _("Nothing was lost: the overlay still holds your changes."));
 		break;
 	case RESULT_FAILED:
 	default:
 		urgency = NOTIFY_URGENCY_CRITICAL;
 		summary = strdup_printf(_("%s: operation failed"), vm->name);
 		body = strdup_printf("%s\n%s", msg && *msg ? msg : _("Unknown error."),
-		                     _("Nothing was lost: the overlay still holds your changes."));
+				     _("Nothing was lost: the overlay still holds your changes."));
 		break;
 	}
 	if (summary && body) {
@@ -824,9 +828,9 @@ struct notifier *notifier_create(struct app *app)
 	/* We quit on SIGTERM/menu; GDBus must not _exit() us when the bus goes. */
 	g_dbus_connection_set_exit_on_close(n->conn, FALSE);
 	n->owner_sub = g_dbus_connection_signal_subscribe(
-	        n->conn, "org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
-	        "/org/freedesktop/DBus", NOTIFY_NAME, G_DBUS_SIGNAL_FLAGS_NONE, on_owner_changed, n,
-	        NULL);
+	    n->conn, "org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
+	    "/org/freedesktop/DBus", NOTIFY_NAME, G_DBUS_SIGNAL_FLAGS_NONE, on_owner_changed, n,
+	    NULL);
 	return n;
 }
 

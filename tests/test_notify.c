@@ -85,9 +85,9 @@ static GDBusConnection *gbus(void)
 static bool has_owner(const char *name)
 {
 	GVariant *v = g_dbus_connection_call_sync(
-	        gbus(), "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-	        "NameHasOwner", g_variant_new("(s)", name), G_VARIANT_TYPE("(b)"),
-	        G_DBUS_CALL_FLAGS_NONE, 1000, NULL, NULL);
+	    gbus(), "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+	    "NameHasOwner", g_variant_new("(s)", name), G_VARIANT_TYPE("(b)"),
+	    G_DBUS_CALL_FLAGS_NONE, 1000, NULL, NULL);
 	gboolean b = FALSE;
 	if (v) {
 		g_variant_get(v, "(b)", &b);
@@ -109,8 +109,8 @@ static bool wait_owner(const char *name, bool want, int ms)
 static bool start_mock(void)
 {
 	stop_pid(&server_pid);
-	char *argv[] = {PY, "-m", "dbusmock", "--template", "notification_daemon", "-p", MOCK_CAPS,
-	                NULL};
+	char *argv[] = {PY,   "-m",      "dbusmock", "--template", "notification_daemon",
+			"-p", MOCK_CAPS, NULL};
 	server_pid = spawn(argv);
 	return wait_owner("org.freedesktop.Notifications", true, 10000);
 }
@@ -130,9 +130,9 @@ static GVariant *mock_calls(const char *method)
 {
 	GError *err = NULL;
 	GVariant *v = g_dbus_connection_call_sync(
-	        gbus(), "org.freedesktop.Notifications", "/org/freedesktop/Notifications",
-	        "org.freedesktop.DBus.Mock", "GetMethodCalls", g_variant_new("(s)", method),
-	        G_VARIANT_TYPE("(a(tav))"), G_DBUS_CALL_FLAGS_NONE, 2000, NULL, &err);
+	    gbus(), "org.freedesktop.Notifications", "/org/freedesktop/Notifications",
+	    "org.freedesktop.DBus.Mock", "GetMethodCalls", g_variant_new("(s)", method),
+	    G_VARIANT_TYPE("(a(tav))"), G_DBUS_CALL_FLAGS_NONE, 2000, NULL, &err);
 	if (!v) {
 		fprintf(stderr, "GetMethodCalls: %s\n", err->message);
 		g_error_free(err);
@@ -176,8 +176,8 @@ static char *call_str(const char *method, size_t k, size_t i)
 {
 	GVariant *v = call_arg(method, k, i);
 	char *s = v && g_variant_is_of_type(v, G_VARIANT_TYPE_STRING)
-	                  ? strdup(g_variant_get_string(v, NULL))
-	                  : NULL;
+		      ? strdup(g_variant_get_string(v, NULL))
+		      : NULL;
 	if (v)
 		g_variant_unref(v);
 	return s;
@@ -237,10 +237,10 @@ static void emit_action(unsigned id, const char *action)
 	g_variant_builder_add(&b, "v", g_variant_new_string(action));
 	GError *err = NULL;
 	GVariant *v = g_dbus_connection_call_sync(
-	        gbus(), "org.freedesktop.Notifications", "/org/freedesktop/Notifications",
-	        "org.freedesktop.DBus.Mock", "EmitSignal",
-	        g_variant_new("(sssav)", "org.freedesktop.Notifications", "ActionInvoked", "us", &b),
-	        NULL, G_DBUS_CALL_FLAGS_NONE, 2000, NULL, &err);
+	    gbus(), "org.freedesktop.Notifications", "/org/freedesktop/Notifications",
+	    "org.freedesktop.DBus.Mock", "EmitSignal",
+	    g_variant_new("(sssav)", "org.freedesktop.Notifications", "ActionInvoked", "us", &b),
+	    NULL, G_DBUS_CALL_FLAGS_NONE, 2000, NULL, &err);
 	if (!v) {
 		fprintf(stderr, "EmitSignal: %s\n", err->message);
 		g_error_free(err);
@@ -352,8 +352,8 @@ static void test_prompt_replace_withdraw(void)
 	CHECK(s && strstr(s, "Keep the changes made in this session?"));
 	CHECK(s && strstr(s, "The guest did not shut down cleanly."));
 	free(s);
-	const char *acts[] = {"commit", "Commit", "discard", "Discard", "keep", "Keep for now",
-	                      "default", NULL};
+	const char *acts[] = {"commit", "Commit",       "discard", "Discard",
+			      "keep",   "Keep for now", "default", NULL};
 	CHECK(actions_have(0, acts));
 	GVariant *h = notify_hint(0, "urgency");
 	CHECK(h && g_variant_is_of_type(h, G_VARIANT_TYPE_BYTE) && g_variant_get_byte(h) == 2);
@@ -493,8 +493,8 @@ static void *ping_thread(void *data)
 		return NULL;
 	}
 	while (!p->stop) {
-		DBusMessage *m = dbus_message_new_method_call(p->dest, "/", "org.freedesktop.DBus.Peer",
-		                                              "Ping");
+		DBusMessage *m =
+		    dbus_message_new_method_call(p->dest, "/", "org.freedesktop.DBus.Peer", "Ping");
 		int64_t t0 = loop_now_ms();
 		DBusMessage *r = dbus_connection_send_with_reply_and_block(c, m, 5000, &e);
 		int64_t rtt = loop_now_ms() - t0;
@@ -610,6 +610,25 @@ static void ensure_test_domain_running(void)
 	virConnectClose(c);
 }
 
+/* Runs the loop until the latest Notify's body contains text. */
+static bool pump_until_body(struct loop *loop, const char *text, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	for (;;) {
+		size_t n = n_calls("Notify");
+		char *body = n ? call_str("Notify", n - 1, 4) : NULL;
+		bool found = body && strstr(body, text);
+		if (!found && loop_now_ms() >= end)
+			fprintf(stderr, "last Notify body: %s\n", body ? body : "(none)");
+		free(body);
+		if (found)
+			return true;
+		if (loop_now_ms() >= end)
+			return false;
+		loop_iterate(loop, 20);
+	}
+}
+
 static bool pump_until_flow(struct loop *loop, struct vm *vm, enum flow_state st, int ms)
 {
 	int64_t end = loop_now_ms() + ms;
@@ -633,10 +652,10 @@ static void test_action_commit_through_flow(void)
 	REQUIRE(f.state);
 	f.app.notifier = notifier_create(&f.app);
 	struct flow_ui ui = {.prompt = notifier_prompt,
-	                     .withdraw = notifier_withdraw,
-	                     .progress = notifier_progress,
-	                     .result = notifier_result,
-	                     .data = f.app.notifier};
+			     .withdraw = notifier_withdraw,
+			     .progress = notifier_progress,
+			     .result = notifier_result,
+			     .data = f.app.notifier};
 	struct virt_events ev = {.stopped = on_stopped, .started = on_started, .data = &f.app};
 	f.app.virt = virt_watcher_create(f.app.loop, &f.app.model, &f.cfg, f.state, &ev);
 	REQUIRE(f.app.virt);
@@ -659,20 +678,18 @@ static void test_action_commit_through_flow(void)
 	/* The resident prompt was closed by us, then the result came. */
 	CHECK(pump_until_calls(f.app.loop, "CloseNotification", 1, 3000));
 	CHECK_INT_EQ(call_int("CloseNotification", 0, 0), 1);
-	size_t n = n_calls("Notify");
-	char *body = call_str("Notify", n - 1, 4);
-	CHECK(body && strstr(body, "committed into test-base.qcow2; fresh overlay ready"));
-	free(body);
+	CHECK(pump_until_body(f.app.loop,
+			      " MiB committed into test-base.qcow2; fresh overlay ready", 5000));
 	/* The base holds the session's pattern, the overlay is fresh. */
 	CHECK(test_sh("qemu-io -r -f qcow2 -c 'read -P 0x5a 0 1M' '%s/test-base.qcow2' | grep -q "
-	              "'read 1048576'",
-	              dir) == 0);
+		      "'read 1048576'",
+		      dir) == 0);
 	CHECK(test_sh("qemu-io -r -f qcow2 -c 'read -P 0x5a 0 1M' '%s/test.qcow2' | grep -q "
-	              "'read 1048576'",
-	              dir) == 0);
+		      "'read 1048576'",
+		      dir) == 0);
 	CHECK(test_sh("! qemu-img map --output=json -f qcow2 '%s/test.qcow2' | grep '\"depth\": 0' "
-	              "| grep -q '\"data\": true'",
-	              dir) == 0);
+		      "| grep -q '\"data\": true'",
+		      dir) == 0);
 	fixture_finish(&f);
 	struct stat st;
 	CHECK(stat(dir, &st) != 0 && errno == ENOENT); /* demo_destroy cleaned up */
@@ -681,12 +698,12 @@ static void test_action_commit_through_flow(void)
 }
 
 static const struct test_case cases[] = {
-	{"prompt_replace_withdraw", test_prompt_replace_withdraw},
-	{"progress_result", test_progress_result},
-	{"no_server_then_appears", test_no_server_then_appears},
-	{"hung_server", test_hung_server},
-	{"action_commit_through_flow", test_action_commit_through_flow},
-	{NULL, NULL},
+    {"prompt_replace_withdraw", test_prompt_replace_withdraw},
+    {"progress_result", test_progress_result},
+    {"no_server_then_appears", test_no_server_then_appears},
+    {"hung_server", test_hung_server},
+    {"action_commit_through_flow", test_action_commit_through_flow},
+    {NULL, NULL},
 };
 
 int main(int argc, char **argv)
@@ -702,7 +719,8 @@ int main(int argc, char **argv)
 	log_init(getenv("VMO_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
 	/* A private bus: nothing of the desktop's leaks in or out. */
 	char *out = NULL;
-	if (test_sh_out(&out, "dbus-daemon --session --fork --print-address=1 --print-pid=1") != 0 ||
+	if (test_sh_out(&out, "dbus-daemon --session --fork --print-address=1 --print-pid=1") !=
+		0 ||
 	    !out) {
 		fprintf(stderr, "cannot start dbus-daemon\n");
 		return 1;
