@@ -1,0 +1,438 @@
+/* vmoverlay-helper: the privileged side of commit/rebuild/discard for
+ * images the desktop user cannot write (qemu:///system). Run by pkexec as
+ *   vmoverlay-helper OP VM-NAME DOMAIN-UUID DISK-TARGET [--base P] [--keep-discarded]
+ * It trusts only OP, the UUID and the target: it connects to libvirt itself
+ * (qemu:///system; --connect only for root calling directly), re-discovers
+ * the overlay and base with the applet's own libvirt watcher (virt.c),
+ * re-checks every rule of DESIGN.md §4 right before acting, refuses
+ * symbolic links, and runs the applet's image operations (imageops.c).
+ * Exit statuses: privhelper.h / doc/vmoverlay-helper.8. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "i18n.h"
+#include "image.h"
+#include "imageops.h"
+#include "log.h"
+#include "loop.h"
+#include "model.h"
+#include "privhelper.h"
+#include "runner.h"
+#include "virt.h"
+
+#define SYSTEM_URI "qemu:///system"
+#define CONNECT_TIMEOUT_MS 15000
+/* Enough for any qcow2 header with its extensions (image.c reads as much). */
+#define HEADER_BYTES 65536
+
+struct helper_args {
+	enum imageops_op op;
+	const char *name;
+	const char *uuid;
+	const char *target;
+	const char *base;
+	const char *connect;
+	bool keep_discarded;
+	bool verbose;
+};
+
+/* The user reads the last stderr line (the applet shows it): one line,
+ * translated, prefixed with nothing but the VM's name where it helps. */
+static int finish(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int finish(int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		msg = NULL;
+	va_end(ap);
+	if (msg) {
+		/* Keep it one line: the applet takes the last one. */
+		for (char *p = msg; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		fprintf(code == PRIVHELPER_EXIT_OK ? stdout : stderr, "%s\n", msg);
+	}
+	free(msg);
+	fflush(stdout);
+	return code;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "%s",
+	        _("Usage: vmoverlay-helper OPERATION VM-NAME DOMAIN-UUID DISK-TARGET [--base PATH] "
+	          "[--keep-discarded]\n"
+	          "       (root only) vmoverlay-helper --connect URI OPERATION ...\n"
+	          "OPERATION: commit, rebuild, discard or undo-discard.\n"
+	          "Run by vmoverlay through pkexec; see vmoverlay-helper(8).\n"));
+}
+
+static bool parse_args(int argc, char **argv, struct helper_args *a)
+{
+	const char *pos[4];
+	int npos = 0;
+	memset(a, 0, sizeof *a);
+	for (int i = 1; i < argc; i++) {
+		const char *s = argv[i];
+		if (strcmp(s, "--base") == 0 && i + 1 < argc) {
+			a->base = argv[++i];
+		} else if (strcmp(s, "--connect") == 0 && i + 1 < argc) {
+			a->connect = argv[++i];
+		} else if (strcmp(s, "--keep-discarded") == 0) {
+			a->keep_discarded = true;
+		} else if (strcmp(s, "--verbose") == 0) {
+			a->verbose = true;
+		} else if (s[0] == '-' && s[1] == '-') {
+			fprintf(stderr, _("vmoverlay-helper: unknown option %s\n"), s);
+			return false;
+		} else if (npos < 4) {
+			pos[npos++] = s;
+		} else {
+			fprintf(stderr, _("vmoverlay-helper: too many arguments\n"));
+			return false;
+		}
+	}
+	if (npos != 4) {
+		usage(stderr);
+		return false;
+	}
+	if (!imageops_op_from_name(pos[0], &a->op)) {
+		fprintf(stderr, _("vmoverlay-helper: unknown operation %s\n"), pos[0]);
+		return false;
+	}
+	a->name = pos[1];
+	a->uuid = pos[2];
+	a->target = pos[3];
+	if (!privhelper_valid_name(a->name)) {
+		fprintf(stderr, _("vmoverlay-helper: invalid VM name\n"));
+		return false;
+	}
+	if (!privhelper_valid_uuid(a->uuid)) {
+		fprintf(stderr, _("vmoverlay-helper: invalid domain UUID %s\n"), a->uuid);
+		return false;
+	}
+	if (!privhelper_valid_target(a->target)) {
+		fprintf(stderr, _("vmoverlay-helper: invalid disk target %s\n"), a->target);
+		return false;
+	}
+	if (a->base && a->base[0] != '/') {
+		fprintf(stderr, _("vmoverlay-helper: --base needs an absolute path\n"));
+		return false;
+	}
+	return true;
+}
+
+/* A regular file that is not a symbolic link, opened without following
+ * one; its header is parsed from that descriptor, so what we check is the
+ * file the operation finds (a later swap is refused by rename/commit
+ * rules: qemu-img opens by path, hence the lock check right before). */
+static bool set_why(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool set_why(char **why, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	free(*why);
+	if (vasprintf(why, fmt, ap) < 0)
+		*why = NULL;
+	va_end(ap);
+	return false;
+}
+
+static bool check_plain_file(const char *path, const char *vm, struct qcow2_info *info, char **why)
+{
+	struct stat lst, fst;
+	if (lstat(path, &lst) < 0) {
+		/* TRANSLATORS: %1$s VM, %2$s path, %3$s system error */
+		return set_why(why, _("%1$s: cannot examine %2$s: %3$s"), vm, path, strerror(errno));
+	}
+	if (S_ISLNK(lst.st_mode))
+		return set_why(why, _("%1$s: refusing %2$s: it is a symbolic link."), vm, path);
+	if (!S_ISREG(lst.st_mode))
+		return set_why(why, _("%1$s: refusing %2$s: not a regular file."), vm, path);
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return set_why(why, _("%1$s: cannot open %2$s: %3$s"), vm, path, strerror(errno));
+	bool ok = false;
+	if (fstat(fd, &fst) < 0 || fst.st_dev != lst.st_dev || fst.st_ino != lst.st_ino) {
+		set_why(why, _("%1$s: refusing %2$s: it changed while being checked."), vm, path);
+		goto out;
+	}
+	if (info) {
+		uint8_t *buf = malloc(HEADER_BYTES);
+		ssize_t n = buf ? pread(fd, buf, HEADER_BYTES, 0) : -1;
+		char *err = NULL;
+		if (n < 0 || image_parse_qcow2(buf, (size_t)n, info, &err) < 0) {
+			set_why(why, _("%1$s: %2$s is not a usable qcow2 image: %3$s"), vm, path,
+			         err ? err : strerror(errno));
+			free(err);
+			free(buf);
+			goto out;
+		}
+		free(buf);
+	}
+	ok = true;
+out:
+	close(fd);
+	return ok;
+}
+
+static void print_progress(void *data, double percent)
+{
+	/* The same record qemu-img -p writes: the applet's runner parses it
+	 * through pkexec unchanged. */
+	printf("    (%.2f/100%%)\r", percent);
+	fflush(stdout);
+}
+
+/* Connects the watcher (it does so from a timer) and waits for the first
+ * reconcile, or for the first failure: the helper does not retry. */
+static bool wait_connected(struct loop *loop, struct virt_watcher *w)
+{
+	int64_t deadline = loop_now_ms() + CONNECT_TIMEOUT_MS;
+	while (!virt_watcher_connected(w) && !virt_watcher_last_error(w)) {
+		int64_t left = deadline - loop_now_ms();
+		if (left <= 0)
+			return false;
+		loop_iterate(loop, (int)(left > 200 ? 200 : left));
+	}
+	return virt_watcher_connected(w);
+}
+
+static int run(const struct helper_args *a, const char *uri)
+{
+	int code = PRIVHELPER_EXIT_FAILED;
+	char *why = NULL;
+	char *qemu_img = NULL;
+	struct qcow2_info ov_info = {0};
+	struct virt_watcher *w = NULL;
+	bool model_ready = false;
+	struct model model;
+
+	/* The configuration the applet would have for this VM, built from
+	 * nothing the caller could bend: its name (checked against the UUID
+	 * below), the target, the optional base it must have. */
+	struct vm_config vmc = {
+		.name = (char *)a->name,
+		.policy = POLICY_ASK,
+		.disk = (char *)a->target,
+		.base = (char *)a->base,
+	};
+	struct config cfg = {
+		.connect = (char *)uri,
+		.reconcile_interval = 0,
+		.keep_discarded = a->keep_discarded,
+		.vms = &vmc,
+		.n_vms = 1,
+	};
+
+	struct loop *loop = loop_create();
+	if (!loop || !loop_virt_register(loop)) {
+		code = finish(PRIVHELPER_EXIT_FAILED, _("%s: cannot set up the event loop."), a->name);
+		goto out;
+	}
+	if (!model_init(&model, loop, &cfg)) {
+		code = finish(PRIVHELPER_EXIT_FAILED, "%s", _("Out of memory."));
+		goto out;
+	}
+	model_ready = true;
+	struct vm *vm = model.vms[0];
+	w = virt_watcher_create(loop, &model, &cfg, NULL, NULL);
+	if (!w || !wait_connected(loop, w)) {
+		const char *e = w ? virt_watcher_last_error(w) : NULL;
+		/* TRANSLATORS: %1$s VM, %2$s libvirt URI, %3$s libvirt's error */
+		code = finish(PRIVHELPER_EXIT_LIBVIRT, _("%1$s: cannot connect to libvirt at %2$s: %3$s"),
+		              a->name, uri, e ? e : _("timed out"));
+		goto out;
+	}
+
+	/* The domain is identified by its UUID; the name only has to agree
+	 * (it is what the polkit dialog showed). */
+	virConnectPtr conn = virt_watcher_conn(w);
+	virDomainPtr dom = virDomainLookupByUUIDString(conn, a->uuid);
+	if (!dom) {
+		virResetLastError();
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+		              _("%1$s: refusing: libvirt at %2$s has no domain with UUID %3$s."), a->name,
+		              uri, a->uuid);
+		goto out;
+	}
+	const char *real_name = virDomainGetName(dom);
+	bool same_name = real_name && strcmp(real_name, a->name) == 0;
+	char real_copy[256];
+	snprintf(real_copy, sizeof real_copy, "%s", real_name ? real_name : "?");
+	virDomainFree(dom);
+	if (!same_name) {
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+		              _("%1$s: refusing: the domain with UUID %2$s is named %3$s."), a->name,
+		              a->uuid, real_copy);
+		goto out;
+	}
+
+	/* DESIGN.md §4 rules 2, 3 and 5, asked afresh, with the applet's own
+	 * code: shut off, no managed save, no snapshots, the target is a
+	 * writable qcow2 file disk of this domain, its backing is the base
+	 * (--base), and for a commit no other domain uses the base. */
+	bool for_commit = a->op == IMAGEOPS_COMMIT;
+	if (!virt_watcher_check_idle(w, vm, for_commit, &why)) {
+		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
+		              why ? why : _("the domain is not idle"));
+		goto out;
+	}
+	if (strcasecmp(vm->uuid, a->uuid) != 0 || !vm->disk_target ||
+	    strcmp(vm->disk_target, a->target) != 0) {
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+		              _("%1$s: refusing: disk %2$s of domain %3$s changed while being checked."),
+		              a->name, a->target, a->uuid);
+		goto out;
+	}
+
+	/* The files themselves: plain files, no links, headers as checked. */
+	if (!check_plain_file(vm->overlay, a->name, &ov_info, &why) ||
+	    !check_plain_file(vm->base, a->name, NULL, &why)) {
+		code = finish(PRIVHELPER_EXIT_REFUSED, "%s", why ? why : "");
+		goto out;
+	}
+	if (!ov_info.backing_file || !vm->backing_stored ||
+	    strcmp(ov_info.backing_file, vm->backing_stored) != 0) {
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+		              _("%1$s: refusing: the overlay %2$s changed while being checked."), a->name,
+		              vm->overlay);
+		goto out;
+	}
+	if (!ov_info.backing_format) {
+		/* Without a recorded format qemu would probe the base: a raw
+		 * image could then be taken for something else. */
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+		              _("%1$s: refusing: the overlay %2$s does not record its backing format."),
+		              a->name, vm->overlay);
+		goto out;
+	}
+	if (a->op == IMAGEOPS_UNDO_DISCARD) {
+		char *disc = imageops_discarded_path(vm->overlay);
+		bool ok = disc && check_plain_file(disc, a->name, NULL, &why);
+		free(disc);
+		if (!ok) {
+			code = finish(PRIVHELPER_EXIT_REFUSED, "%s", why ? why : _("Out of memory."));
+			goto out;
+		}
+	}
+	/* Rule 2's last part: qemu's locks. qemu-img would fail on them too;
+	 * checking first keeps "in use" apart from real failures. */
+	if (imageops_locked(vm->overlay) || imageops_locked(vm->base)) {
+		code = finish(PRIVHELPER_EXIT_IN_USE,
+		              _("%s: the disk images are in use by another program (qemu's lock is "
+		                "held); nothing was changed."),
+		              a->name);
+		goto out;
+	}
+
+	if (a->op != IMAGEOPS_UNDO_DISCARD) {
+		char *qerr = NULL;
+		struct config qcfg = {0};
+		qemu_img = runner_find_qemu_img(&qcfg, &qerr);
+		if (!qemu_img) {
+			code = finish(PRIVHELPER_EXIT_FAILED, "%s: %s", a->name, qerr ? qerr : "qemu-img");
+			free(qerr);
+			goto out;
+		}
+	}
+
+	log_info("helper: %s %s (%s) disk %s: overlay %s, base %s", imageops_op_name(a->op), a->name,
+	         a->uuid, a->target, vm->overlay, vm->base);
+	int r = 0;
+	char *err = NULL;
+	enum imageops_commit_failure failure = COMMIT_FAIL_UNTOUCHED;
+	switch (a->op) {
+	case IMAGEOPS_COMMIT:
+		r = imageops_commit_sync(qemu_img, vm->overlay, vm->backing_stored, vm->backing_format,
+		                         a->name, print_progress, NULL, &failure, &err);
+		break;
+	case IMAGEOPS_REBUILD:
+		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored, vm->backing_format,
+		                          false, &err);
+		break;
+	case IMAGEOPS_DISCARD:
+		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored, vm->backing_format,
+		                          a->keep_discarded, &err);
+		break;
+	case IMAGEOPS_UNDO_DISCARD:
+		r = imageops_undo_discard(vm->overlay, &err);
+		break;
+	}
+	if (a->op == IMAGEOPS_COMMIT)
+		printf("\n"); /* end the progress records, as qemu-img does */
+	if (r == 0) {
+		code = finish(PRIVHELPER_EXIT_OK, "%s: %s", a->name, imageops_op_name(a->op));
+	} else if (a->op == IMAGEOPS_COMMIT && failure == COMMIT_FAIL_PARTIAL) {
+		code = finish(PRIVHELPER_EXIT_PARTIAL, "%s", err ? err : "");
+	} else if (r == -EBUSY) {
+		code = finish(PRIVHELPER_EXIT_IN_USE, "%s", err ? err : "");
+	} else {
+		code = finish(PRIVHELPER_EXIT_FAILED, "%s: %s", a->name,
+		              err ? err : strerror(r < 0 ? -r : EIO));
+	}
+	free(err);
+
+out:
+	image_info_clear(&ov_info);
+	free(qemu_img);
+	free(why);
+	virt_watcher_destroy(w);
+	if (model_ready)
+		model_finish(&model);
+	/* libvirt frees its handles from the loop: let it run once more. */
+	if (loop)
+		loop_iterate(loop, 0);
+	loop_destroy(loop);
+	return code;
+}
+
+int main(int argc, char **argv)
+{
+	struct helper_args a;
+	i18n_init();
+	log_init(LOG_WARN);
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return PRIVHELPER_EXIT_OK;
+	}
+	if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+		printf("vmoverlay-helper %s\n", VMO_VERSION);
+		return PRIVHELPER_EXIT_OK;
+	}
+	if (!parse_args(argc, argv, &a))
+		return PRIVHELPER_EXIT_USAGE;
+	if (a.verbose)
+		log_set_level(LOG_DEBUG);
+
+	/* Security model (doc/vmoverlay-helper.8): not setuid; root through
+	 * pkexec (PKEXEC_UID set, environment cleared) gets the system daemon
+	 * only; root calling directly is trusted with any URI. */
+	if (getuid() != 0 || geteuid() != 0)
+		return finish(PRIVHELPER_EXIT_NOT_ROOT,
+		              _("vmoverlay-helper must run as root (vmoverlay starts it through pkexec)."));
+	bool via_pkexec = getenv("PKEXEC_UID") != NULL;
+	if (a.connect && via_pkexec)
+		return finish(PRIVHELPER_EXIT_NOT_ROOT,
+		              _("vmoverlay-helper: --connect is not allowed through pkexec; the helper "
+		                "works on qemu:///system only."));
+	const char *uri = a.connect ? a.connect : SYSTEM_URI;
+	/* The helper must not spawn a session daemon of its own. */
+	setenv("LIBVIRT_AUTOSTART", "0", 1);
+	umask(077);
+	return run(&a, uri);
+}
