@@ -4,7 +4,9 @@
 xgettext only sees what is already marked, so this looks from the other
 side: it tokenizes the C sources and inspects the arguments of the places
 where text reaches a user (stdout/stderr, problems and errors shown in the
-tray, notifications, menu labels, "char **err" messages). A string literal
+tray, notifications, menu labels, "char **err" messages), including our
+own functions whose parameter is called label, summary, body, title or
+tooltip. A string literal
 there must sit inside _(), N_(), P_(), C_() (or gettext and friends) unless
 it has no words in it ("%s: %s\n") or the line carries a "no-i18n" comment
 saying why (e.g. a D-Bus error name).
@@ -53,6 +55,12 @@ USER_KEYS = {"label", "accessible-desc", "title", "summary", "body", "tooltip"}
 USER_FIELDS = {"label", "title", "summary", "body", "tooltip", "tooltip_title",
                "tooltip_text", "description"}
 ALLOWED_WORDS = {"vmoverlay"}
+ALLOWED_NAMES_RE = re.compile(r"\bvmoverlay(-helper)?\b")
+# Functions of ours whose parameter has one of these names take user text:
+# learnt from the definitions and prototypes in src/ (menu add_item(...,
+# label, ...), notifier_error(n, summary, body), ...).
+USER_PARAMS = {"label", "summary", "body", "title", "tooltip", "tooltip_title",
+               "tooltip_text", "user_message"}
 
 FORMAT_RE = re.compile(r"%(\d+\$)?[-+ #0']*(\*|\d+)?(\.(\*|\d+))?(hh|h|ll|l|L|z|j|t|q)?"
                        r"[diouxXeEfFgGaAcspmn%]")
@@ -191,13 +199,14 @@ def split_args(toks, open_idx):
 def is_wordy(text):
     s = ESCAPE_RE.sub(" ", text)
     s = FORMAT_RE.sub(" ", s)
+    s = ALLOWED_NAMES_RE.sub(" ", s)
     return any(w not in ALLOWED_WORDS for w in WORD_RE.findall(s))
 
 
 def is_prose(text):
     """At least two words: a single token ("qemu-io", "GetCapabilities")
     is a name, not a sentence."""
-    s = FORMAT_RE.sub(" ", ESCAPE_RE.sub(" ", text))
+    s = ALLOWED_NAMES_RE.sub(" ", FORMAT_RE.sub(" ", ESCAPE_RE.sub(" ", text)))
     words = [w for w in s.split() if WORD_RE.search(w) and w not in ALLOWED_WORDS]
     return len(words) >= 2
 
@@ -233,7 +242,43 @@ def bare_literals(arg):
     return [(line, text) for line, text, marked in found if not marked]
 
 
-def check_file(path, rel):
+def closing_paren(toks, open_idx):
+    depth = 0
+    for i in range(open_idx, len(toks)):
+        t = toks[i]
+        if t.kind == "op" and t.text == "(":
+            depth += 1
+        elif t.kind == "op" and t.text == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return None
+
+
+def learn_sinks(path, learnt):
+    """Adds {function: {arg index}} for parameters named in USER_PARAMS."""
+    with open(path, encoding="utf-8") as f:
+        toks, _ = tokenize(f.read())
+    for i, t in enumerate(toks[:-1]):
+        if t.kind != "id" or toks[i + 1].text != "(" or i == 0:
+            continue
+        # A declaration has a type word (or '*') right before the name.
+        prev = toks[i - 1]
+        if not (prev.kind == "id" or (prev.kind == "op" and prev.text == "*")):
+            continue
+        if prev.kind == "id" and prev.text in ("return", "sizeof", "else", "case"):
+            continue
+        end = closing_paren(toks, i + 1)
+        if end is None or end + 1 >= len(toks) or toks[end + 1].text not in ("{", ";", "__attribute__"):
+            continue
+        for k, param in enumerate(split_args(toks, i + 1)):
+            names = [p.text for p in param if p.kind == "id"]
+            # "const char *label" (at least a type and a name)
+            if len(names) >= 2 and names[-1] in USER_PARAMS:
+                learnt.setdefault(t.text, set()).add(k)
+
+
+def check_file(path, rel, learnt):
     with open(path, encoding="utf-8") as f:
         src = f.read()
     toks, exempt = tokenize(src)
@@ -264,8 +309,8 @@ def check_file(path, rel):
             continue
         # Skip declarations/definitions: "type name(" preceded by a type word.
         args = split_args(toks, i + 1)
-        if name in SINKS:
-            idx, cond = SINKS[name]
+        if name in SINKS or name in learnt:
+            idx, cond = SINKS.get(name, (sorted(learnt.get(name, ())), None))
             if cond is None or (args and cond(args)):
                 for k in idx:
                     if k < len(args):
@@ -296,9 +341,14 @@ def main():
     if not files:
         print(f"check-untranslated: no C files in {src_dir}", file=sys.stderr)
         return 2
+    learnt = {}
+    headers = sorted(os.path.join(src_dir, f) for f in os.listdir(src_dir) if f.endswith(".h"))
+    for path in headers + files:
+        learn_sinks(path, learnt)
     problems = []
     for path in files:
-        problems += check_file(path, os.path.relpath(path, os.path.dirname(src_dir.rstrip("/"))))
+        problems += check_file(path, os.path.relpath(path, os.path.dirname(src_dir.rstrip("/"))),
+                               learnt)
     for p in problems:
         print(p)
     print(f"check-untranslated: {len(files)} files, {len(problems)} unmarked user-visible strings")
