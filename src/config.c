@@ -19,10 +19,10 @@
 #include "log.h"
 
 static const char *const policy_names[POLICY_COUNT] = {
-	[POLICY_ASK] = "ask",
-	[POLICY_COMMIT] = "commit",
-	[POLICY_DISCARD] = "discard",
-	[POLICY_KEEP] = "keep",
+    [POLICY_ASK] = "ask",
+    [POLICY_COMMIT] = "commit",
+    [POLICY_DISCARD] = "discard",
+    [POLICY_KEEP] = "keep",
 };
 
 const char *policy_name(enum vmo_policy p)
@@ -83,7 +83,7 @@ struct errlist {
 };
 
 static void errlist_add(struct errlist *e, const char *where, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void errlist_add(struct errlist *e, const char *where, const char *fmt, ...)
 {
 	va_list ap;
@@ -130,17 +130,17 @@ enum {
 };
 
 static const struct option cli_options[] = {
-	{"overlay", required_argument, NULL, OPT_OVERLAY},
-	{"base", required_argument, NULL, OPT_BASE},
-	{"connect", required_argument, NULL, OPT_CONNECT},
-	{"config", required_argument, NULL, OPT_CONFIG},
-	{"policy", required_argument, NULL, OPT_POLICY},
-	{"demo", no_argument, NULL, OPT_DEMO},
-	{"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
-	{"verbose", no_argument, NULL, 'v'},
-	{"version", no_argument, NULL, 'V'},
-	{"help", no_argument, NULL, 'h'},
-	{NULL, 0, NULL, 0},
+    {"overlay", required_argument, NULL, OPT_OVERLAY},
+    {"base", required_argument, NULL, OPT_BASE},
+    {"connect", required_argument, NULL, OPT_CONNECT},
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"demo", no_argument, NULL, OPT_DEMO},
+    {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
+    {"verbose", no_argument, NULL, 'v'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
 };
 
 static const struct {
@@ -148,9 +148,8 @@ static const struct {
 	enum cli_mode mode;
 	bool needs_vm;
 } cli_verbs[] = {
-	{"status", CLI_STATUS, false},  {"commit", CLI_COMMIT, true},
-	{"discard", CLI_DISCARD, true}, {"keep", CLI_KEEP, true},
-	{"quit", CLI_QUIT, false},
+    {"status", CLI_STATUS, false}, {"commit", CLI_COMMIT, true}, {"discard", CLI_DISCARD, true},
+    {"keep", CLI_KEEP, true},      {"quit", CLI_QUIT, false},
 };
 
 const char *cli_usage(void)
@@ -159,37 +158,37 @@ const char *cli_usage(void)
 	 * names, variable names and paths untranslated; keep lines under 80
 	 * columns. */
 	return _("Usage: vmoverlay [VM] [OPTION...]\n"
-	         "       vmoverlay status | quit\n"
-	         "       vmoverlay commit|discard|keep VM\n"
-	         "\n"
-	         "Guards libvirt VMs that run on a disposable qcow2 overlay: when a\n"
-	         "watched VM shuts down, asks whether to commit its changes into the\n"
-	         "base image or to discard them, then prepares a fresh overlay.\n"
-	         "\n"
-	         "Options:\n"
-	         "  VM                 watch this VM (besides those in the config file)\n"
-	         "  --overlay PATH     the VM's overlay image (absolute path)\n"
-	         "  --base PATH        the overlay's base image (absolute path)\n"
-	         "  --policy POLICY    what to do when the VM shuts down: ask (default),\n"
-	         "                     commit, discard or keep; without a VM: for all VMs\n"
-	         "  --connect URI      libvirt connection (default: qemu:///system)\n"
-	         "  --config FILE      configuration file (default:\n"
-	         "                     $XDG_CONFIG_HOME/vmoverlay/vmoverlay.conf)\n"
-	         "  --check-config     check the configuration, report and exit\n"
-	         "  --demo             try it out on a simulated VM (no set-up needed)\n"
-	         "  -v, --verbose      log details to standard error\n"
-	         "  -V, --version      print the version and exit\n"
-	         "  -h, --help         print this help and exit\n"
-	         "\n"
-	         "Commands for the running instance:\n"
-	         "  status             show the state of every watched VM\n"
-	         "  commit VM          commit the VM's changes into its base image\n"
-	         "  discard VM         discard the VM's changes, make a fresh overlay\n"
-	         "  keep VM            keep the VM's changes for now\n"
-	         "  quit               end the running instance\n"
-	         "\n"
-	         "Environment: VM_NAME, OVERLAY_PATH and BASE_PATH describe one VM like\n"
-	         "the VM argument, --overlay and --base do; the command line wins.\n");
+		 "       vmoverlay status | quit\n"
+		 "       vmoverlay commit|discard|keep VM\n"
+		 "\n"
+		 "Guards libvirt VMs that run on a disposable qcow2 overlay: when a\n"
+		 "watched VM shuts down, asks whether to commit its changes into the\n"
+		 "base image or to discard them, then prepares a fresh overlay.\n"
+		 "\n"
+		 "Options:\n"
+		 "  VM                 watch this VM (besides those in the config file)\n"
+		 "  --overlay PATH     the VM's overlay image (absolute path)\n"
+		 "  --base PATH        the overlay's base image (absolute path)\n"
+		 "  --policy POLICY    what to do when the VM shuts down: ask (default),\n"
+		 "                     commit, discard or keep; without a VM: for all VMs\n"
+		 "  --connect URI      libvirt connection (default: qemu:///system)\n"
+		 "  --config FILE      configuration file (default:\n"
+		 "                     $XDG_CONFIG_HOME/vmoverlay/vmoverlay.conf)\n"
+		 "  --check-config     check the configuration, report and exit\n"
+		 "  --demo             try it out on a simulated VM (no set-up needed)\n"
+		 "  -v, --verbose      log details to standard error\n"
+		 "  -V, --version      print the version and exit\n"
+		 "  -h, --help         print this help and exit\n"
+		 "\n"
+		 "Commands for the running instance:\n"
+		 "  status             show the state of every watched VM\n"
+		 "  commit VM          commit the VM's changes into its base image\n"
+		 "  discard VM         discard the VM's changes, make a fresh overlay\n"
+		 "  keep VM            keep the VM's changes for now\n"
+		 "  quit               end the running instance\n"
+		 "\n"
+		 "Environment: VM_NAME, OVERLAY_PATH and BASE_PATH describe one VM like\n"
+		 "the VM argument, --overlay and --base do; the command line wins.\n");
 }
 
 void cli_free(struct cli *cli)
@@ -214,7 +213,8 @@ static char *cli_unknown_option_error(const char *arg)
 		for (const struct option *o = cli_options; o->name; o++) {
 			if (eq && o->has_arg == no_argument && strlen(o->name) == n &&
 			    strncmp(o->name, arg + 2, n) == 0)
-				return xasprintf(_("option \"--%s\" does not take a value"), o->name);
+				return xasprintf(_("option \"--%s\" does not take a value"),
+						 o->name);
 		}
 		/* An ambiguous abbreviation is also reported as '?'. */
 		int matches = 0;
@@ -279,9 +279,10 @@ bool cli_parse(int argc, char **argv, struct cli *cli, char **err)
 		case OPT_POLICY:
 			if (!policy_from_name(optarg, &cli->policy)) {
 				/* TRANSLATORS: keep the policy names untranslated. */
-				char *m = xasprintf(_("unknown policy \"%s\" (expected ask, commit, "
-				                      "discard or keep)"),
-				                    optarg);
+				char *m =
+				    xasprintf(_("unknown policy \"%s\" (expected ask, commit, "
+						"discard or keep)"),
+					      optarg);
 				error = xasprintf("--policy: %s", m);
 				free(m);
 				goto error;
@@ -359,8 +360,9 @@ bool cli_parse(int argc, char **argv, struct cli *cli, char **err)
 	if (verb) {
 		if (verb_needs_vm && !cli->vm) {
 			/* TRANSLATORS: %1$s and %2$s are both the command, e.g. "commit". */
-			error = xasprintf(_("\"%1$s\" needs a VM name, e.g. \"vmoverlay %2$s win10\""),
-			                  verb, verb);
+			error =
+			    xasprintf(_("\"%1$s\" needs a VM name, e.g. \"vmoverlay %2$s win10\""),
+				      verb, verb);
 			goto error;
 		}
 		if (verb_needs_vm && !cli->vm[0]) {
@@ -372,7 +374,8 @@ bool cli_parse(int argc, char **argv, struct cli *cli, char **err)
 			opt = "--check-config";
 		if (opt) {
 			/* TRANSLATORS: %1$s is an option, %2$s a command ("commit"). */
-			error = xasprintf(_("option \"%1$s\" cannot be used with \"%2$s\""), opt, verb);
+			error =
+			    xasprintf(_("option \"%1$s\" cannot be used with \"%2$s\""), opt, verb);
 			goto error;
 		}
 		return true;
@@ -444,7 +447,7 @@ static char *setting_where(const struct loader *l, const config_setting_t *s)
 }
 
 static void setting_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void setting_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -473,7 +476,7 @@ static const char *setting_string(struct loader *l, const config_setting_t *s)
 	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
 		/* TRANSLATORS: %s is a setting name such as "connect". */
 		setting_error(l, s, _("\"%s\" must be a string in double quotes"),
-		              config_setting_name(s));
+			      config_setting_name(s));
 		return NULL;
 	}
 	return config_setting_get_string(s);
@@ -515,7 +518,8 @@ static bool disk_target_valid(const char *s)
 static void load_vm_entry(struct loader *l, const config_setting_t *g)
 {
 	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
-		setting_error(l, g, _("each entry of \"vms\" must be a group: { name = \"...\"; }"));
+		setting_error(l, g,
+			      _("each entry of \"vms\" must be a group: { name = \"...\"; }"));
 		return;
 	}
 	const char *name = NULL, *policy = NULL, *disk = NULL, *overlay = NULL, *base = NULL;
@@ -553,15 +557,16 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 			setting_error(l, s, _("the VM name must not be empty"));
 			bad = true;
 		} else if (dst == &disk && !disk_target_valid(v)) {
-			setting_error(l, s, _("\"%s\" is not a disk target name such as vda, sda or hdb"),
-			              v);
+			setting_error(
+			    l, s, _("\"%s\" is not a disk target name such as vda, sda or hdb"), v);
 			bad = true;
 		}
 	}
 	enum vmo_policy pol = POLICY_ASK;
 	if (policy && !policy_from_name(policy, &pol)) {
 		setting_error(l, s_policy,
-		              _("unknown policy \"%s\" (expected ask, commit, discard or keep)"), policy);
+			      _("unknown policy \"%s\" (expected ask, commit, discard or keep)"),
+			      policy);
 		bad = true;
 	}
 	if (!name) {
@@ -573,7 +578,8 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 		return;
 	struct vm_build *dup = loader_find_vm(l, name);
 	if (dup) {
-		setting_error(l, g, _("VM \"%s\" is already defined on line %d"), name, dup->c.line);
+		setting_error(l, g, _("VM \"%s\" is already defined on line %d"), name,
+			      dup->c.line);
 		return;
 	}
 	if (bad)
@@ -607,12 +613,14 @@ static void load_settings(struct loader *l, const config_setting_t *root)
 		} else if (strcmp(key, "reconcile_interval") == 0) {
 			if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
 				/* TRANSLATORS: %s is a setting name. */
-				setting_error(l, s, _("\"%s\" must be a whole number of seconds"), key);
+				setting_error(l, s, _("\"%s\" must be a whole number of seconds"),
+					      key);
 				continue;
 			}
 			long long v = config_setting_get_int64(s);
 			if (v < 0)
-				setting_error(l, s, _("\"reconcile_interval\" must not be negative"));
+				setting_error(l, s,
+					      _("\"reconcile_interval\" must not be negative"));
 			else if (v > INT_MAX)
 				setting_error(l, s, _("\"reconcile_interval\" is too large"));
 			else
@@ -622,15 +630,18 @@ static void load_settings(struct loader *l, const config_setting_t *root)
 			if (!v)
 				continue;
 			if (v[0] != '/') {
-				setting_error(l, s, _("qemu_img \"%s\" is not an absolute path"), v);
+				setting_error(l, s, _("qemu_img \"%s\" is not an absolute path"),
+					      v);
 			} else if (access(v, X_OK) != 0) {
-				setting_error(l, s, _("qemu_img \"%s\" cannot be run: %s"), v, strerror(errno));
+				setting_error(l, s, _("qemu_img \"%s\" cannot be run: %s"), v,
+					      strerror(errno));
 			} else {
 				set_str(&cfg->qemu_img, v);
 			}
 		} else if (strcmp(key, "keep_discarded") == 0) {
 			if (type != CONFIG_TYPE_BOOL) {
-				/* TRANSLATORS: %s is a setting name; true and false stay English. */
+				/* TRANSLATORS: %s is a setting name; true and false stay English.
+				 */
 				setting_error(l, s, _("\"%s\" must be true or false"), key);
 				continue;
 			}
@@ -638,7 +649,8 @@ static void load_settings(struct loader *l, const config_setting_t *root)
 		} else if (strcmp(key, "vms") == 0) {
 			if (type != CONFIG_TYPE_LIST) {
 				setting_error(l, s,
-				              _("\"vms\" must be a list: vms = ( { name = \"...\"; }, ... );"));
+					      _("\"vms\" must be a list: vms = ( { name = \"...\"; "
+						"}, ... );"));
 				continue;
 			}
 			int m = config_setting_length(s);
@@ -654,11 +666,11 @@ static void load_settings(struct loader *l, const config_setting_t *root)
 static const char *libconfig_error_text(const char *text)
 {
 	static const char *const known[] = {
-		N_("syntax error"),
-		N_("duplicate setting name"),
-		N_("file I/O error"),
-		N_("cannot open include file"),
-		N_("include file nesting too deep"),
+	    N_("syntax error"),
+	    N_("duplicate setting name"),
+	    N_("file I/O error"),
+	    N_("cannot open include file"),
+	    N_("include file nesting too deep"),
 	};
 	if (!text)
 		return _("syntax error");
@@ -676,12 +688,12 @@ static bool load_file(struct loader *l, const char *path, bool must_exist)
 		if (errno == ENOENT && !must_exist)
 			return false;
 		errlist_add(&l->errors, path, _("cannot read the configuration file: %s"),
-		            strerror(errno));
+			    strerror(errno));
 		return true;
 	}
 	if (S_ISDIR(st.st_mode)) {
 		errlist_add(&l->errors, path, _("cannot read the configuration file: %s"),
-		            strerror(EISDIR));
+			    strerror(EISDIR));
 		return true;
 	}
 	l->cfg->path = xstrdup(path);
@@ -699,11 +711,13 @@ static bool load_file(struct loader *l, const char *path, bool must_exist)
 	if (config_read_file(&lc, path) != CONFIG_TRUE) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
 			errlist_add(&l->errors, path, _("cannot read the configuration file: %s"),
-			            strerror(errno ? errno : EIO));
+				    strerror(errno ? errno : EIO));
 		} else {
 			const char *file = config_error_file(&lc);
-			char *where = xasprintf("%s:%d", file ? file : path, config_error_line(&lc));
-			errlist_add(&l->errors, where, "%s", libconfig_error_text(config_error_text(&lc)));
+			char *where =
+			    xasprintf("%s:%d", file ? file : path, config_error_line(&lc));
+			errlist_add(&l->errors, where, "%s",
+				    libconfig_error_text(config_error_text(&lc)));
 			free(where);
 		}
 	} else {
@@ -751,10 +765,10 @@ static void apply_single_vm(struct loader *l, const struct cli *cli)
 	if (!name) {
 		if (cli && (cli->overlay || cli->base)) {
 			errlist_add(&l->errors, cli->overlay ? "--overlay" : "--base",
-			            _("no VM named; use: vmoverlay VM --overlay PATH --base PATH"));
+				    _("no VM named; use: vmoverlay VM --overlay PATH --base PATH"));
 		} else if (env_overlay || env_base) {
 			errlist_add(&l->errors, env_overlay ? "OVERLAY_PATH" : "BASE_PATH",
-			            _("no VM named; set VM_NAME as well"));
+				    _("no VM named; set VM_NAME as well"));
 		}
 		/* --policy without a VM: for every configured VM. */
 		if (cli && cli->policy_set) {
@@ -791,31 +805,37 @@ static void apply_single_vm(struct loader *l, const struct cli *cli)
 
 enum image_role { IMAGE_OVERLAY, IMAGE_BASE };
 
-static bool check_image(struct loader *l, const char *where, const char *path,
-                        enum image_role role, struct stat *st)
+static bool check_image(struct loader *l, const char *where, const char *path, enum image_role role,
+			struct stat *st)
 {
 	if (path[0] != '/') {
 		if (role == IMAGE_OVERLAY)
-			errlist_add(&l->errors, where, _("overlay \"%s\" is not an absolute path"), path);
+			errlist_add(&l->errors, where, _("overlay \"%s\" is not an absolute path"),
+				    path);
 		else
-			errlist_add(&l->errors, where, _("base \"%s\" is not an absolute path"), path);
+			errlist_add(&l->errors, where, _("base \"%s\" is not an absolute path"),
+				    path);
 		return false;
 	}
 	if (stat(path, st) != 0) {
 		int e = errno;
 		if (e == ENOENT && role == IMAGE_OVERLAY)
-			errlist_add(&l->errors, where, _("overlay image \"%s\" does not exist"), path);
+			errlist_add(&l->errors, where, _("overlay image \"%s\" does not exist"),
+				    path);
 		else if (e == ENOENT)
 			errlist_add(&l->errors, where, _("base image \"%s\" does not exist"), path);
 		else if (role == IMAGE_OVERLAY)
-			errlist_add(&l->errors, where, _("overlay image \"%s\": %s"), path, strerror(e));
+			errlist_add(&l->errors, where, _("overlay image \"%s\": %s"), path,
+				    strerror(e));
 		else
-			errlist_add(&l->errors, where, _("base image \"%s\": %s"), path, strerror(e));
+			errlist_add(&l->errors, where, _("base image \"%s\": %s"), path,
+				    strerror(e));
 		return false;
 	}
 	if (!S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode)) {
 		if (role == IMAGE_OVERLAY)
-			errlist_add(&l->errors, where, _("overlay image \"%s\" is not a file"), path);
+			errlist_add(&l->errors, where, _("overlay image \"%s\" is not a file"),
+				    path);
 		else
 			errlist_add(&l->errors, where, _("base image \"%s\" is not a file"), path);
 		return false;
@@ -834,21 +854,24 @@ static void validate_vms(struct loader *l)
 		struct stat bst;
 		bool base_ok = false;
 		if (b->c.overlay)
-			ov_ok[i] = check_image(l, b->at_overlay, b->c.overlay, IMAGE_OVERLAY, &ov[i]);
+			ov_ok[i] =
+			    check_image(l, b->at_overlay, b->c.overlay, IMAGE_OVERLAY, &ov[i]);
 		if (b->c.base)
 			base_ok = check_image(l, b->at_base, b->c.base, IMAGE_BASE, &bst);
 		if (b->c.overlay && b->c.base &&
 		    (strcmp(b->c.overlay, b->c.base) == 0 ||
-		     (ov_ok[i] && base_ok && ov[i].st_dev == bst.st_dev && ov[i].st_ino == bst.st_ino))) {
+		     (ov_ok[i] && base_ok && ov[i].st_dev == bst.st_dev &&
+		      ov[i].st_ino == bst.st_ino))) {
 			/* Committing an image into itself would destroy it. */
 			errlist_add(&l->errors, b->at_base,
-			            _("overlay and base are the same file \"%s\""), b->c.base);
+				    _("overlay and base are the same file \"%s\""), b->c.base);
 		}
 		for (size_t j = 0; j < i && ov_ok[i]; j++) {
-			if (ov_ok[j] && ov[i].st_dev == ov[j].st_dev && ov[i].st_ino == ov[j].st_ino) {
+			if (ov_ok[j] && ov[i].st_dev == ov[j].st_dev &&
+			    ov[i].st_ino == ov[j].st_ino) {
 				errlist_add(&l->errors, b->at_overlay,
-				            _("overlay \"%s\" is already used by VM \"%s\""), b->c.overlay,
-				            l->vms[j].c.name);
+					    _("overlay \"%s\" is already used by VM \"%s\""),
+					    b->c.overlay, l->vms[j].c.name);
 				break;
 			}
 		}

@@ -79,13 +79,14 @@ char *i18n_format_size(char *buf, size_t len, uint64_t bytes)
 		return buf;
 	if (bytes < 1024) {
 		/* TRANSLATORS: a size under one KiB, e.g. "512 bytes". */
-		snprintf(buf, len, P_("%u byte", "%u bytes", (unsigned long)bytes), (unsigned)bytes);
+		snprintf(buf, len, P_("%u byte", "%u bytes", (unsigned long)bytes),
+			 (unsigned)bytes);
 		return buf;
 	}
 	/* TRANSLATORS: size units; %s is the number, already written with the
 	 * locale's decimal separator ("1,2" in German). */
 	static const char *const units[] = {
-		N_("%s KiB"), N_("%s MiB"), N_("%s GiB"), N_("%s TiB"), N_("%s PiB"), N_("%s EiB"),
+	    N_("%s KiB"), N_("%s MiB"), N_("%s GiB"), N_("%s TiB"), N_("%s PiB"), N_("%s EiB"),
 	};
 	double v = (double)bytes / 1024.0;
 	size_t u = 0;

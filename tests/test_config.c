@@ -28,7 +28,8 @@ static char *tmp_path(const char *name)
 }
 
 /* Writes a file under the test's directory; returns its path (malloc'd). */
-static char *write_file(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *write_file(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static char *write_file(const char *name, const char *fmt, ...)
 {
 	char *path = tmp_path(name);
@@ -206,7 +207,8 @@ static void test_file_from_xdg_and_home(void)
 	mkdir(cdir, 0755);
 	char *vdir = tmp_path("home/.config/vmoverlay");
 	mkdir(vdir, 0755);
-	char *hfile = write_file("home/.config/vmoverlay/vmoverlay.conf", "reconcile_interval = 9;\n");
+	char *hfile =
+	    write_file("home/.config/vmoverlay/vmoverlay.conf", "reconcile_interval = 9;\n");
 	unsetenv("XDG_CONFIG_HOME");
 	setenv("HOME", home, 1);
 	cfg = config_load(&cli, NULL, &err);
@@ -229,20 +231,20 @@ static void test_every_valid_key(void)
 	use_locale("C.UTF-8");
 	const char *ov = img("lab.qcow2"), *base = img("lab-base.qcow2");
 	char *path = write_file("all.conf",
-	                        "# every key\n"
-	                        "connect = \"qemu:///session\";\n"
-	                        "reconcile_interval = 0;\n"
-	                        "qemu_img = \"/bin/sh\";\n"
-	                        "keep_discarded = false;\n"
-	                        "vms = (\n"
-	                        "  { name = \"win10\"; policy = \"ask\"; },\n"
-	                        "  { name = \"kiosk\"; policy = \"discard\"; disk = \"vda\"; },\n"
-	                        "  { name = \"lab\";   overlay = \"%s\";\n"
-	                        "    base = \"%s\"; policy = \"commit\"; },\n"
-	                        "  { name = \"old\"; policy = \"keep\"; disk = \"hdb\"; },\n"
-	                        "  { name = \"x\"; disk = \"sda\"; }\n"
-	                        ");\n",
-	                        ov, base);
+				"# every key\n"
+				"connect = \"qemu:///session\";\n"
+				"reconcile_interval = 0;\n"
+				"qemu_img = \"/bin/sh\";\n"
+				"keep_discarded = false;\n"
+				"vms = (\n"
+				"  { name = \"win10\"; policy = \"ask\"; },\n"
+				"  { name = \"kiosk\"; policy = \"discard\"; disk = \"vda\"; },\n"
+				"  { name = \"lab\";   overlay = \"%s\";\n"
+				"    base = \"%s\"; policy = \"commit\"; },\n"
+				"  { name = \"old\"; policy = \"keep\"; disk = \"hdb\"; },\n"
+				"  { name = \"x\"; disk = \"sda\"; }\n"
+				");\n",
+				ov, base);
 	char *err = NULL;
 	struct config *cfg = load(path, &err);
 	if (!cfg)
@@ -289,7 +291,8 @@ static void test_int64_and_include(void)
 	use_locale("C.UTF-8");
 	/* 64-bit literal within int range, and @include relative to the file. */
 	char *inc = write_file("part.conf", "keep_discarded = true;\n");
-	char *path = write_file("main.conf", "reconcile_interval = 600L;\n@include \"part.conf\"\n");
+	char *path =
+	    write_file("main.conf", "reconcile_interval = 600L;\n@include \"part.conf\"\n");
 	char *err = NULL;
 	struct config *cfg = load(path, &err);
 	REQUIRE(cfg != NULL);
@@ -319,8 +322,9 @@ static void test_error_syntax(void)
 {
 	use_locale("C.UTF-8");
 	expect_error("connect = \"qemu:///system\";\n\nreconcile_interval = ;\n",
-	             "%s:3: syntax error");
-	expect_error("vms = (\n  { name = \"a\"; }\n  { name = \"b\"; }\n);\n", "%s:3: syntax error");
+		     "%s:3: syntax error");
+	expect_error("vms = (\n  { name = \"a\"; }\n  { name = \"b\"; }\n);\n",
+		     "%s:3: syntax error");
 	expect_error("connect = \"a\";\nconnect = \"b\";\n", "%s:2: duplicate setting name");
 	/* libconfig reports an unterminated string where it hit the end. */
 	expect_error("connect = \"unterminated;\n", "%s:2: syntax error");
@@ -330,7 +334,7 @@ static void test_error_unknown_policy(void)
 {
 	use_locale("C.UTF-8");
 	expect_error("vms = (\n  { name = \"a\";\n    policy = \"sometimes\"; }\n);\n",
-	             "%s:3: unknown policy \"sometimes\" (expected ask, commit, discard or keep)");
+		     "%s:3: unknown policy \"sometimes\" (expected ask, commit, discard or keep)");
 }
 
 static void test_error_types(void)
@@ -338,21 +342,21 @@ static void test_error_types(void)
 	use_locale("C.UTF-8");
 	expect_error("connect = 5;\n", "%s:1: \"connect\" must be a string in double quotes");
 	expect_error("\nreconcile_interval = \"300\";\n",
-	             "%s:2: \"reconcile_interval\" must be a whole number of seconds");
+		     "%s:2: \"reconcile_interval\" must be a whole number of seconds");
 	expect_error("reconcile_interval = 1.5;\n",
-	             "%s:1: \"reconcile_interval\" must be a whole number of seconds");
+		     "%s:1: \"reconcile_interval\" must be a whole number of seconds");
 	expect_error("keep_discarded = 1;\n", "%s:1: \"keep_discarded\" must be true or false");
 	expect_error("qemu_img = true;\n", "%s:1: \"qemu_img\" must be a string in double quotes");
 	expect_error("vms = { name = \"a\"; };\n",
-	             "%s:1: \"vms\" must be a list: vms = ( { name = \"...\"; }, ... );");
+		     "%s:1: \"vms\" must be a list: vms = ( { name = \"...\"; }, ... );");
 	expect_error("vms = ( \"a\" );\n",
-	             "%s:1: each entry of \"vms\" must be a group: { name = \"...\"; }");
+		     "%s:1: each entry of \"vms\" must be a group: { name = \"...\"; }");
 	expect_error("vms = (\n { name = 3; }\n);\n",
-	             "%s:2: \"name\" must be a string in double quotes");
+		     "%s:2: \"name\" must be a string in double quotes");
 	expect_error("vms = (\n { name = \"a\";\n   disk = 1; }\n);\n",
-	             "%s:3: \"disk\" must be a string in double quotes");
+		     "%s:3: \"disk\" must be a string in double quotes");
 	expect_error("vms = (\n { name = \"a\";\n   disk = \"../vda\"; }\n);\n",
-	             "%s:3: \"../vda\" is not a disk target name such as vda, sda or hdb");
+		     "%s:3: \"../vda\" is not a disk target name such as vda, sda or hdb");
 	expect_error("connect = \"\";\n", "%s:1: \"connect\" must not be empty");
 }
 
@@ -363,23 +367,26 @@ static void test_error_paths(void)
 	char *content = NULL, *expected = NULL;
 
 	expect_error("vms = (\n { name = \"a\";\n   overlay = \"rel/ov.qcow2\"; }\n);\n",
-	             "%s:3: overlay \"rel/ov.qcow2\" is not an absolute path");
-	if (asprintf(&content, "vms = (\n { name = \"a\"; overlay = \"%s\";\n   base = \"b.qcow2\"; }\n);\n",
-	             ov) < 0)
+		     "%s:3: overlay \"rel/ov.qcow2\" is not an absolute path");
+	if (asprintf(&content,
+		     "vms = (\n { name = \"a\"; overlay = \"%s\";\n   base = \"b.qcow2\"; }\n);\n",
+		     ov) < 0)
 		abort();
 	expect_error(content, "%s:3: base \"b.qcow2\" is not an absolute path");
 	free(content);
 
 	/* Missing overlay; missing base (only checked when given). */
 	char *missing = tmp_path("missing.qcow2");
-	if (asprintf(&content, "vms = (\n\n { name = \"a\"; overlay = \"%s\"; }\n);\n", missing) < 0 ||
+	if (asprintf(&content, "vms = (\n\n { name = \"a\"; overlay = \"%s\"; }\n);\n", missing) <
+		0 ||
 	    asprintf(&expected, "%%s:3: overlay image \"%s\" does not exist", missing) < 0)
 		abort();
 	expect_error(content, expected);
 	free(content);
 	free(expected);
-	if (asprintf(&content, "vms = (\n { name = \"a\"; overlay = \"%s\";\n\n\n   base = \"%s\"; }\n);\n",
-	             ov, missing) < 0 ||
+	if (asprintf(&content,
+		     "vms = (\n { name = \"a\"; overlay = \"%s\";\n\n\n   base = \"%s\"; }\n);\n",
+		     ov, missing) < 0 ||
 	    asprintf(&expected, "%%s:5: base image \"%s\" does not exist", missing) < 0)
 		abort();
 	expect_error(content, expected);
@@ -387,7 +394,8 @@ static void test_error_paths(void)
 	free(expected);
 
 	/* A directory is not an image. */
-	if (asprintf(&content, "vms = ( { name = \"a\"; overlay = \"%s\"; } );\n", test_tmpdir()) < 0 ||
+	if (asprintf(&content, "vms = ( { name = \"a\"; overlay = \"%s\"; } );\n", test_tmpdir()) <
+		0 ||
 	    asprintf(&expected, "%%s:1: overlay image \"%s\" is not a file", test_tmpdir()) < 0)
 		abort();
 	expect_error(content, expected);
@@ -395,8 +403,9 @@ static void test_error_paths(void)
 	free(expected);
 
 	/* overlay == base: same string, and the same file under another name. */
-	if (asprintf(&content, "vms = (\n { name = \"a\"; overlay = \"%s\";\n   base = \"%s\"; }\n);\n", ov,
-	             ov) < 0 ||
+	if (asprintf(&content,
+		     "vms = (\n { name = \"a\"; overlay = \"%s\";\n   base = \"%s\"; }\n);\n", ov,
+		     ov) < 0 ||
 	    asprintf(&expected, "%%s:3: overlay and base are the same file \"%s\"", ov) < 0)
 		abort();
 	expect_error(content, expected);
@@ -405,8 +414,9 @@ static void test_error_paths(void)
 	char *link = tmp_path("ov-link.qcow2");
 	unlink(link);
 	REQUIRE(symlink(ov, link) == 0);
-	if (asprintf(&content, "vms = (\n { name = \"a\"; overlay = \"%s\";\n   base = \"%s\"; }\n);\n", ov,
-	             link) < 0 ||
+	if (asprintf(&content,
+		     "vms = (\n { name = \"a\"; overlay = \"%s\";\n   base = \"%s\"; }\n);\n", ov,
+		     link) < 0 ||
 	    asprintf(&expected, "%%s:3: overlay and base are the same file \"%s\"", link) < 0)
 		abort();
 	expect_error(content, expected);
@@ -414,27 +424,32 @@ static void test_error_paths(void)
 	free(expected);
 
 	/* Two VMs on one overlay would fight over it. */
-	if (asprintf(&content, "vms = (\n { name = \"a\"; overlay = \"%s\"; },\n { name = \"b\";\n overlay = \"%s\"; }\n);\n",
-	             ov, link) < 0 ||
+	if (asprintf(&content,
+		     "vms = (\n { name = \"a\"; overlay = \"%s\"; },\n { name = \"b\";\n overlay = "
+		     "\"%s\"; }\n);\n",
+		     ov, link) < 0 ||
 	    asprintf(&expected, "%%s:4: overlay \"%s\" is already used by VM \"a\"", link) < 0)
 		abort();
 	expect_error(content, expected);
 	free(content);
 	free(expected);
 
-	expect_error("qemu_img = \"qemu-img\";\n", "%s:1: qemu_img \"qemu-img\" is not an absolute path");
+	expect_error("qemu_img = \"qemu-img\";\n",
+		     "%s:1: qemu_img \"qemu-img\" is not an absolute path");
 	char *nox = write_file("not-executable", "x");
 	chmod(nox, 0644);
 	if (geteuid() != 0) { /* root may execute anything with an x bit only */
 		if (asprintf(&content, "qemu_img = \"%s\";\n", nox) < 0 ||
-		    asprintf(&expected, "%%s:1: qemu_img \"%s\" cannot be run: Permission denied", nox) < 0)
+		    asprintf(&expected, "%%s:1: qemu_img \"%s\" cannot be run: Permission denied",
+			     nox) < 0)
 			abort();
 		expect_error(content, expected);
 		free(content);
 		free(expected);
 	}
 	if (asprintf(&content, "\nqemu_img = \"%s\";\n", missing) < 0 ||
-	    asprintf(&expected, "%%s:2: qemu_img \"%s\" cannot be run: No such file or directory", missing) < 0)
+	    asprintf(&expected, "%%s:2: qemu_img \"%s\" cannot be run: No such file or directory",
+		     missing) < 0)
 		abort();
 	expect_error(content, expected);
 	free(content);
@@ -448,8 +463,9 @@ static void test_error_paths(void)
 static void test_error_duplicate_and_name(void)
 {
 	use_locale("C.UTF-8");
-	expect_error("vms = (\n  { name = \"win10\"; },\n  { name = \"lab\"; },\n\n  { name = \"win10\"; }\n);\n",
-	             "%s:5: VM \"win10\" is already defined on line 2");
+	expect_error("vms = (\n  { name = \"win10\"; },\n  { name = \"lab\"; },\n\n  { name = "
+		     "\"win10\"; }\n);\n",
+		     "%s:5: VM \"win10\" is already defined on line 2");
 	expect_error("vms = (\n  { policy = \"ask\"; }\n);\n", "%s:2: VM entry without \"name\"");
 	expect_error("vms = (\n  { name = \"\"; }\n);\n", "%s:2: the VM name must not be empty");
 }
@@ -457,25 +473,27 @@ static void test_error_duplicate_and_name(void)
 static void test_error_reconcile(void)
 {
 	use_locale("C.UTF-8");
-	expect_error("reconcile_interval = -1;\n", "%s:1: \"reconcile_interval\" must not be negative");
-	expect_error("reconcile_interval = 99999999999L;\n", "%s:1: \"reconcile_interval\" is too large");
+	expect_error("reconcile_interval = -1;\n",
+		     "%s:1: \"reconcile_interval\" must not be negative");
+	expect_error("reconcile_interval = 99999999999L;\n",
+		     "%s:1: \"reconcile_interval\" is too large");
 }
 
 static void test_errors_all_collected(void)
 {
 	use_locale("C.UTF-8");
 	expect_error("connect = 1;\n"
-	             "reconcile_interval = -5;\n"
-	             "vms = (\n"
-	             "  { name = \"a\"; policy = \"never\"; },\n"
-	             "  { name = \"b\"; overlay = \"x.qcow2\"; },\n"
-	             "  { name = \"b\"; }\n"
-	             ");\n",
-	             "%1$s:1: \"connect\" must be a string in double quotes\n"
-	             "%1$s:2: \"reconcile_interval\" must not be negative\n"
-	             "%1$s:4: unknown policy \"never\" (expected ask, commit, discard or keep)\n"
-	             "%1$s:6: VM \"b\" is already defined on line 5\n"
-	             "%1$s:5: overlay \"x.qcow2\" is not an absolute path");
+		     "reconcile_interval = -5;\n"
+		     "vms = (\n"
+		     "  { name = \"a\"; policy = \"never\"; },\n"
+		     "  { name = \"b\"; overlay = \"x.qcow2\"; },\n"
+		     "  { name = \"b\"; }\n"
+		     ");\n",
+		     "%1$s:1: \"connect\" must be a string in double quotes\n"
+		     "%1$s:2: \"reconcile_interval\" must not be negative\n"
+		     "%1$s:4: unknown policy \"never\" (expected ask, commit, discard or keep)\n"
+		     "%1$s:6: VM \"b\" is already defined on line 5\n"
+		     "%1$s:5: overlay \"x.qcow2\" is not an absolute path");
 }
 
 static void test_missing_config_file(void)
@@ -487,7 +505,7 @@ static void test_missing_config_file(void)
 	CHECK(cfg == NULL);
 	char *expected = NULL;
 	if (asprintf(&expected, "%s: cannot read the configuration file: No such file or directory",
-	             missing) < 0)
+		     missing) < 0)
 		abort();
 	CHECK_STR_EQ(err, expected);
 	free(expected);
@@ -502,7 +520,7 @@ static void test_missing_config_file(void)
 
 /* Runs fn with stderr going to a file; returns what was written. */
 static char *capture_stderr(struct config *(*fn)(const char *, char **), const char *arg,
-                            struct config **cfg, char **err)
+			    struct config **cfg, char **err)
 {
 	char *out = tmp_path("stderr.txt");
 	fflush(stderr);
@@ -524,11 +542,11 @@ static void test_unknown_keys_warn(void)
 {
 	use_locale("C.UTF-8");
 	char *path = write_file("warn.conf", "connect = \"test:///default\";\n"
-	                                     "colour = \"blue\";\n"
-	                                     "vms = (\n"
-	                                     "  { name = \"a\";\n"
-	                                     "    polciy = \"commit\"; }\n"
-	                                     ");\n");
+					     "colour = \"blue\";\n"
+					     "vms = (\n"
+					     "  { name = \"a\";\n"
+					     "    polciy = \"commit\"; }\n"
+					     ");\n");
 	struct config *cfg = NULL;
 	char *err = NULL;
 	char *log = capture_stderr(load, path, &cfg, &err);
@@ -561,13 +579,13 @@ static void test_precedence(void)
 	const char *e_ov = img("e-ov.qcow2"), *e_base = img("e-base.qcow2");
 	const char *c_ov = img("c-ov.qcow2");
 	char *path = write_file("prec.conf",
-	                        "connect = \"qemu:///session\";\n"
-	                        "vms = (\n"
-	                        "  { name = \"lab\"; policy = \"discard\"; disk = \"vdb\";\n"
-	                        "    overlay = \"%s\"; base = \"%s\"; },\n"
-	                        "  { name = \"other\"; }\n"
-	                        ");\n",
-	                        f_ov, f_base);
+				"connect = \"qemu:///session\";\n"
+				"vms = (\n"
+				"  { name = \"lab\"; policy = \"discard\"; disk = \"vdb\";\n"
+				"    overlay = \"%s\"; base = \"%s\"; },\n"
+				"  { name = \"other\"; }\n"
+				");\n",
+				f_ov, f_base);
 	struct cli cli = {0};
 	cli.config_path = path;
 	char *err = NULL;
@@ -705,9 +723,10 @@ static void test_cli_env_errors(void)
 
 	char *missing = tmp_path("gone.qcow2"), *expected = NULL, *e = NULL;
 	if (asprintf(&e, "OVERLAY_PATH=%s", missing) < 0 ||
-	    asprintf(&expected, "OVERLAY_PATH: overlay image \"%s\" does not exist\n"
-	                        "BASE_PATH: base \"b\" is not an absolute path",
-	             missing) < 0)
+	    asprintf(&expected,
+		     "OVERLAY_PATH: overlay image \"%s\" does not exist\n"
+		     "BASE_PATH: base \"b\" is not an absolute path",
+		     missing) < 0)
 		abort();
 	cli.overlay = NULL;
 	set_fake_env(xdg, e, "BASE_PATH=b", NULL);
@@ -747,7 +766,8 @@ static void test_cli_env_errors(void)
 
 	/* The command line fixes what the file got wrong: only the winning
 	 * value is checked. */
-	char *path = write_file("fixme.conf", "vms = ( { name = \"a\"; overlay = \"%s\"; } );\n", missing);
+	char *path =
+	    write_file("fixme.conf", "vms = ( { name = \"a\"; overlay = \"%s\"; } );\n", missing);
 	cli.connect = NULL;
 	cli.config_path = path;
 	cli.vm = "a";
@@ -793,8 +813,8 @@ static void test_cli_options(void)
 
 	/* --opt value and --opt=value, options before and after the VM. */
 	REQUIRE(parse(&cli, &err, "--overlay", "/o.qcow2", "win10", "--base=/b.qcow2", "--connect",
-	              "qemu:///session", "--config=/c.conf", "--policy", "discard", "--demo",
-	              "--verbose", NULL));
+		      "qemu:///session", "--config=/c.conf", "--policy", "discard", "--demo",
+		      "--verbose", NULL));
 	CHECK_INT_EQ(cli.mode, CLI_RUN);
 	CHECK_STR_EQ(cli.vm, "win10");
 	CHECK_STR_EQ(cli.overlay, "/o.qcow2");
@@ -807,7 +827,7 @@ static void test_cli_options(void)
 	cli_free(&cli);
 
 	REQUIRE(parse(&cli, &err, "--policy=keep", "--connect=test:///default", "--overlay=/o",
-	              "--base", "/b", "--config", "c.conf", "-v", NULL));
+		      "--base", "/b", "--config", "c.conf", "-v", NULL));
 	CHECK_INT_EQ(cli.policy, POLICY_KEEP);
 	CHECK_STR_EQ(cli.connect, "test:///default");
 	CHECK_STR_EQ(cli.config_path, "c.conf");
@@ -881,7 +901,8 @@ static void test_cli_verbs(void)
 	CHECK_INT_EQ(cli.mode, CLI_RUN);
 	CHECK_STR_EQ(cli.vm, "statuses");
 	cli_free(&cli);
-	CHECK(cli_usage() && strstr(cli_usage(), "--check-config") && strstr(cli_usage(), "commit VM"));
+	CHECK(cli_usage() && strstr(cli_usage(), "--check-config") &&
+	      strstr(cli_usage(), "commit VM"));
 }
 
 static void expect_cli_error(const char *expected, ...)
@@ -913,27 +934,31 @@ static void test_cli_errors(void)
 	expect_cli_error("option \"--config\" needs a value", "--check-config", "--config", NULL);
 	expect_cli_error("option \"--demo\" does not take a value", "--demo=yes", NULL);
 	expect_cli_error("option \"--c\" is ambiguous", "--c", "x", NULL);
-	expect_cli_error("--policy: unknown policy \"maybe\" (expected ask, commit, discard or keep)",
-	                 "--policy", "maybe", NULL);
-	expect_cli_error("\"commit\" needs a VM name, e.g. \"vmoverlay commit win10\"", "commit", NULL);
+	expect_cli_error(
+	    "--policy: unknown policy \"maybe\" (expected ask, commit, discard or keep)",
+	    "--policy", "maybe", NULL);
+	expect_cli_error("\"commit\" needs a VM name, e.g. \"vmoverlay commit win10\"", "commit",
+			 NULL);
 	expect_cli_error("\"discard\" needs a VM name, e.g. \"vmoverlay discard win10\"", "discard",
-	                 NULL);
-	expect_cli_error("\"keep\" needs a VM name, e.g. \"vmoverlay keep win10\"", "keep", "-v", NULL);
+			 NULL);
+	expect_cli_error("\"keep\" needs a VM name, e.g. \"vmoverlay keep win10\"", "keep", "-v",
+			 NULL);
 	expect_cli_error("the VM name must not be empty", "commit", "", NULL);
 	expect_cli_error("unexpected argument \"extra\"", "win10", "extra", NULL);
 	expect_cli_error("unexpected argument \"lab\"", "status", "lab", NULL);
 	expect_cli_error("unexpected argument \"b\"", "commit", "a", "b", NULL);
 	expect_cli_error("option \"--overlay\" cannot be used with \"commit\"", "commit", "a",
-	                 "--overlay", "/o", NULL);
+			 "--overlay", "/o", NULL);
 	expect_cli_error("option \"--check-config\" cannot be used with \"quit\"", "quit",
-	                 "--check-config", NULL);
+			 "--check-config", NULL);
 }
 
 /* ---- translations ---- */
 
 static char *policy_error(void)
 {
-	char *path = write_file("i18n.conf", "vms = (\n  { name = \"a\";\n    policy = \"x\"; }\n);\n");
+	char *path =
+	    write_file("i18n.conf", "vms = (\n  { name = \"a\";\n    policy = \"x\"; }\n);\n");
 	char *err = NULL;
 	struct config *cfg = load(path, &err);
 	config_free(cfg);
@@ -949,8 +974,9 @@ static void test_translated_messages(void)
 	use_locale("de_DE.UTF-8");
 	REQUIRE(strcmp(gettext("syntax error"), "Syntaxfehler") == 0);
 	err = policy_error();
-	if (asprintf(&expected, "%s:3: unbekannte Richtlinie „x“ (erwartet: ask, commit, discard oder keep)",
-	             path) < 0)
+	if (asprintf(&expected,
+		     "%s:3: unbekannte Richtlinie „x“ (erwartet: ask, commit, discard oder keep)",
+		     path) < 0)
 		abort();
 	CHECK_STR_EQ(err, expected);
 	free(err);
@@ -1033,29 +1059,29 @@ static void test_format_size(void)
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
-		{"defaults_without_file", test_defaults_without_file},
-		{"default_path", test_default_path},
-		{"file_from_xdg_and_home", test_file_from_xdg_and_home},
-		{"every_valid_key", test_every_valid_key},
-		{"int64_and_include", test_int64_and_include},
-		{"policy_names", test_policy_names},
-		{"error_syntax", test_error_syntax},
-		{"error_unknown_policy", test_error_unknown_policy},
-		{"error_types", test_error_types},
-		{"error_paths", test_error_paths},
-		{"error_duplicate_and_name", test_error_duplicate_and_name},
-		{"error_reconcile", test_error_reconcile},
-		{"errors_all_collected", test_errors_all_collected},
-		{"missing_config_file", test_missing_config_file},
-		{"unknown_keys_warn", test_unknown_keys_warn},
-		{"precedence", test_precedence},
-		{"cli_env_errors", test_cli_env_errors},
-		{"cli_options", test_cli_options},
-		{"cli_verbs", test_cli_verbs},
-		{"cli_errors", test_cli_errors},
-		{"translated_messages", test_translated_messages},
-		{"format_size", test_format_size},
-		{NULL, NULL},
+	    {"defaults_without_file", test_defaults_without_file},
+	    {"default_path", test_default_path},
+	    {"file_from_xdg_and_home", test_file_from_xdg_and_home},
+	    {"every_valid_key", test_every_valid_key},
+	    {"int64_and_include", test_int64_and_include},
+	    {"policy_names", test_policy_names},
+	    {"error_syntax", test_error_syntax},
+	    {"error_unknown_policy", test_error_unknown_policy},
+	    {"error_types", test_error_types},
+	    {"error_paths", test_error_paths},
+	    {"error_duplicate_and_name", test_error_duplicate_and_name},
+	    {"error_reconcile", test_error_reconcile},
+	    {"errors_all_collected", test_errors_all_collected},
+	    {"missing_config_file", test_missing_config_file},
+	    {"unknown_keys_warn", test_unknown_keys_warn},
+	    {"precedence", test_precedence},
+	    {"cli_env_errors", test_cli_env_errors},
+	    {"cli_options", test_cli_options},
+	    {"cli_verbs", test_cli_verbs},
+	    {"cli_errors", test_cli_errors},
+	    {"translated_messages", test_translated_messages},
+	    {"format_size", test_format_size},
+	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);
 }
