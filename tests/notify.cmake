@@ -2,3 +2,7 @@
 # private dbus-daemon (see the comment atop test_notify.c for why), a hung
 # server (notify/hung-server.py), and the real flow on test:///default.
 vmo_unit_test(NAME test_notify SOURCES test_notify.c LABELS unit notify TIMEOUT 180)
+
+# End to end with the vmoverlay binary (private bus + dbusmock server).
+vmo_script_test(NAME it_notify_demo COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/notify-demo.sh
+  LABELS integration notify TIMEOUT 120)
