@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""The StatusNotifierItem against a test watcher on a private bus: the
+registration arrives, GetAll has every property with Plasma's exact types,
+Introspect matches dbus-xml/, re-registration after a watcher restart
+(< 1 s) and a late watcher, IconPixmap decodes to the rendered PNGs' pixels
+in A,R,G,B order, and the start -> RegisterStatusNotifierItem time."""
+import os
+import signal
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tray_lib as T  # noqa: E402
+from tray_lib import check  # noqa: E402
+
+import gi  # noqa: E402
+gi.require_version('GdkPixbuf', '2.0')
+from gi.repository import GdkPixbuf  # noqa: E402
+
+SNI = 'org.kde.StatusNotifierItem'
+TYPES = {
+    'Category': 's', 'Id': 's', 'Title': 's', 'Status': 's', 'WindowId': 'i',
+    'IconThemePath': 's', 'Menu': 'o', 'ItemIsMenu': 'b', 'IconName': 's',
+    'IconPixmap': 'a(iiay)', 'OverlayIconName': 's', 'OverlayIconPixmap': 'a(iiay)',
+    'AttentionIconName': 's', 'AttentionIconPixmap': 'a(iiay)', 'AttentionMovieName': 's',
+    'ToolTip': '(sa(iiay)ss)',
+}
+
+
+def get_all(s, svc):
+    r, err = s.call(svc, '/StatusNotifierItem', 'org.freedesktop.DBus.Properties', 'GetAll',
+                    (SNI,), '(s)')
+    if err:
+        return None, err
+    d = r.get_child_value(0)
+    out = {}
+    for i in range(d.n_children()):
+        e = d.get_child_value(i)
+        out[e.get_child_value(0).get_string()] = e.get_child_value(1).get_variant()
+    return out, None
+
+
+def test_registration_and_props():
+    s = T.Session()
+    try:
+        w = s.start_watcher()
+        t0 = time.monotonic()
+        app = s.start_applet()
+        svc, t = T.read_registration(w)
+        check(svc == f'{SNI}-{app.pid}-1', f'registration arrives as {SNI}-PID-1 ({svc})')
+        if not svc:
+            print(s.applet_log())
+            return
+        check(t - t0 < 5, f'registered {1000 * (t - t0):.0f} ms after start')
+        props, err = get_all(s, svc)
+        check(props is not None, f'GetAll answers ({err})')
+        if not props:
+            return
+        check(set(props) == set(TYPES), f'GetAll has exactly the properties {sorted(props)}')
+        for name, sig in TYPES.items():
+            got = props[name].get_type_string() if name in props else None
+            check(got == sig, f'{name} has type {sig} (got {got})')
+        v = {k: x.unpack() for k, x in props.items()}
+        check(v['Id'] == 'vmoverlay', 'Id is "vmoverlay"')
+        check(v['Category'] == 'SystemServices', 'Category is SystemServices')
+        check(v['Status'] in ('Active', 'NeedsAttention'), f'Status {v["Status"]}')
+        check(v['WindowId'] == 0, 'WindowId 0')
+        check(v['Menu'] == '/MenuBar' and v['ItemIsMenu'] is False, 'Menu /MenuBar, not ItemIsMenu')
+        check(v['IconName'].startswith('vmoverlay'), f'IconName {v["IconName"]}')
+        check(v['IconThemePath'] == os.path.join(T.VMO_SRC, 'icons'),
+              f'IconThemePath is the source tree theme when uninstalled ({v["IconThemePath"]})')
+        check(os.path.exists(os.path.join(v['IconThemePath'], 'hicolor', 'scalable', 'apps',
+                                          v['IconName'] + '.svg')),
+              'IconName resolves under IconThemePath')
+        tip = v['ToolTip']
+        check(tip[2] != '' and 'test' in tip[3], f'ToolTip title "{tip[2]}", subtitle "{tip[3]}"')
+        # Single Get works too (swaybar uses it), with the same type.
+        r, err = s.call(svc, '/StatusNotifierItem', 'org.freedesktop.DBus.Properties', 'Get',
+                        (SNI, 'ToolTip'), '(ss)')
+        check(r is not None and r.get_child_value(0).get_variant().get_type_string() ==
+              '(sa(iiay)ss)', 'Get ToolTip keeps its type')
+
+        # IconPixmap: every square size, bytes equal to the rendered PNG in A,R,G,B order.
+        pix = v['IconPixmap']
+        sizes = sorted(p[0] for p in pix)
+        check(sizes == [16, 22, 24, 32, 48, 64] and all(p[0] == p[1] for p in pix),
+              f'IconPixmap sizes {sizes}, square')
+        for wdt, hgt, data in pix:
+            png = os.path.join(T.VMO_BUILD, 'icons', 'hicolor', f'{wdt}x{wdt}', 'apps',
+                               v['IconName'] + '.png')
+            pb = GdkPixbuf.Pixbuf.new_from_file(png)
+            raw, stride, n = pb.get_pixels(), pb.get_rowstride(), pb.get_n_channels()
+            expect = bytearray()
+            for y in range(hgt):
+                for x in range(wdt):
+                    o = y * stride + x * n
+                    r_, g_, b_ = raw[o], raw[o + 1], raw[o + 2]
+                    a_ = raw[o + 3] if n == 4 else 255
+                    expect += bytes((a_, r_, g_, b_))
+            check(bytes(data) == bytes(expect), f'IconPixmap {wdt}px == {png} in A,R,G,B')
+        # An opaque pixel of the icon: alpha first, never a colour channel.
+        data = bytes(pix[-1][2])
+        opaque = [data[i:i + 4] for i in range(0, len(data), 4) if data[i] == 255]
+        check(len(opaque) > 0, 'the largest pixmap has opaque pixels with A=255 first')
+
+        for path, iface in (('/StatusNotifierItem', SNI), ('/MenuBar', 'com.canonical.dbusmenu'),
+                            ('/io/github/vmoverlay', 'io.github.vmoverlay.Control1')):
+            ok, why = T.introspect_matches(s, svc, path, iface)
+            check(ok, f'Introspect {path} matches dbus-xml/{iface}.xml ({why})')
+        r, err = s.call(svc, '/', 'org.freedesktop.DBus.Introspectable', 'Introspect')
+        check(r is not None and '<node name="StatusNotifierItem"/>' in r.unpack()[0],
+              'Introspect / lists the child nodes (busctl tree)')
+
+        # Watcher killed and restarted: registered again within 1 s.
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+        s.procs.remove(w)
+        time.sleep(0.3)
+        w2 = s.start_watcher()
+        t_up = time.monotonic()
+        svc2, t2 = T.read_registration(w2, timeout=3)
+        check(svc2 == svc and t2 - t_up < 1.0,
+              f'registers again after a watcher restart ({(t2 or 0) - t_up:.3f} s)')
+        check(app.poll() is None, 'applet still running')
+    finally:
+        s.close()
+
+
+def test_late_watcher():
+    s = T.Session()
+    try:
+        app = s.start_applet()
+        check(s.wait_owner(f'{SNI}-{app.pid}-1'), 'item owns its name without a watcher')
+        time.sleep(0.5)
+        check(app.poll() is None, 'applet runs fine with no watcher')
+        w = s.start_watcher()
+        t_up = time.monotonic()
+        svc, t = T.read_registration(w, timeout=3)
+        check(svc == f'{SNI}-{app.pid}-1' and t - t_up < 1.0,
+              f'registers when a watcher appears ({(t or 0) - t_up:.3f} s)')
+        check(s.applet_log().count('no org.kde.StatusNotifierWatcher') == 1,
+              'logged the missing watcher once')
+    finally:
+        s.close()
+
+
+def measure_start_to_register(runs=10):
+    times = []
+    s = T.Session()
+    try:
+        w = s.start_watcher()
+        for _ in range(runs):
+            t0 = time.monotonic()
+            app = s.start_applet()
+            svc, t = T.read_registration(w)
+            if svc:
+                times.append(1000 * (t - t0))
+            app.send_signal(signal.SIGTERM)
+            app.wait()
+            s.procs.remove(app)
+    finally:
+        s.close()
+    check(len(times) == runs, f'{runs} registrations measured')
+    if times:
+        print(f'start -> RegisterStatusNotifierItem: median {statistics.median(times):.1f} ms '
+              f'(min {min(times):.1f}, max {max(times):.1f}, n={len(times)})', flush=True)
+
+
+test_registration_and_props()
+test_late_watcher()
+measure_start_to_register()
+print('failures:', T.failures)
+sys.exit(1 if T.failures else 0)
