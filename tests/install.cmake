@@ -19,3 +19,9 @@ set_property(TEST it_install APPEND PROPERTY ENVIRONMENT
 vmo_script_test(NAME it_deb_build
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/deb-build.sh
   LABELS integration TIMEOUT 900)
+
+# The privileged helper as root against a private libvirt daemon with
+# root-owned images (libvirt-env.sh).
+vmo_script_test(NAME it_helper
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/helper.sh
+  LABELS integration TIMEOUT 180)

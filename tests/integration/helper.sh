@@ -1,0 +1,192 @@
+#!/bin/bash
+# vmoverlay-helper, run as root against a real libvirt daemon (a private
+# session daemon from libvirt-env.sh, reached with --connect, which the
+# helper honours only for root calling it directly, never under pkexec)
+# with root-owned images that the daemon's user cannot even read:
+#   * commit, discard (+ keep .discarded), undo-discard and rebuild change
+#     root-owned images correctly (data checked with qemu-io, owner and mode
+#     kept, base untouched where it must be);
+#   * it refuses a running domain, a symlinked overlay, a symlinked base, a
+#     disk target the domain does not have, a base other than --base, an
+#     unknown UUID, a name that is not the domain's, a base shared with
+#     another domain, a held qemu image lock, a non-root caller, --connect
+#     under pkexec: each with its exit status, a clear message, and no change
+#     to any file (sha256 of every image before and after).
+set -euo pipefail
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+: "${VMO_SRC:?}" "${VMO_HELPER:?the vmoverlay-helper target is not built}"
+[ "$(id -u)" = 0 ] || fail "must run as root (the helper refuses anyone else)"
+for p in qemu-img qemu-io sha256sum runuser; do
+	command -v $p >/dev/null || fail "$p is missing"
+done
+# shellcheck source=libvirt-env.sh
+. "$VMO_SRC/tests/integration/libvirt-env.sh"
+ve_setup
+H=$VMO_HELPER
+checks=0
+
+# Root-owned images in a root-owned directory, mode 0600: only root can
+# change them, as under /var/lib/libvirt/images after a shutdown.
+R=$VE_DIR/rootimg
+mkdir -m 0755 "$R"
+mkroot_base() { # path pattern
+	qemu-img create -q -f qcow2 "$1" 64M
+	qemu-io -f qcow2 -c "write -q -P $2 1M 1M" "$1" >/dev/null
+	chmod 0600 "$1"
+}
+mkroot_overlay() { # path base pattern
+	qemu-img create -q -f qcow2 -F qcow2 -b "$2" "$1"
+	qemu-io -f qcow2 -c "write -q -P $3 1M 1M" "$1" >/dev/null
+	chmod 0600 "$1"
+}
+reads() { # image offset pattern: the image reads back pattern there
+	qemu-io -r -f qcow2 -c "read -q -P $3 $2 1M" "$1" >/dev/null 2>&1
+}
+sums() { find "$R" "$VE_IMAGES" -type f -name '*.qcow2*' -print0 | sort -z | xargs -0 sha256sum; }
+
+# Runs the helper; sets rc, out (stdout), err (stderr).
+helper() {
+	rc=0
+	out=$("$H" "$@" 2>"$VE_DIR/helper.err") || rc=$?
+	err=$(cat "$VE_DIR/helper.err")
+}
+# expect_refusal STATUS PATTERN -- helper args: refused with STATUS, the
+# last stderr line matches PATTERN, and no image changed.
+expect_refusal() {
+	local want=$1 pattern=$2
+	shift 3
+	local before after
+	before=$(sums)
+	helper "$@"
+	after=$(sums)
+	[ "$rc" = "$want" ] || fail "helper $*: exit $rc, want $want; stderr: $err"
+	local last
+	last=$(tail -n 1 <<<"$err")
+	grep -qE -- "$pattern" <<<"$last" || fail "helper $*: message '$last' does not match /$pattern/"
+	[ "$before" = "$after" ] || fail "helper $*: images changed although it refused:
+$(diff <(echo "$before") <(echo "$after"))"
+	echo "ok: refused ($rc): $last"
+	checks=$((checks + 1))
+}
+
+# ---- the domain on root-owned images ----
+mkroot_base "$R/base.qcow2" 0x11
+mkroot_overlay "$R/ov.qcow2" "$R/base.qcow2" 0x5a
+ve_define_vm rootvm "$R/ov.qcow2"
+UUID=$(ve_virsh domuuid rootvm | tr -d '[:space:]')
+owner_mode() { stat -c '%u:%g %a' "$1"; }
+[ "$(owner_mode "$R/ov.qcow2")" = "0:0 600" ] || fail "set-up: overlay not root 0600"
+
+# Refusals first, while the overlay still holds the session's data.
+expect_refusal 3 'no domain with UUID' -- --connect "$VE_URI" commit rootvm 00000000-1111-2222-3333-444444444444 vda
+expect_refusal 3 'is named rootvm' -- --connect "$VE_URI" commit notrootvm "$UUID" vda
+expect_refusal 3 'has no disk vdb' -- --connect "$VE_URI" commit rootvm "$UUID" vdb
+mkroot_base "$R/other-base.qcow2" 0x22
+expect_refusal 3 'not backed by the base' -- --connect "$VE_URI" commit rootvm "$UUID" vda --base "$R/other-base.qcow2"
+expect_refusal 2 'invalid domain UUID' -- --connect "$VE_URI" commit rootvm "$UUID;rm" vda
+expect_refusal 2 'invalid disk target' -- --connect "$VE_URI" commit rootvm "$UUID" ../vda
+expect_refusal 2 'unknown operation' -- --connect "$VE_URI" delete rootvm "$UUID" vda
+
+# Rule 3: another defined domain uses the same base.
+mkroot_overlay "$R/ov2.qcow2" "$R/base.qcow2" 0x33
+ve_define_vm sharevm "$R/ov2.qcow2"
+expect_refusal 3 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$UUID" vda
+ve_virsh undefine sharevm >/dev/null
+rm -f "$R/ov2.qcow2"
+
+# Rule 2: qemu's image lock held by another process (qemu-io waiting for
+# commands on a FIFO keeps the overlay open read-write).
+mkfifo "$VE_DIR/fifo"
+qemu-io -f qcow2 "$R/ov.qcow2" <"$VE_DIR/fifo" >/dev/null 2>&1 &
+lockpid=$!
+exec 9>"$VE_DIR/fifo"
+ve_wait_for 10 grep -q OFDLCK /proc/locks || fail "qemu-io did not lock the overlay"
+expect_refusal 4 'in use' -- --connect "$VE_URI" commit rootvm "$UUID" vda
+exec 9>&-
+wait $lockpid || true
+
+# Who may run it.
+rc=0
+errmsg=$(runuser -u "$VE_USER" -- "$H" commit rootvm "$UUID" vda 2>&1 >/dev/null) || rc=$?
+[ $rc = 7 ] || fail "non-root caller: exit $rc, want 7 ($errmsg)"
+grep -q 'must run as root' <<<"$errmsg" || fail "non-root caller: message '$errmsg'"
+echo "ok: refused (7) for a non-root caller"
+before=$(sums)
+rc=0
+errmsg=$(PKEXEC_UID=1000 "$H" --connect "$VE_URI" commit rootvm "$UUID" vda 2>&1 >/dev/null) || rc=$?
+[ $rc = 7 ] && grep -q 'not allowed through pkexec' <<<"$errmsg" ||
+	fail "--connect under pkexec: exit $rc ($errmsg)"
+[ "$before" = "$(sums)" ] || fail "--connect under pkexec changed images"
+echo "ok: refused (7): --connect under pkexec"
+checks=$((checks + 2))
+
+# ---- commit on root-owned images ----
+base_mode=$(owner_mode "$R/base.qcow2")
+helper --connect "$VE_URI" commit rootvm "$UUID" vda
+[ "$rc" = 0 ] || fail "commit: exit $rc: $err"
+reads "$R/base.qcow2" 1M 0x5a || fail "commit: the overlay's data is not in the base"
+reads "$R/ov.qcow2" 1M 0x5a || fail "commit: the chain no longer reads the committed data"
+[ "$(qemu-img map --output=json "$R/ov.qcow2" | grep -c '"depth": 0, .*"data": true' || true)" = 0 ] ||
+	fail "commit: the rebuilt overlay is not empty"
+info=$(qemu-img info --output=json "$R/ov.qcow2")
+grep -q "\"backing-filename\": \"$R/base.qcow2\"" <<<"$info" || fail "commit: new overlay's backing: $info"
+grep -q '"backing-filename-format": "qcow2"' <<<"$info" || fail "commit: new overlay's backing format: $info"
+[ "$(owner_mode "$R/ov.qcow2")" = "0:0 600" ] || fail "commit: overlay owner/mode now $(owner_mode "$R/ov.qcow2")"
+[ "$(owner_mode "$R/base.qcow2")" = "$base_mode" ] || fail "commit: base owner/mode changed"
+grep -q '(100.00/100%)' <<<"$out" || fail "commit: no progress records on stdout: $out"
+ls "$R"/.ov.qcow2.* >/dev/null 2>&1 && fail "commit: a temporary file was left behind"
+echo "ok: commit of root-owned images ($(tail -n 1 <<<"$out" | tr -d '\r'))"
+checks=$((checks + 1))
+
+# ---- discard, keeping the old overlay; then undo; then rebuild ----
+qemu-io -f qcow2 -c "write -q -P 0x77 2M 1M" "$R/ov.qcow2" >/dev/null
+base_sum=$(sha256sum <"$R/base.qcow2")
+helper --connect "$VE_URI" discard rootvm "$UUID" vda --keep-discarded
+[ "$rc" = 0 ] || fail "discard: exit $rc: $err"
+reads "$R/ov.qcow2" 2M 0x00 || fail "discard: the new overlay still has the discarded data"
+reads "$R/ov.qcow2.discarded" 2M 0x77 || fail "discard: .discarded does not hold the old data"
+[ "$(sha256sum <"$R/base.qcow2")" = "$base_sum" ] || fail "discard: the base changed"
+[ "$(owner_mode "$R/ov.qcow2")" = "0:0 600" ] || fail "discard: owner/mode not kept"
+echo "ok: discard keeping .discarded"
+
+helper --connect "$VE_URI" undo-discard rootvm "$UUID" vda
+[ "$rc" = 0 ] || fail "undo-discard: exit $rc: $err"
+reads "$R/ov.qcow2" 2M 0x77 || fail "undo-discard: the old overlay is not back"
+[ ! -e "$R/ov.qcow2.discarded" ] || fail "undo-discard: .discarded still there"
+echo "ok: undo-discard"
+
+helper --connect "$VE_URI" rebuild rootvm "$UUID" vda
+[ "$rc" = 0 ] || fail "rebuild: exit $rc: $err"
+reads "$R/ov.qcow2" 2M 0x00 || fail "rebuild: the overlay is not fresh"
+reads "$R/ov.qcow2" 1M 0x5a || fail "rebuild: the base's data does not show through"
+[ "$(sha256sum <"$R/base.qcow2")" = "$base_sum" ] || fail "rebuild: the base changed"
+echo "ok: rebuild"
+checks=$((checks + 3))
+
+# ---- symbolic links ----
+mkroot_overlay "$R/real-ov.qcow2" "$R/base.qcow2" 0x44
+ln -s "$R/real-ov.qcow2" "$R/link-ov.qcow2"
+ve_define_vm linkvm "$R/link-ov.qcow2"
+LUUID=$(ve_virsh domuuid linkvm | tr -d '[:space:]')
+expect_refusal 3 'symbolic link' -- --connect "$VE_URI" discard linkvm "$LUUID" vda
+ve_virsh undefine linkvm >/dev/null
+
+ln -s "$R/other-base.qcow2" "$R/link-base.qcow2"
+mkroot_overlay "$R/lb-ov.qcow2" "$R/link-base.qcow2" 0x45
+ve_define_vm linkbasevm "$R/lb-ov.qcow2"
+LBUUID=$(ve_virsh domuuid linkbasevm | tr -d '[:space:]')
+expect_refusal 3 'symbolic link' -- --connect "$VE_URI" commit linkbasevm "$LBUUID" vda
+ve_virsh undefine linkbasevm >/dev/null
+
+# ---- a running domain (its own images, owned by the daemon's user) ----
+ve_make_base "$VE_IMAGES/run-base.qcow2"
+ve_make_overlay "$VE_IMAGES/run-ov.qcow2" "$VE_IMAGES/run-base.qcow2" 0x66
+ve_define_vm runvm "$VE_IMAGES/run-ov.qcow2"
+RUUID=$(ve_virsh domuuid runvm | tr -d '[:space:]')
+ve_start runvm
+expect_refusal 3 'not shut off' -- --connect "$VE_URI" commit runvm "$RUUID" vda
+expect_refusal 3 'not shut off' -- --connect "$VE_URI" discard runvm "$RUUID" vda
+ve_destroy runvm
+
+echo "helper: $checks checks passed"
