@@ -69,12 +69,12 @@ static void test_timers_order(void)
 	int delays[] = {60, 10, 40, 0, 20, 20};
 	int expect[] = {3, 1, 4, 5, 2, 0};
 	struct tagged tg[6];
+	int64_t start = loop_now_ms(); /* before arming: deadlines count from add */
 	for (int i = 0; i < 6; i++) {
 		tg[i] = (struct tagged){.order = &o, .tag = i};
 		tg[i].self = loop_timer_add(loop, delays[i], 0, on_tagged_timer, &tg[i]);
 		REQUIRE(tg[i].self);
 	}
-	int64_t start = loop_now_ms();
 	while (o.n < 6 && loop_now_ms() - start < 2000)
 		loop_iterate(loop, 2000);
 	CHECK_INT_EQ(o.n, 6);
@@ -147,7 +147,9 @@ static void test_timer_repeat(void)
 		loop_iterate(loop, 250);
 	CHECK_INT_EQ(r.count, 5);
 	CHECK(r.first_ms - start >= 10);
-	CHECK(r.last_ms - r.first_ms >= 80); /* 4 intervals of 20 ms */
+	/* Ticks follow the deadlines, not the (possibly late) firing times:
+	 * the 5th is due 10 + 4 * 20 ms after arming. */
+	CHECK(r.last_ms - start >= 90);
 	struct loop_stats st;
 	loop_get_stats(loop, &st);
 	CHECK_INT_EQ(st.timers, 0);
@@ -1024,14 +1026,16 @@ static void test_glib_adapter(void)
 	REQUIRE(loop);
 	REQUIRE(loop_glib_attach(loop));
 	struct gseen g = {0};
+	int64_t start = loop_now_ms();
 	g_timeout_add(30, on_g_timeout, &g);
 	g_idle_add(on_g_idle, &g);
-	int64_t start = loop_now_ms();
 	while (g.ticks < 3 && loop_now_ms() - start < 3000)
 		loop_iterate(loop, 3000);
 	CHECK_STR_EQ(g.seq, "ittt");
 	fprintf(stderr, "glib: 3 ticks of 30 ms after %lld ms\n", (long long)(loop_now_ms() - start));
-	CHECK(loop_now_ms() - start >= 80);
+	/* GLib re-arms from the time it cached for the iteration, which may
+	 * trail the real dispatch time by a little: allow that slack. */
+	CHECK(loop_now_ms() - start >= 85);
 	CHECK_INT_EQ(idle_iterations(loop, "glib"), 1);
 	loop_destroy(loop);
 	/* Released: another owner can take the context. */
