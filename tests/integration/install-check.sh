@@ -173,6 +173,11 @@ for verb in status commit discard keep quit; do
 done
 checks=$((checks + 3))
 
+# The example configuration is valid as shipped.
+out=$("$VMO_BIN" --check-config --config "$dest$VMO_INSTALL_DOCDIR/vmoverlay.conf.example" 2>&1) ||
+	fail "the example configuration does not pass --check-config: $out"
+checks=$((checks + 1))
+
 # The installed binary runs and reports the project's version.
 ver=$("$dest$VMO_INSTALL_BINDIR/vmoverlay" --version) || fail "installed vmoverlay --version failed"
 grep -q "^vmoverlay [0-9]" <<<"$ver" || fail "unexpected --version output: $ver"
