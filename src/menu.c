@@ -857,10 +857,11 @@ static DBusMessage *on_get_group_properties(void *data, DBusMessage *msg)
 				break;
 			all = g;
 			all[n_all++] = cur;
-			g = realloc(stack, (n_stack + cur->n_children) * sizeof(*g));
-			if (!g && cur->n_children)
+			/* +1: realloc(p, 0) would free the stack */
+			g = realloc(stack, (n_stack + cur->n_children + 1) * sizeof(*g));
+			if (!g)
 				break;
-			stack = g ? g : stack;
+			stack = g;
 			for (size_t i = cur->n_children; i > 0; i--)
 				stack[n_stack++] = cur->children[i - 1];
 		}

@@ -1,0 +1,9 @@
+# Tray: the bus layer alone (unit) and the real vmoverlay item, menu and
+# control interface on a private dbus-daemon (integration).
+vmo_unit_test(NAME test_bus SOURCES test_bus.c LABELS unit)
+vmo_script_test(NAME tray_sni
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-sni.py
+  LABELS integration TIMEOUT 180)
+vmo_script_test(NAME tray_menu
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-menu.py
+  LABELS integration TIMEOUT 180)
