@@ -23,7 +23,16 @@ ve_define_vm "$vm" "$VE_IMAGES/ov.qcow2" || exit 1
 out=$VE_DIR/probe.out
 VMO_PROBE_DEBUG=1 "$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out" 2>"$VE_DIR/probe.log" &
 probe_pid=$!
-stop_probe() { kill "$probe_pid" 2>/dev/null; wait "$probe_pid" 2>/dev/null; }
+# The probe ends cleanly on SIGTERM; a sanitizer report makes it non-zero.
+stop_probe() {
+	[ -n "$probe_pid" ] || return 0
+	kill "$probe_pid" 2>/dev/null
+	wait "$probe_pid" 2>/dev/null
+	local rc=$?
+	probe_pid=
+	[ "$rc" = 0 ] || { echo "FAIL: virt_probe exited with $rc (see $VE_DIR/probe.log)" >&2; tail -20 "$VE_DIR/probe.log" >&2; }
+	return "$rc"
+}
 trap 'stop_probe; ve_teardown' EXIT
 
 lines() { grep -c " $1" "$out" 2>/dev/null || true; }
@@ -105,13 +114,14 @@ echo "outage: disconnect reported $(( ($(nth DISCONNECTED 1 | cut -d' ' -f1) - t
 	"reconnected $(( (${rc_line%% *} - t_up0) / 1000000 )) ms after the daemon restart began;" \
 	"missed stop: $line; libvirt says: $(ve_domstate "$vm")"
 # The stop is recorded in the state file: a restarted watcher says nothing.
-stop_probe
+stop_probe || fail=1
 grep -q "running" "$VE_DIR/state/state" && failed "state file still lists $vm as running"
 "$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out.2" 2>>"$VE_DIR/probe.log" &
 probe_pid=$!
 ve_wait_for 10 grep -q CONNECTED "$out.2" || failed "second probe did not connect"
 sleep 0.3
 grep -q STOPPED "$out.2" && failed "second probe reported a stop again"
+stop_probe || fail=1
 
 if [ "$fail" != 0 ]; then
 	echo "--- probe output"; cat "$out"; echo "--- probe log"; tail -30 "$VE_DIR/probe.log"
