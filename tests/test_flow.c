@@ -1,0 +1,842 @@
+/* The flow with real parts: libvirt's in-process test:///ABS/node.xml
+ * driver (domains whose disks are real qcow2 files in a temp dir; stops and
+ * starts are caused through the watcher's own connection, so the events
+ * come through our loop), the real watcher, real qemu-img/qemu-io. Each
+ * data-safety rule of DESIGN.md §4 gets a case that tries to break it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libvirt/libvirt.h>
+
+#include "config.h"
+#include "flow.h"
+#include "image.h"
+#include "imageops.h"
+#include "log.h"
+#include "loop.h"
+#include "model.h"
+#include "statefile.h"
+#include "testlib.h"
+#include "virt.h"
+
+/* ---- recording UI ---- */
+
+struct ui_rec {
+	int prompts, withdraws, progress, results;
+	enum flow_result last_res;
+	unsigned long long last_bytes;
+	char last_msg[1024];
+	char last_prompt_vm[64];
+};
+
+static void ui_prompt(void *data, struct vm *vm)
+{
+	struct ui_rec *u = data;
+	u->prompts++;
+	snprintf(u->last_prompt_vm, sizeof u->last_prompt_vm, "%s", vm->name);
+}
+
+static void ui_withdraw(void *data, struct vm *vm)
+{
+	((struct ui_rec *)data)->withdraws++;
+}
+
+static void ui_progress(void *data, struct vm *vm)
+{
+	((struct ui_rec *)data)->progress++;
+}
+
+static void ui_result(void *data, struct vm *vm, enum flow_result res, unsigned long long bytes,
+                      const char *msg)
+{
+	struct ui_rec *u = data;
+	u->results++;
+	u->last_res = res;
+	u->last_bytes = bytes;
+	snprintf(u->last_msg, sizeof u->last_msg, "%s", msg ? msg : "");
+}
+
+/* ---- fixture: one dir, one node.xml, watcher + flow ---- */
+
+struct fx {
+	char dir[4096];
+	char state_dir[4200];
+	char uri[4300];
+	struct loop *loop;
+	struct config cfg;
+	struct vm_config vms[8];
+	struct model model;
+	struct statefile *state;
+	struct virt_watcher *virt;
+	struct flow *flow;
+	struct ui_rec ui;
+	const char *overlay; /* the domain's disk; default dir/ov.qcow2 */
+};
+
+static struct fx *F;
+
+static void on_stopped(void *data, struct vm *vm, enum vm_stop_kind kind)
+{
+	flow_on_domain_stopped(((struct fx *)data)->flow, vm, kind);
+}
+static void on_started(void *data, struct vm *vm)
+{
+	flow_on_domain_started(((struct fx *)data)->flow, vm);
+}
+static void on_updated(void *data, struct vm *vm)
+{
+	flow_on_domain_updated(((struct fx *)data)->flow, vm);
+}
+
+static void sh_ok(const char *fmt, const char *a)
+{
+	char cmd[8192];
+	snprintf(cmd, sizeof cmd, fmt, a, a, a, a);
+	if (test_sh("cd '%s' && %s", F->dir, cmd) != 0) {
+		fprintf(stderr, "command failed: %s\n", cmd);
+		exit(1);
+	}
+}
+
+static int sh(const char *cmd)
+{
+	return test_sh("cd '%s' && %s", F->dir, cmd);
+}
+
+static char *out(const char *cmd)
+{
+	char *o = NULL;
+	if (test_sh_out(&o, "cd '%s' && %s", F->dir, cmd) != 0) {
+		free(o);
+		return NULL;
+	}
+	return o;
+}
+
+static char *path(const char *name)
+{
+	static char bufs[8][4200];
+	static int i;
+	char *b = bufs[i++ % 8];
+	snprintf(b, sizeof bufs[0], "%s/%s", F->dir, name);
+	return b;
+}
+
+static void domain(FILE *f, const char *name, bool running, const char *overlay)
+{
+	fprintf(f,
+	        "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+	        "<name>%s</name><memory unit='MiB'>64</memory>"
+	        "<os><type arch='x86_64' machine='pc'>hvm</type></os>%s<devices>"
+	        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+	        "<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
+	        "</devices></domain>\n",
+	        name, running ? "" : "<test:runstate>5</test:runstate>", overlay);
+}
+
+/* dir/base.qcow2 (64M) + dir/ov.qcow2 backed by "base.qcow2"; domain "vm"
+ * (running or shut off) on ov.qcow2, plus the extra domains given. */
+static void fx_images(const char *name)
+{
+	static struct fx fx;
+	memset(&fx, 0, sizeof fx);
+	F = &fx;
+	snprintf(F->dir, sizeof F->dir, "%s/%s", test_tmpdir(), name);
+	snprintf(F->state_dir, sizeof F->state_dir, "%s/state", F->dir);
+	mkdir(F->dir, 0755);
+	sh_ok("qemu-img create -q -f qcow2 base.qcow2 64M && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 ov.qcow2 && chmod 0640 ov.qcow2",
+	      "");
+}
+
+static void fx_start(bool running, const char *extra_domains_xml, enum vmo_policy policy)
+{
+	char node[4200];
+	snprintf(node, sizeof node, "%s/node.xml", F->dir);
+	FILE *f = fopen(node, "w");
+	if (!f)
+		abort();
+	fprintf(f, "<node>\n");
+	domain(f, "vm", running, F->overlay ? F->overlay : path("ov.qcow2"));
+	if (extra_domains_xml)
+		fputs(extra_domains_xml, f);
+	fprintf(f, "</node>\n");
+	fclose(f);
+	snprintf(F->uri, sizeof F->uri, "test://%s", node);
+
+	F->loop = loop_create();
+	if (!loop_virt_register(F->loop))
+		abort();
+	F->cfg.connect = F->uri;
+	F->cfg.keep_discarded = true;
+	F->cfg.vms = F->vms;
+	F->cfg.n_vms = 1;
+	F->vms[0].name = "vm";
+	F->vms[0].policy = policy;
+	F->state = statefile_open(F->state_dir);
+	if (!F->state || !model_init(&F->model, F->loop, &F->cfg))
+		abort();
+	/* As if the applet had seen it running, so a stop found at start-up
+	 * is reported (not needed for events, harmless otherwise). */
+	struct virt_events ev = {.stopped = on_stopped, .started = on_started,
+	                         .updated = on_updated, .data = F};
+	struct flow_ui ui = {.prompt = ui_prompt, .withdraw = ui_withdraw, .progress = ui_progress,
+	                     .result = ui_result, .data = &F->ui};
+	F->virt = virt_watcher_create(F->loop, &F->model, &F->cfg, F->state, &ev);
+	F->flow = flow_create(F->loop, &F->model, &F->cfg, F->state, F->virt, &ui);
+	if (!F->virt || !F->flow)
+		abort();
+	int64_t end = loop_now_ms() + 3000;
+	while ((!virt_watcher_connected(F->virt) || model_find(&F->model, "vm")->flow == FLOW_UNKNOWN) &&
+	       loop_now_ms() < end)
+		loop_iterate(F->loop, 20);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(F->loop, 5);
+}
+
+static void fx_stop(void)
+{
+	flow_destroy(F->flow);
+	virt_watcher_destroy(F->virt);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(F->loop, 5);
+	model_finish(&F->model);
+	statefile_close(F->state);
+	loop_destroy(F->loop);
+}
+
+static struct vm *VM(void)
+{
+	return model_find(&F->model, "vm");
+}
+
+static bool wait_state(enum flow_state s, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (VM()->flow != s && loop_now_ms() < end)
+		loop_iterate(F->loop, 20);
+	for (int i = 0; i < 3; i++)
+		loop_iterate(F->loop, 5);
+	return VM()->flow == s;
+}
+
+static bool wait_not_busy(int ms)
+{
+	int64_t start = loop_now_ms(), end = start + ms;
+	int n = 0;
+	while (flow_busy(F->flow) && loop_now_ms() < end) {
+		loop_iterate(F->loop, 20);
+		n++;
+	}
+	for (int i = 0; i < 3; i++)
+		loop_iterate(F->loop, 5);
+	if (flow_busy(F->flow))
+		fprintf(stderr, "still busy after %lld ms, %d iterations\n",
+		        (long long)(loop_now_ms() - start), n);
+	return !flow_busy(F->flow);
+}
+
+/* Through the watcher's own connection: the event comes back to it. */
+static void dom_do(const char *what)
+{
+	virDomainPtr d = virDomainLookupByName(virt_watcher_conn(F->virt), "vm");
+	if (!d)
+		abort();
+	int r = -1;
+	if (strcmp(what, "shutdown") == 0)
+		r = virDomainShutdown(d);
+	else if (strcmp(what, "destroy") == 0)
+		r = virDomainDestroy(d);
+	else if (strcmp(what, "start") == 0)
+		r = virDomainCreate(d);
+	else if (strcmp(what, "managedsave") == 0)
+		r = virDomainManagedSave(d, 0);
+	if (r < 0)
+		abort();
+	virDomainFree(d);
+}
+
+static char *sha(const char *file)
+{
+	char cmd[4400];
+	snprintf(cmd, sizeof cmd, "sha256sum < '%s'", file);
+	return out(cmd);
+}
+
+/* The overlay holds no data of its own (qemu-img map: nothing at depth 0). */
+static bool overlay_empty(const char *file)
+{
+	char cmd[4400];
+	snprintf(cmd, sizeof cmd, "qemu-img map --output=json '%s'", file);
+	char *m = out(cmd);
+	bool empty = m && !strstr(m, "\"depth\": 0, ") && strstr(m, "\"depth\": 1");
+	if (!empty)
+		fprintf(stderr, "map of %s: %s\n", file, m ? m : "(failed)");
+	free(m);
+	return empty;
+}
+
+static bool backed_by_base(const char *file)
+{
+	struct qcow2_info info;
+	char *err = NULL;
+	if (image_read_qcow2(file, &info, &err) < 0) {
+		free(err);
+		return false;
+	}
+	bool ok = info.backing_file && strcmp(info.backing_file, "base.qcow2") == 0 &&
+	          info.backing_format && strcmp(info.backing_format, "qcow2") == 0;
+	image_info_clear(&info);
+	return ok;
+}
+
+static bool journal_present(void)
+{
+	char *p = imageops_journal_path(F->state_dir, "vm");
+	bool r = access(p, F_OK) == 0;
+	free(p);
+	return r;
+}
+
+static unsigned A(enum vm_action a)
+{
+	return ACT_BIT(a);
+}
+
+/* ---- cases ---- */
+
+static void test_commit_moves_overlay_data(void)
+{
+	fx_images("commit");
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' -c 'write -P 0x5a 8M 512k' ov.qcow2 >/dev/null", "");
+	fx_start(true, NULL, POLICY_ASK);
+	REQUIRE(VM()->flow == FLOW_RUNNING);
+	CHECK_INT_EQ(VM()->actions, 0);
+	dom_do("shutdown");
+	REQUIRE(wait_state(FLOW_PENDING, 3000));
+	CHECK_INT_EQ(F->ui.prompts, 1);
+	CHECK_INT_EQ(VM()->last_stop, STOP_CLEAN);
+	CHECK_INT_EQ(VM()->actions, A(ACT_COMMIT) | A(ACT_DISCARD) | A(ACT_KEEP));
+
+	struct stat before;
+	REQUIRE(stat(path("ov.qcow2"), &before) == 0);
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(journal_present());
+	CHECK_INT_EQ(VM()->flow, FLOW_COMMITTING);
+	CHECK_INT_EQ(VM()->actions, A(ACT_CANCEL));
+	CHECK_INT_EQ(F->ui.withdraws, 1);
+	/* Rule 6: one operation per image; refused, not queued. */
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK(why && strstr(why, "already running"));
+	free(why);
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	free(why);
+	CHECK(flow_busy(F->flow));
+
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_COMMITTED);
+	CHECK(F->ui.last_bytes >= (1u << 20) + (512u << 10));
+	CHECK(F->ui.progress >= 1);
+	CHECK(!journal_present());
+	CHECK(sh("qemu-io -r -c 'read -P 0xab 0 1M' -c 'read -P 0x5a 8M 512k' "
+	         "-c 'read -P 0 1M 7M' base.qcow2 | grep -q 'Pattern verification failed'") != 0);
+	CHECK(sh("qemu-io -r -c 'read -P 0xab 0 1M' base.qcow2 >/dev/null") == 0);
+	CHECK(sh("qemu-img check -q base.qcow2") == 0);
+	CHECK(sh("qemu-img check -q ov.qcow2") == 0);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	CHECK(backed_by_base(path("ov.qcow2")));
+	struct stat after;
+	REQUIRE(stat(path("ov.qcow2"), &after) == 0);
+	CHECK_INT_EQ(after.st_mode & 07777, 0640);
+	CHECK(after.st_ino != before.st_ino); /* a new file, renamed into place */
+	CHECK(after.st_uid == before.st_uid && after.st_gid == before.st_gid);
+	/* Through the chain the guest still sees its data. */
+	CHECK(sh("qemu-io -r -c 'read -P 0xab 0 1M' ov.qcow2 >/dev/null") == 0);
+	/* No temp files left in the directory. */
+	CHECK(sh("ls -A | grep -q '^\\.ov\\.qcow2\\.'") != 0);
+	CHECK(VM()->actions == (A(ACT_COMMIT) | A(ACT_DISCARD)));
+	fx_stop();
+}
+
+static void test_discard_and_undo(void)
+{
+	fx_images("discard");
+	sh_ok("qemu-io -c 'write -P 0xcd 0 2M' ov.qcow2 >/dev/null", "");
+	fx_start(true, NULL, POLICY_ASK);
+	char *why = NULL;
+	REQUIRE(flow_set_policy(F->flow, VM(), POLICY_DISCARD, &why));
+	char *base_sum = sha(path("base.qcow2"));
+	char *ov_sum = sha(path("ov.qcow2"));
+	REQUIRE(base_sum && ov_sum);
+
+	dom_do("shutdown"); /* policy discard: no prompt, no user action */
+	REQUIRE(wait_state(FLOW_CLEAN, 10000));
+	CHECK_INT_EQ(F->ui.prompts, 0);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_DISCARDED);
+	char *base_after = sha(path("base.qcow2"));
+	CHECK_STR_EQ(base_after, base_sum);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	CHECK(backed_by_base(path("ov.qcow2")));
+	char *disc_sum = sha(path("ov.qcow2.discarded"));
+	CHECK_STR_EQ(disc_sum, ov_sum);
+	CHECK(VM()->has_discarded);
+	CHECK(VM()->actions & A(ACT_UNDO_DISCARD));
+	struct stat st;
+	REQUIRE(stat(path("ov.qcow2"), &st) == 0);
+	CHECK_INT_EQ(st.st_mode & 07777, 0640);
+
+	REQUIRE(flow_request(F->flow, VM(), ACT_UNDO_DISCARD, &why));
+	REQUIRE(wait_not_busy(5000));
+	CHECK_INT_EQ(VM()->flow, FLOW_KEPT);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_UNDONE);
+	char *undone = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(undone, ov_sum);
+	CHECK(access(path("ov.qcow2.discarded"), F_OK) != 0);
+	CHECK(!(VM()->actions & A(ACT_UNDO_DISCARD)));
+	CHECK(sh("qemu-io -r -c 'read -P 0xcd 0 2M' ov.qcow2 >/dev/null") == 0);
+
+	/* Discard again by hand; starting the VM ends the undo offer. */
+	REQUIRE(flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	REQUIRE(wait_state(FLOW_CLEAN, 10000));
+	CHECK(access(path("ov.qcow2.discarded"), F_OK) == 0);
+	dom_do("start");
+	REQUIRE(wait_state(FLOW_RUNNING, 3000));
+	CHECK(access(path("ov.qcow2.discarded"), F_OK) != 0);
+	CHECK(!VM()->has_discarded);
+
+	/* The policy was remembered in the state file, not the config. */
+	struct statefile *sf = statefile_open(F->state_dir);
+	enum vmo_policy p;
+	CHECK(sf && statefile_get_policy(sf, "vm", &p) && p == POLICY_DISCARD);
+	statefile_close(sf);
+	free(base_sum);
+	free(ov_sum);
+	free(base_after);
+	free(disc_sum);
+	free(undone);
+	fx_stop();
+
+	/* ... and applied at the next start of the applet. */
+	fx_start(false, NULL, POLICY_ASK);
+	CHECK_INT_EQ(VM()->policy, POLICY_DISCARD);
+	fx_stop();
+}
+
+static void test_readonly_base_then_retry(void)
+{
+	fx_images("robase");
+	/* The base in a directory bind-mounted read-only: real EROFS even for
+	 * root (file modes do not stop root). */
+	sh_ok("mkdir ro && mv base.qcow2 ro/ && rm ov.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b ro/base.qcow2 ov.qcow2 && "
+	      "qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null && "
+	      "mount --bind ro ro && mount -o remount,bind,ro ro",
+	      "");
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->flow == FLOW_CLEAN);
+	char *ov_sum = sha(path("ov.qcow2"));
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
+	CHECK(VM()->error && strstr(VM()->error, "Read-only file system"));
+	CHECK(VM()->error && strstr(VM()->error, "Nothing was lost"));
+	CHECK_INT_EQ(F->ui.last_res, RESULT_FAILED);
+	CHECK(!journal_present()); /* failed while opening: nothing written */
+	char *ov_after = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(ov_after, ov_sum);
+	CHECK(VM()->actions & A(ACT_RETRY));
+
+	/* Writable again: Retry repeats the commit. */
+	REQUIRE(sh("mount -o remount,bind,rw ro") == 0);
+	REQUIRE(flow_request(F->flow, VM(), ACT_RETRY, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(VM()->error == NULL);
+	CHECK(sh("qemu-io -r -c 'read -P 0xab 0 1M' ro/base.qcow2 >/dev/null") == 0);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	sh("umount ro");
+	free(ov_sum);
+	free(ov_after);
+	fx_stop();
+}
+
+static void test_interrupted_journal_resume(void)
+{
+	fx_images("interrupted");
+	/* A real half-merged base: a rate-limited commit killed mid-way. */
+	sh_ok("qemu-io -c 'write -P 0x11 0 32M' base.qcow2 >/dev/null && "
+	      "qemu-io -c 'write -P 0x22 0 32M' ov.qcow2 >/dev/null",
+	      "");
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		execlp("qemu-img", "qemu-img", "commit", "-r", "2M", path("ov.qcow2"), (char *)NULL);
+		_exit(127);
+	}
+	usleep(1500 * 1000);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* Half-merged indeed: the start is new, the end still old. */
+	CHECK(sh("qemu-io -r -c 'read -P 0x22 0 64k' base.qcow2 >/dev/null") == 0);
+	CHECK(sh("qemu-io -r -c 'read -P 0x11 31M 1M' base.qcow2 | grep -q 'verification failed'") != 0);
+	mkdir(F->state_dir, 0700);
+	char *jp = imageops_journal_path(F->state_dir, "vm");
+	char *err = NULL;
+	REQUIRE(imageops_journal_write(jp, "vm", path("ov.qcow2"), path("base.qcow2"), &err) == 0);
+
+	fx_start(false, NULL, POLICY_DISCARD);
+	REQUIRE(VM()->flow == FLOW_INTERRUPTED);
+	CHECK_INT_EQ(VM()->actions, A(ACT_RESUME) | A(ACT_KEEP));
+	char *why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK(why && strstr(why, "half-merged"));
+	free(why);
+	CHECK(!flow_request(F->flow, VM(), ACT_UNDO_DISCARD, &why));
+	free(why);
+	/* Keep: the journal stays, so only Resume is offered afterwards. */
+	REQUIRE(flow_request(F->flow, VM(), ACT_KEEP, &why));
+	CHECK_INT_EQ(VM()->flow, FLOW_KEPT);
+	CHECK_INT_EQ(VM()->actions, A(ACT_RESUME));
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	free(why);
+
+	REQUIRE(flow_request(F->flow, VM(), ACT_RESUME, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(access(jp, F_OK) != 0);
+	CHECK(sh("qemu-io -r -c 'read -P 0x22 0 32M' base.qcow2 >/dev/null") == 0);
+	CHECK(sh("qemu-img check -q base.qcow2") == 0);
+	CHECK(sh("qemu-img check -q ov.qcow2") == 0);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	free(jp);
+	fx_stop();
+}
+
+static void test_cancel_commit(void)
+{
+	fx_images("cancel");
+	sh_ok("qemu-io -c 'write -P 0x33 0 32M' ov.qcow2 >/dev/null", "");
+	char *ov_sum = sha(path("ov.qcow2"));
+	fx_start(false, NULL, POLICY_ASK);
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	REQUIRE(flow_request(F->flow, VM(), ACT_CANCEL, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_INTERRUPTED);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_CANCELLED);
+	CHECK(journal_present());
+	CHECK_INT_EQ(VM()->actions, A(ACT_RESUME) | A(ACT_KEEP));
+	/* The overlay is untouched by a cancelled commit. */
+	char *ov_after = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(ov_after, ov_sum);
+	REQUIRE(flow_request(F->flow, VM(), ACT_RESUME, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(sh("qemu-io -r -c 'read -P 0x33 0 32M' base.qcow2 >/dev/null") == 0);
+	free(ov_sum);
+	free(ov_after);
+	fx_stop();
+}
+
+static void test_enospc_rebuild(void)
+{
+	fx_images("enospc");
+	/* The overlay lives on a small tmpfs, filled up; the base outside. */
+	sh_ok("mkdir small && mount -t tmpfs -o size=2m tmpfs small && rm ov.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b \"$PWD/base.qcow2\" small/ov.qcow2 && "
+	      "qemu-io -c 'write -P 0xee 0 256k' small/ov.qcow2 >/dev/null && "
+	      "(dd if=/dev/zero of=small/fill bs=4k 2>/dev/null; true)",
+	      "");
+	char ov[4200];
+	snprintf(ov, sizeof ov, "%s", path("small/ov.qcow2"));
+	F->overlay = ov;
+	char *ov_sum = sha(ov);
+	REQUIRE(ov_sum);
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->flow == FLOW_CLEAN);
+
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
+	CHECK(VM()->error && strstr(VM()->error, "No space left"));
+	CHECK(VM()->error && strstr(VM()->error, "old overlay is kept"));
+	char *ov_after = sha(ov);
+	CHECK_STR_EQ(ov_after, ov_sum);
+	CHECK(sh("ls -A small | grep -q '^\\.ov\\.qcow2\\.'") != 0); /* temp file removed */
+	CHECK(access(path("small/ov.qcow2.discarded"), F_OK) != 0);
+	CHECK(VM()->actions & A(ACT_RETRY));
+
+	/* Space again: Retry completes the discard. */
+	REQUIRE(sh("rm small/fill") == 0);
+	REQUIRE(flow_request(F->flow, VM(), ACT_RETRY, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(overlay_empty(ov));
+	char *disc = sha(path("small/ov.qcow2.discarded"));
+	CHECK_STR_EQ(disc, ov_sum);
+	free(disc);
+	free(ov_sum);
+	free(ov_after);
+	fx_stop();
+	sh("umount small");
+}
+
+static void test_symlink_overlay_refused(void)
+{
+	fx_images("symlink");
+	sh_ok("mkdir real && mv ov.qcow2 real/ && rm real/ov.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b \"$PWD/base.qcow2\" real/ov.qcow2 && "
+	      "ln -s real/ov.qcow2 ov.qcow2",
+	      "");
+	fx_start(false, NULL, POLICY_ASK);
+	char *why = NULL;
+	/* rename() over a symlink would replace the link, not the image. */
+	if (flow_request(F->flow, VM(), ACT_DISCARD, &why))
+		wait_not_busy(5000);
+	CHECK(why && strstr(why, "symbolic link"));
+	CHECK(sh("test -L ov.qcow2") == 0);
+	free(why);
+	/* imageops refuses on its own too (the helper has no watcher). */
+	struct imageops_rebuild rb;
+	char *err = NULL;
+	CHECK_INT_EQ(imageops_rebuild_prepare(&rb, "qemu-img", path("ov.qcow2"), path("base.qcow2"),
+	                                      "qcow2", &err),
+	             -ELOOP);
+	CHECK(err && strstr(err, "symbolic link"));
+	free(err);
+	CHECK(sh("ls -A | grep -q '^\\.ov\\.qcow2\\.'") != 0);
+	fx_stop();
+}
+
+static void test_shared_base_refused(void)
+{
+	fx_images("shared");
+	sh_ok("qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 ov2.qcow2 && "
+	      "qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null",
+	      "");
+	char extra[8192];
+	{
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *m = open_memstream(&buf, &len);
+		domain(m, "neighbour", false, path("ov2.qcow2"));
+		fclose(m);
+		snprintf(extra, sizeof extra, "%s", buf);
+		free(buf);
+	}
+	char *base_sum = sha(path("base.qcow2"));
+	fx_start(false, extra, POLICY_ASK);
+	REQUIRE(VM()->flow == FLOW_CLEAN);
+	CHECK_STR_EQ(VM()->shared_with, "neighbour");
+	CHECK(!(VM()->actions & A(ACT_COMMIT)));
+	char *why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(why && strstr(why, "neighbour"));
+	free(why);
+	CHECK(!flow_busy(F->flow));
+	CHECK(!journal_present());
+	char *base_after = sha(path("base.qcow2"));
+	CHECK_STR_EQ(base_after, base_sum);
+	/* Discarding only touches this VM's overlay: allowed. */
+	CHECK(VM()->actions & A(ACT_DISCARD));
+	free(base_sum);
+	free(base_after);
+	fx_stop();
+}
+
+static void test_running_refused(void)
+{
+	fx_images("running");
+	fx_start(true, NULL, POLICY_ASK);
+	char *why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(why && strstr(why, "running"));
+	free(why);
+	dom_do("destroy");
+	REQUIRE(wait_state(FLOW_PENDING, 3000));
+	CHECK_INT_EQ(VM()->last_stop, STOP_UNCLEAN);
+	/* Started before the event reached us: libvirt, asked right before the
+	 * operation, says it runs, so nothing starts. */
+	dom_do("start");
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK(why && strstr(why, "not shut off"));
+	free(why);
+	CHECK(!flow_busy(F->flow));
+	REQUIRE(wait_state(FLOW_RUNNING, 3000));
+	CHECK_INT_EQ(F->ui.withdraws, 1); /* the prompt was withdrawn */
+	CHECK(access(path("ov.qcow2.discarded"), F_OK) != 0);
+	CHECK(backed_by_base(path("ov.qcow2")));
+
+	/* The qemu lock held by another process (a "running VM" outside
+	 * libvirt's knowledge): commit refused as in use, nothing changed. */
+	dom_do("shutdown");
+	REQUIRE(wait_state(FLOW_PENDING, 3000));
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 1);
+		execlp("qemu-io", "qemu-io", "-c", "sleep 20000", path("ov.qcow2"), (char *)NULL);
+		_exit(127);
+	}
+	int64_t end = loop_now_ms() + 3000;
+	while (!imageops_locked(path("ov.qcow2")) && loop_now_ms() < end)
+		usleep(20000);
+	CHECK(imageops_locked(path("ov.qcow2")));
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK(why && strstr(why, "in use"));
+	free(why);
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
+	CHECK(VM()->error && strstr(VM()->error, "in use"));
+	CHECK(!journal_present());
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	CHECK(!imageops_locked(path("ov.qcow2")));
+	fx_stop();
+}
+
+static void test_policies_on_stop(void)
+{
+	/* commit after a clean stop: no user action at all. */
+	fx_images("pol-commit");
+	sh_ok("qemu-io -c 'write -P 0x77 0 1M' ov.qcow2 >/dev/null", "");
+	fx_start(true, NULL, POLICY_COMMIT);
+	dom_do("shutdown");
+	REQUIRE(wait_state(FLOW_CLEAN, 20000));
+	CHECK_INT_EQ(F->ui.last_res, RESULT_COMMITTED);
+	CHECK_INT_EQ(F->ui.prompts, 0);
+	CHECK(sh("qemu-io -r -c 'read -P 0x77 0 1M' base.qcow2 >/dev/null") == 0);
+	fx_stop();
+
+	/* commit after an unclean stop (destroy): asked, not committed. */
+	fx_images("pol-commit-unclean");
+	sh_ok("qemu-io -c 'write -P 0x77 0 1M' ov.qcow2 >/dev/null", "");
+	char *base_sum = sha(path("base.qcow2"));
+	fx_start(true, NULL, POLICY_COMMIT);
+	dom_do("destroy");
+	REQUIRE(wait_state(FLOW_PENDING, 3000));
+	CHECK_INT_EQ(F->ui.prompts, 1);
+	CHECK_INT_EQ(VM()->last_stop, STOP_UNCLEAN);
+	char *base_after = sha(path("base.qcow2"));
+	CHECK_STR_EQ(base_after, base_sum);
+	free(base_sum);
+	free(base_after);
+	fx_stop();
+
+	/* discard after an unclean stop: applied (kiosk reset). */
+	fx_images("pol-discard-unclean");
+	sh_ok("qemu-io -c 'write -P 0x77 0 1M' ov.qcow2 >/dev/null", "");
+	fx_start(true, NULL, POLICY_DISCARD);
+	dom_do("destroy");
+	REQUIRE(wait_state(FLOW_CLEAN, 10000));
+	CHECK_INT_EQ(F->ui.last_res, RESULT_DISCARDED);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	fx_stop();
+
+	/* keep: nothing happens, both choices stay offered. */
+	fx_images("pol-keep");
+	fx_start(true, NULL, POLICY_KEEP);
+	dom_do("shutdown");
+	REQUIRE(wait_state(FLOW_KEPT, 3000));
+	CHECK_INT_EQ(VM()->actions, A(ACT_COMMIT) | A(ACT_DISCARD));
+	CHECK_INT_EQ(F->ui.prompts, 0);
+	fx_stop();
+
+	/* saved state: never touched, nothing offered. */
+	fx_images("pol-saved");
+	fx_start(true, NULL, POLICY_DISCARD);
+	char *ov_sum = sha(path("ov.qcow2"));
+	dom_do("managedsave");
+	REQUIRE(wait_state(FLOW_SAVED, 3000));
+	CHECK_INT_EQ(VM()->actions, 0);
+	char *why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	free(why);
+	char *ov_after = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(ov_after, ov_sum);
+	free(ov_sum);
+	free(ov_after);
+	fx_stop();
+}
+
+static int helper_calls;
+static char **helper_argv(void *data, const struct vm *vm, enum imageops_op op, bool keep)
+{
+	helper_calls++;
+	/* A real program standing where pkexec would: it exits as pkexec
+	 * does when the user dismisses the dialog. */
+	char **argv = calloc(4, sizeof *argv);
+	argv[0] = strdup("/bin/sh");
+	argv[1] = strdup("-c");
+	argv[2] = strdup("exit 126");
+	return argv;
+}
+
+static void test_permission_denied(void)
+{
+	fx_images("perm");
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null", "");
+	fx_start(false, NULL, POLICY_ASK);
+	char *ov_sum = sha(path("ov.qcow2"));
+	/* An immutable directory: even root gets EPERM creating the temp file. */
+	REQUIRE(sh("chattr +i .") == 0);
+	char *why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK(why && strstr(why, "permission denied"));
+	free(why);
+	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
+	CHECK(VM()->error && strstr(VM()->error, "permission denied"));
+
+	flow_set_privileged(F->flow, &(struct flow_privileged){.argv = helper_argv});
+	why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_RETRY, &why));
+	REQUIRE(wait_not_busy(5000));
+	CHECK_INT_EQ(helper_calls, 1);
+	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
+	CHECK(VM()->error && strstr(VM()->error, "dismissed"));
+	REQUIRE(sh("chattr -i .") == 0);
+	char *ov_after = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(ov_after, ov_sum);
+	free(ov_sum);
+	free(ov_after);
+	fx_stop();
+}
+
+int main(int argc, char **argv)
+{
+	if (getenv("VMO_DEBUG"))
+		log_init(LOG_DEBUG);
+	test_require_program("qemu-img");
+	test_require_program("qemu-io");
+	test_require_program("chattr");
+	test_require_program("sha256sum");
+	static const struct test_case cases[] = {
+		{"commit_moves_overlay_data", test_commit_moves_overlay_data},
+		{"discard_and_undo", test_discard_and_undo},
+		{"readonly_base_then_retry", test_readonly_base_then_retry},
+		{"interrupted_journal_resume", test_interrupted_journal_resume},
+		{"cancel_commit", test_cancel_commit},
+		{"enospc_rebuild", test_enospc_rebuild},
+		{"symlink_overlay_refused", test_symlink_overlay_refused},
+		{"shared_base_refused", test_shared_base_refused},
+		{"running_refused", test_running_refused},
+		{"policies_on_stop", test_policies_on_stop},
+		{"permission_denied", test_permission_denied},
+		{NULL, NULL},
+	};
+	return test_main(argc, argv, cases);
+}
