@@ -68,6 +68,7 @@ struct note {
 	bool shown; /* the server has it (no NotificationClosed seen) */
 	enum note_kind kind;
 	enum note_op op;
+	bool close_first; /* an answered question must be closed, not replaced */
 	char *summary;
 	char *body;
 	NotifyUrgency urgency;
@@ -145,6 +146,11 @@ static void note_finish(struct note *note)
 
 static void note_set(struct note *note, enum note_kind kind, const char *summary, const char *body)
 {
+	/* The question was answered (withdrawn) but not closed yet: close it
+	 * before showing what comes next, so the server sees CloseNotification
+	 * rather than the question silently turning into something else. */
+	if (note->op == OP_CLOSE && note->shown)
+		note->close_first = true;
 	note->kind = kind;
 	free(note->summary);
 	free(note->body);
@@ -268,7 +274,8 @@ static void note_flush(struct notifier *n, struct note *note)
 	GError *err = NULL;
 	enum note_op op = note->op;
 	note->op = OP_NONE;
-	if (op == OP_CLOSE) {
+	if (op == OP_CLOSE || note->close_first) {
+		note->close_first = false;
 		if (note->nn && note->shown) {
 			if (!notify_notification_close(note->nn, &err)) {
 				log_warn("closing a notification failed: %s", err->message);
@@ -278,7 +285,17 @@ static void note_flush(struct notifier *n, struct note *note)
 			}
 			note->shown = false;
 		}
-		return;
+		/* A closed notification's id is dead: what comes next in this
+		 * slot gets a new object (and id), and the server's late
+		 * NotificationClosed for the old id cannot touch it. */
+		if (note->nn) {
+			g_signal_handlers_disconnect_matched(note->nn, G_SIGNAL_MATCH_DATA, 0, 0,
+							     NULL, NULL, note);
+			g_object_unref(note->nn);
+			note->nn = NULL;
+		}
+		if (op == OP_CLOSE)
+			return;
 	}
 	if (op != OP_SHOW || !note->summary)
 		return;

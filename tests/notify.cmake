@@ -6,3 +6,7 @@ vmo_unit_test(NAME test_notify SOURCES test_notify.c LABELS unit notify TIMEOUT 
 # End to end with the vmoverlay binary (private bus + dbusmock server).
 vmo_script_test(NAME it_notify_demo COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/notify-demo.sh
   LABELS integration notify TIMEOUT 120)
+# Real libvirtd + TCG VM (libvirt-env.sh): prompt latency, commit through the
+# notification and through the menu, restart withdraws, no server at all.
+vmo_script_test(NAME it_notify_vm COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/notify-vm.sh
+  LABELS integration notify libvirt TIMEOUT 300)

@@ -50,7 +50,8 @@ nt_has_owner() {
 nt_mock_start() {
 	local caps=${1:-$NT_CAPS_DEFAULT} i
 	nt_mock_stop
-	"$NT_PY" -m dbusmock --template notification_daemon \
+	# NT_MOCK_LOG: the server logs each call with a ms timestamp there.
+	"$NT_PY" -m dbusmock --template notification_daemon ${NT_MOCK_LOG:+-l "$NT_MOCK_LOG"} \
 		-p "{\"capabilities\": \"$caps\"}" >/dev/null 2>&1 &
 	NT_MOCK_PID=$!
 	for i in $(seq 200); do
@@ -88,6 +89,35 @@ nt_emit_action() {
 	gdbus call --session -d org.freedesktop.Notifications -o /org/freedesktop/Notifications \
 		-m org.freedesktop.DBus.Mock.EmitSignal org.freedesktop.Notifications ActionInvoked us \
 		"[<uint32 $1>, <'$2'>]" >/dev/null
+}
+
+# Clicks the enabled tray-menu item whose label contains TEXT, the way a
+# tray host does (GetLayout, then Event "clicked") on the item's menu.
+nt_menu_click() {
+	local service=$1 text=$2
+	"$NT_PY" - "$service" "$text" <<'PYEOF'
+import sys, time, dbus
+service, text = sys.argv[1], sys.argv[2]
+bus = dbus.SessionBus()
+menu = bus.get_object(service, '/MenuBar')
+rev, layout = menu.GetLayout(0, -1, dbus.Array([], signature='s'),
+                             dbus_interface='com.canonical.dbusmenu')
+def walk(node):
+    mid, props, children = node
+    label = str(props.get('label', ''))
+    if text in label.replace('_', '') and props.get('enabled', True):
+        return mid
+    for c in children:
+        found = walk(c)
+        if found is not None:
+            return found
+    return None
+mid = walk(layout)
+if mid is None:
+    sys.exit('no enabled menu item with "%s"' % text)
+menu.Event(dbus.Int32(mid), 'clicked', dbus.Int32(0, variant_level=1),
+           dbus.UInt32(int(time.time())), dbus_interface='com.canonical.dbusmenu')
+PYEOF
 }
 
 nt_call() {
