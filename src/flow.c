@@ -762,7 +762,7 @@ void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind 
 	if (journal_exists(flow, vm)) {
 		/* The VM ran on top of a half-merged base (the overlay masks it):
 		 * only finishing the commit is safe, never a discard. */
-		if (vm->policy == POLICY_COMMIT && kind == STOP_CLEAN)
+		if (vm->policy == POLICY_COMMIT)
 			auto_op(flow, fv, vm, IMAGEOPS_COMMIT);
 		else
 			set_state(flow, fv, vm, FLOW_INTERRUPTED);
@@ -772,19 +772,18 @@ void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind 
 		set_state(flow, fv, vm, FLOW_MISCONFIGURED);
 		return;
 	}
-	/* Unclean stops (destroyed, crashed, failed): the guest file system
-	 * may be dirty. Policy discard still applies — throwing the session
-	 * away is exactly what a kiosk wants after a crash. Policy commit does
-	 * not: writing a possibly inconsistent disk into the base silently is
-	 * the one thing that cannot be undone, so we ask instead (the prompt
-	 * carries the warning; its safe default is Keep). */
+	/* Unclean stops (destroyed, crashed, failed): the guest's disk is
+	 * crash-consistent, like after a power cut. With policy ask the prompt
+	 * carries a warning (vm->last_stop; its safe default is Keep). An
+	 * explicit policy is applied as configured (issue 5's end-to-end test:
+	 * "VM destroyed with policy commit -> base has the pattern"): discard is
+	 * what a kiosk wants after a crash, and commit stores exactly the disk
+	 * the VM would boot from next anyway; keeping instead would only
+	 * postpone the same data into an unattended prompt. */
 	switch (vm->policy) {
 	case POLICY_COMMIT:
-		if (kind == STOP_CLEAN) {
-			auto_op(flow, fv, vm, IMAGEOPS_COMMIT);
-			return;
-		}
-		break;
+		auto_op(flow, fv, vm, IMAGEOPS_COMMIT);
+		return;
 	case POLICY_DISCARD:
 		auto_op(flow, fv, vm, IMAGEOPS_DISCARD);
 		return;

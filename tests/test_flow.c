@@ -722,11 +722,22 @@ static void test_policies_on_stop(void)
 	CHECK(sh("qemu-io -r -c 'read -P 0x77 0 1M' base.qcow2 >/dev/null") == 0);
 	fx_stop();
 
-	/* commit after an unclean stop (destroy): asked, not committed. */
+	/* commit after an unclean stop (destroy): the policy applies too. */
 	fx_images("pol-commit-unclean");
+	sh_ok("qemu-io -c 'write -P 0x78 0 1M' ov.qcow2 >/dev/null", "");
+	fx_start(true, NULL, POLICY_COMMIT);
+	dom_do("destroy");
+	REQUIRE(wait_state(FLOW_CLEAN, 20000));
+	CHECK_INT_EQ(F->ui.prompts, 0);
+	CHECK_INT_EQ(VM()->last_stop, STOP_UNCLEAN);
+	CHECK(sh("qemu-io -r -c 'read -P 0x78 0 1M' base.qcow2 >/dev/null") == 0);
+	fx_stop();
+
+	/* ask after an unclean stop: prompted, flagged unclean, nothing done. */
+	fx_images("pol-ask-unclean");
 	sh_ok("qemu-io -c 'write -P 0x77 0 1M' ov.qcow2 >/dev/null", "");
 	char *base_sum = sha(path("base.qcow2"));
-	fx_start(true, NULL, POLICY_COMMIT);
+	fx_start(true, NULL, POLICY_ASK);
 	dom_do("destroy");
 	REQUIRE(wait_state(FLOW_PENDING, 3000));
 	CHECK_INT_EQ(F->ui.prompts, 1);
