@@ -22,6 +22,7 @@
 
 #include "build-config.h"
 #include "config.h"
+#include "flow.h"
 #include "i18n.h"
 #include "image.h"
 #include "imageops.h"
@@ -31,6 +32,10 @@
 #include "privhelper.h"
 #include "runner.h"
 #include "virt.h"
+
+/* The flow reads this status as "commit interrupted, keep the journal". */
+_Static_assert(PRIVHELPER_EXIT_PARTIAL == FLOW_HELPER_EXIT_PARTIAL,
+               "helper and flow disagree on the partial-commit exit status");
 
 #define SYSTEM_URI "qemu:///system"
 #define CONNECT_TIMEOUT_MS 15000

@@ -1,11 +1,10 @@
-/* Runs vmoverlay-helper through pkexec from the loop (see privhelper.h).
- * The command line is what polkit shows in its dialog ($(command_line)),
- * so it carries the VM's name; the helper checks that name against the
- * domain it looks up by UUID. */
+/* The pkexec command line for vmoverlay-helper (see privhelper.h). It is
+ * what polkit shows in its dialog ($(command_line)), so it carries the
+ * VM's name; the helper checks that name against the domain it looks up
+ * by UUID, and the same argument checks run on both sides. */
 #include "privhelper.h"
 
 #include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,15 +12,8 @@
 #include "build-config.h"
 #include "i18n.h"
 #include "log.h"
+#include "model.h"
 #include "runner.h"
-
-struct privhelper {
-	struct runner *runner;
-	privhelper_done_cb done;
-	runner_progress_cb progress;
-	void *data;
-	char *vm_name;
-};
 
 bool privhelper_valid_uuid(const char *s)
 {
@@ -122,154 +114,41 @@ oom:
 	return NULL;
 }
 
-enum privhelper_result privhelper_classify(int exit_code, int term_signal, const char *last_stderr,
-                                           const char *vm_name, char **msg)
-{
-	const char *why = last_stderr && *last_stderr ? last_stderr : "";
-	enum privhelper_result res;
-	char *m = NULL;
-	int r = 0;
-	switch (exit_code) {
-	case PRIVHELPER_EXIT_OK:
-		res = PRIVHELPER_OK;
-		m = strdup("");
-		break;
-	case PRIVHELPER_EXIT_DISMISSED:
-		res = PRIVHELPER_DISMISSED;
-		/* TRANSLATORS: %s is the VM name */
-		r = asprintf(&m, _("%s: the administrator password dialog was dismissed; nothing was "
-		                   "changed."),
-		             vm_name);
-		break;
-	case PRIVHELPER_EXIT_NOT_AUTHORIZED:
-		res = PRIVHELPER_NOT_AUTHORIZED;
-		/* TRANSLATORS: %s is the VM name; pkexec exit status 127 */
-		r = asprintf(&m, _("%s: not authorised to change the system's disk images (wrong "
-		                   "password, or no polkit authentication agent running); nothing "
-		                   "was changed."),
-		             vm_name);
-		break;
-	case PRIVHELPER_EXIT_FAILED:
-		res = PRIVHELPER_FAILED;
-		m = strdup(why);
-		break;
-	case PRIVHELPER_EXIT_REFUSED:
-		res = PRIVHELPER_REFUSED;
-		m = strdup(why);
-		break;
-	case PRIVHELPER_EXIT_IN_USE:
-		res = PRIVHELPER_IN_USE;
-		m = strdup(why);
-		break;
-	case PRIVHELPER_EXIT_PARTIAL:
-		res = PRIVHELPER_PARTIAL;
-		m = strdup(why);
-		break;
-	default:
-		res = PRIVHELPER_ERROR;
-		if (exit_code < 0)
-			/* TRANSLATORS: %1$s VM name, %2$d signal number */
-			r = asprintf(&m, _("%1$s: the privileged helper was killed by signal %2$d."),
-			             vm_name, term_signal);
-		else
-			/* TRANSLATORS: %1$s VM name, %2$d exit status, %3$s its message */
-			r = asprintf(&m, _("%1$s: the privileged helper failed (exit status %2$d): %3$s"),
-			             vm_name, exit_code, why);
-		break;
-	}
-	if (r < 0)
-		m = NULL;
-	/* A helper that died without a word still leaves a message. */
-	if (m && !*m && res != PRIVHELPER_OK) {
-		free(m);
-		/* TRANSLATORS: %1$s VM name, %2$d exit status */
-		if (asprintf(&m, _("%1$s: the privileged helper failed (exit status %2$d)."), vm_name,
-		             exit_code) < 0)
-			m = NULL;
-	}
-	*msg = m;
-	return res;
-}
-
-static void on_progress(void *data, double percent)
-{
-	struct privhelper *ph = data;
-	if (ph->progress)
-		ph->progress(ph->data, percent);
-}
-
-static void on_done(void *data, const struct runner_result *res)
-{
-	struct privhelper *ph = data;
-	char *msg = NULL;
-	enum privhelper_result r =
-	    privhelper_classify(res->exit_code, res->term_signal, res->last_stderr, ph->vm_name, &msg);
-	log_info("privileged helper for %s: exit %d signal %d -> result %d%s%s", ph->vm_name,
-	         res->exit_code, res->term_signal, (int)r, res->last_stderr[0] ? ": " : "",
-	         res->last_stderr);
-	ph->runner = NULL; /* freed by the runner after we return */
-	if (ph->done)
-		ph->done(ph->data, r, msg ? msg : "");
-	free(msg);
-	free(ph->vm_name);
-	free(ph);
-}
-
-struct privhelper *privhelper_run_async(struct loop *loop, const struct privhelper_request *req,
-                                        runner_progress_cb progress, privhelper_done_cb done,
-                                        void *data, char **err)
+char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
+                            bool keep_discarded)
 {
 	char *pkexec = runner_which("pkexec");
 	char *helper = privhelper_path();
 	char **argv = NULL;
-	struct privhelper *ph = NULL;
+	char *err = NULL;
 	if (!pkexec) {
-		if (err)
-			*err = strdup(_("pkexec is not installed: the disk images cannot be changed with "
-			                "administrator rights (Debian package: pkexec)."));
-		goto error;
+		log_warn("privhelper: %s: pkexec is not installed; no privileged path", vm->name);
+		goto out;
 	}
 	if (!helper) {
-		if (err)
-			*err = strdup(_("The privileged helper vmoverlay-helper is not installed."));
-		goto error;
+		log_warn("privhelper: %s: vmoverlay-helper not found (VMO_HELPER, %s/vmoverlay)",
+		         vm->name, VMO_LIBEXECDIR);
+		goto out;
 	}
-	argv = privhelper_argv(pkexec, helper, req, err);
+	struct privhelper_request req = {
+		.op = op,
+		.vm_name = vm->name,
+		.uuid = vm->uuid,
+		.target = vm->disk_target,
+		/* Only a configured base is a constraint; a discovered one is
+		 * what the helper finds itself. */
+		.base = vm->cfg ? vm->cfg->base : NULL,
+		.keep_discarded = keep_discarded,
+	};
+	argv = privhelper_argv(pkexec, helper, &req, &err);
 	if (!argv)
-		goto error;
-	ph = calloc(1, sizeof *ph);
-	if (!ph || !(ph->vm_name = strdup(req->vm_name))) {
-		if (err)
-			*err = strdup(_("Out of memory."));
-		goto error;
-	}
-	ph->done = done;
-	ph->progress = progress;
-	ph->data = data;
-	log_info("running %s %s %s %s %s through pkexec", helper, argv[2], req->vm_name, req->uuid,
-	         req->target);
-	ph->runner = runner_start(loop, argv, on_progress, on_done, ph, err);
-	if (!ph->runner)
-		goto error;
-	imageops_argv_free(argv);
+		log_warn("privhelper: %s: %s", vm->name, err ? err : "cannot build the command");
+	else
+		log_info("privhelper: %s: %s %s %s %s %s", vm->name, pkexec, helper, argv[2], vm->uuid,
+		         vm->disk_target);
+out:
+	free(err);
 	free(pkexec);
 	free(helper);
-	return ph;
-error:
-	if (ph)
-		free(ph->vm_name);
-	free(ph);
-	imageops_argv_free(argv);
-	free(pkexec);
-	free(helper);
-	return NULL;
-}
-
-void privhelper_detach(struct privhelper *ph)
-{
-	if (!ph)
-		return;
-	runner_detach(ph->runner);
-	free(ph->vm_name);
-	free(ph);
+	return argv;
 }

@@ -26,6 +26,6 @@ vmo_script_test(NAME it_helper
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/helper.sh
   LABELS integration TIMEOUT 180)
 
-# The applet's side: argument checks, the pkexec command line, 126/127 and
-# the helper's exit statuses, a real run through pkexec.
+# The applet's side: argument checks, the pkexec command line, the flow's
+# hook, a real run through the real pkexec.
 vmo_unit_test(NAME test_privhelper SOURCES test_privhelper.c)

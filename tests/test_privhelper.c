@@ -1,13 +1,14 @@
 /* privhelper: the applet's side of the privileged helper. Argument checks
- * (shared with the helper), the pkexec command line, the mapping of exit
- * statuses (pkexec's 126/127 included) to results and messages, and a real
- * run through the real pkexec from the loop. */
+ * (shared with the helper), the pkexec command line, the flow's hook, and a
+ * real run through the real pkexec. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "model.h"
 #include "privhelper.h"
+#include "runner.h"
 #include "testlib.h"
 
 static void test_valid(void)
@@ -81,105 +82,50 @@ static void test_argv(void)
 	free(err);
 }
 
-static void test_classify(void)
-{
-	char *msg = NULL;
-	CHECK_INT_EQ(privhelper_classify(0, 0, "", "win10", &msg), PRIVHELPER_OK);
-	CHECK_STR_EQ(msg, "");
-	free(msg);
-
-	CHECK_INT_EQ(privhelper_classify(126, 0, "", "win10", &msg), PRIVHELPER_DISMISSED);
-	CHECK(msg && strstr(msg, "win10") && strstr(msg, "dismissed"));
-	free(msg);
-
-	CHECK_INT_EQ(privhelper_classify(127, 0, "Error executing command as another user: Not authorized",
-	                                 "win10", &msg),
-	             PRIVHELPER_NOT_AUTHORIZED);
-	CHECK(msg && strstr(msg, "win10") && strstr(msg, "not authorised"));
-	free(msg);
-
-	const char *refusal = "win10: refusing: win10 is not shut off.";
-	CHECK_INT_EQ(privhelper_classify(PRIVHELPER_EXIT_REFUSED, 0, refusal, "win10", &msg),
-	             PRIVHELPER_REFUSED);
-	CHECK_STR_EQ(msg, refusal);
-	free(msg);
-
-	CHECK_INT_EQ(privhelper_classify(PRIVHELPER_EXIT_IN_USE, 0, "in use", "win10", &msg),
-	             PRIVHELPER_IN_USE);
-	free(msg);
-	CHECK_INT_EQ(privhelper_classify(PRIVHELPER_EXIT_PARTIAL, 0, "half", "win10", &msg),
-	             PRIVHELPER_PARTIAL);
-	free(msg);
-
-	/* a silent failure still says something, with the VM's name */
-	CHECK_INT_EQ(privhelper_classify(PRIVHELPER_EXIT_FAILED, 0, "", "win10", &msg),
-	             PRIVHELPER_FAILED);
-	CHECK(msg && strstr(msg, "win10") && strstr(msg, "1"));
-	free(msg);
-
-	CHECK_INT_EQ(privhelper_classify(-1, 9, "", "win10", &msg), PRIVHELPER_ERROR);
-	CHECK(msg && strstr(msg, "signal 9"));
-	free(msg);
-	CHECK_INT_EQ(privhelper_classify(PRIVHELPER_EXIT_LIBVIRT, 0, "no daemon", "win10", &msg),
-	             PRIVHELPER_ERROR);
-	CHECK(msg && strstr(msg, "no daemon"));
-	free(msg);
-}
-
-struct run_state {
-	bool done;
-	enum privhelper_result res;
-	char *msg;
-	struct loop *loop;
-};
-
-static void on_done(void *data, enum privhelper_result res, const char *msg)
-{
-	struct run_state *st = data;
-	st->done = true;
-	st->res = res;
-	st->msg = strdup(msg);
-	loop_quit(st->loop, 0);
-}
-
-/* The real pkexec with the real helper, from the loop. This machine runs
- * no polkit daemon (there is no system bus), so pkexec cannot get an
- * authorisation: it exits 127 and the applet must say "not authorised".
- * Where a system bus exists the outcome depends on its polkit set-up,
- * but it is never a change: the UUID below names no domain. */
-static void test_run_through_pkexec(void)
+/* The flow's hook: the command for a model VM, with the real pkexec and
+ * helper; then that command run for real. This machine runs no polkit
+ * daemon (no system bus), so pkexec cannot get an authorisation and exits
+ * 127, which the flow reports as "not authorised". Where a system bus
+ * exists the outcome depends on its polkit set-up, but it is never a
+ * change: the UUID below names no domain. */
+static void test_flow_argv_and_pkexec(void)
 {
 	test_require_program("pkexec");
 	const char *helper = getenv("VMO_HELPER");
 	REQUIRE(helper && access(helper, X_OK) == 0);
-	struct run_state st = {0};
-	st.loop = loop_create();
-	REQUIRE(st.loop);
-	struct privhelper_request req = {
-		.op = IMAGEOPS_COMMIT,
-		.vm_name = "nosuchvm",
-		.uuid = "00000000-1111-2222-3333-444444444444",
-		.target = "vda",
-	};
+	struct vm_config vc = {.name = "nosuchvm", .base = "/nonexistent/base.qcow2"};
+	struct vm vm = {.name = "nosuchvm", .cfg = &vc, .disk_target = "vda"};
+	snprintf(vm.uuid, sizeof vm.uuid, "%s", "00000000-1111-2222-3333-444444444444");
+
+	char **argv = privhelper_flow_argv(NULL, &vm, IMAGEOPS_COMMIT, false);
+	REQUIRE(argv);
+	CHECK(strstr(argv[0], "pkexec") != NULL);
+	CHECK_STR_EQ(argv[1], helper);
+	CHECK_STR_EQ(argv[2], "commit");
+	CHECK_STR_EQ(argv[3], "nosuchvm");
+	CHECK_STR_EQ(argv[4], vm.uuid);
+	CHECK_STR_EQ(argv[5], "vda");
+	CHECK_STR_EQ(argv[6], "--base");
+	CHECK_STR_EQ(argv[7], "/nonexistent/base.qcow2");
+	CHECK(argv[8] == NULL);
+
+	struct runner_status st;
 	char *err = NULL;
-	struct privhelper *ph = privhelper_run_async(st.loop, &req, NULL, on_done, &st, &err);
-	REQUIRE(ph);
-	int64_t deadline = loop_now_ms() + 30000;
-	while (!st.done && loop_now_ms() < deadline && loop_iterate(st.loop, 1000))
-		;
-	REQUIRE(st.done);
-	fprintf(stderr, "pkexec run: result %d: %s\n", (int)st.res, st.msg);
-	bool system_bus = access("/run/dbus/system_bus_socket", F_OK) == 0;
-	if (!system_bus) {
-		CHECK_INT_EQ(st.res, PRIVHELPER_NOT_AUTHORIZED);
-		CHECK(st.msg && strstr(st.msg, "nosuchvm") && strstr(st.msg, "not authorised"));
+	REQUIRE(runner_run_sync(argv, NULL, NULL, &st, &err));
+	fprintf(stderr, "pkexec run: exit %d: %s\n", st.exit_code, st.last_stderr);
+	if (access("/run/dbus/system_bus_socket", F_OK) != 0) {
+		CHECK_INT_EQ(st.exit_code, PRIVHELPER_EXIT_NOT_AUTHORIZED);
 	} else {
-		CHECK(st.res == PRIVHELPER_NOT_AUTHORIZED || st.res == PRIVHELPER_DISMISSED ||
-		      st.res == PRIVHELPER_REFUSED || st.res == PRIVHELPER_ERROR);
-		CHECK(st.msg && *st.msg);
+		CHECK(st.exit_code == PRIVHELPER_EXIT_NOT_AUTHORIZED ||
+		      st.exit_code == PRIVHELPER_EXIT_DISMISSED ||
+		      st.exit_code == PRIVHELPER_EXIT_REFUSED || st.exit_code == PRIVHELPER_EXIT_LIBVIRT);
 	}
-	free(st.msg);
-	loop_destroy(st.loop);
+	runner_status_clear(&st);
+	imageops_argv_free(argv);
+
+	/* Facts that cannot be passed: no command at all. */
+	vm.uuid[0] = 0;
+	CHECK(privhelper_flow_argv(NULL, &vm, IMAGEOPS_DISCARD, true) == NULL);
 }
 
 int main(int argc, char **argv)
@@ -187,8 +133,7 @@ int main(int argc, char **argv)
 	static const struct test_case cases[] = {
 		{"valid", test_valid},
 		{"argv", test_argv},
-		{"classify", test_classify},
-		{"run_through_pkexec", test_run_through_pkexec},
+		{"flow_argv_and_pkexec", test_flow_argv_and_pkexec},
 		{NULL, NULL},
 	};
 	return test_main(argc, argv, cases);

@@ -10,7 +10,7 @@
 #     disk target the domain does not have, a base other than --base, an
 #     unknown UUID, a name that is not the domain's, a base shared with
 #     another domain, a held qemu image lock, a non-root caller, --connect
-#     under pkexec: each with its exit status, a clear message, and no change
+#     under pkexec: each with its exit status (doc/vmoverlay-helper.8), a clear message, and no change
 #     to any file (sha256 of every image before and after).
 set -euo pipefail
 
@@ -79,11 +79,11 @@ owner_mode() { stat -c '%u:%g %a' "$1"; }
 [ "$(owner_mode "$R/ov.qcow2")" = "0:0 600" ] || fail "set-up: overlay not root 0600"
 
 # Refusals first, while the overlay still holds the session's data.
-expect_refusal 3 'no domain with UUID' -- --connect "$VE_URI" commit rootvm 00000000-1111-2222-3333-444444444444 vda
-expect_refusal 3 'is named rootvm' -- --connect "$VE_URI" commit notrootvm "$UUID" vda
-expect_refusal 3 'has no disk vdb' -- --connect "$VE_URI" commit rootvm "$UUID" vdb
+expect_refusal 5 'no domain with UUID' -- --connect "$VE_URI" commit rootvm 00000000-1111-2222-3333-444444444444 vda
+expect_refusal 5 'is named rootvm' -- --connect "$VE_URI" commit notrootvm "$UUID" vda
+expect_refusal 5 'has no disk vdb' -- --connect "$VE_URI" commit rootvm "$UUID" vdb
 mkroot_base "$R/other-base.qcow2" 0x22
-expect_refusal 3 'not backed by the base' -- --connect "$VE_URI" commit rootvm "$UUID" vda --base "$R/other-base.qcow2"
+expect_refusal 5 'not backed by the base' -- --connect "$VE_URI" commit rootvm "$UUID" vda --base "$R/other-base.qcow2"
 expect_refusal 2 'invalid domain UUID' -- --connect "$VE_URI" commit rootvm "$UUID;rm" vda
 expect_refusal 2 'invalid disk target' -- --connect "$VE_URI" commit rootvm "$UUID" ../vda
 expect_refusal 2 'unknown operation' -- --connect "$VE_URI" delete rootvm "$UUID" vda
@@ -91,7 +91,7 @@ expect_refusal 2 'unknown operation' -- --connect "$VE_URI" delete rootvm "$UUID
 # Rule 3: another defined domain uses the same base.
 mkroot_overlay "$R/ov2.qcow2" "$R/base.qcow2" 0x33
 ve_define_vm sharevm "$R/ov2.qcow2"
-expect_refusal 3 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$UUID" vda
+expect_refusal 5 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$UUID" vda
 ve_virsh undefine sharevm >/dev/null
 rm -f "$R/ov2.qcow2"
 
@@ -169,14 +169,14 @@ mkroot_overlay "$R/real-ov.qcow2" "$R/base.qcow2" 0x44
 ln -s "$R/real-ov.qcow2" "$R/link-ov.qcow2"
 ve_define_vm linkvm "$R/link-ov.qcow2"
 LUUID=$(ve_virsh domuuid linkvm | tr -d '[:space:]')
-expect_refusal 3 'symbolic link' -- --connect "$VE_URI" discard linkvm "$LUUID" vda
+expect_refusal 5 'symbolic link' -- --connect "$VE_URI" discard linkvm "$LUUID" vda
 ve_virsh undefine linkvm >/dev/null
 
 ln -s "$R/other-base.qcow2" "$R/link-base.qcow2"
 mkroot_overlay "$R/lb-ov.qcow2" "$R/link-base.qcow2" 0x45
 ve_define_vm linkbasevm "$R/lb-ov.qcow2"
 LBUUID=$(ve_virsh domuuid linkbasevm | tr -d '[:space:]')
-expect_refusal 3 'symbolic link' -- --connect "$VE_URI" commit linkbasevm "$LBUUID" vda
+expect_refusal 5 'symbolic link' -- --connect "$VE_URI" commit linkbasevm "$LBUUID" vda
 ve_virsh undefine linkbasevm >/dev/null
 
 # ---- a running domain (its own images, owned by the daemon's user) ----
@@ -185,8 +185,8 @@ ve_make_overlay "$VE_IMAGES/run-ov.qcow2" "$VE_IMAGES/run-base.qcow2" 0x66
 ve_define_vm runvm "$VE_IMAGES/run-ov.qcow2"
 RUUID=$(ve_virsh domuuid runvm | tr -d '[:space:]')
 ve_start runvm
-expect_refusal 3 'not shut off' -- --connect "$VE_URI" commit runvm "$RUUID" vda
-expect_refusal 3 'not shut off' -- --connect "$VE_URI" discard runvm "$RUUID" vda
+expect_refusal 5 'not shut off' -- --connect "$VE_URI" commit runvm "$RUUID" vda
+expect_refusal 5 'not shut off' -- --connect "$VE_URI" discard runvm "$RUUID" vda
 ve_destroy runvm
 
 echo "helper: $checks checks passed"
