@@ -215,6 +215,9 @@ static void on_tick(struct loop *loop, struct loop_timer *t, void *data)
 		demo_shutdown(demo);
 	}
 	/* The tooltip shows the countdown. */
+	struct vm *vm = model_find(&demo->app->model, DEMO_DOMAIN);
+	if (vm)
+		vm->shutdown_in_s = demo->countdown;
 	model_changed(&demo->app->model);
 }
 
@@ -242,6 +245,9 @@ void demo_start(struct demo *demo, struct app *app)
 	}
 	if (!demo->tick)
 		log_err("demo: cannot start the countdown timer");
+	struct vm *vm = model_find(&app->model, DEMO_DOMAIN);
+	if (vm)
+		vm->shutdown_in_s = demo->countdown;
 	model_changed(&app->model);
 }
 

@@ -21,6 +21,7 @@
 #include "menu.h"
 #include "model.h"
 #include "notify.h"
+#include "privhelper.h"
 #include "sni.h"
 #include "statefile.h"
 #include "virt.h"
@@ -102,6 +103,12 @@ static void virt_started(void *data, struct vm *vm)
 {
 	struct app *app = data;
 	flow_on_domain_started(app->flow, vm);
+}
+
+static void virt_updated(void *data, struct vm *vm)
+{
+	struct app *app = data;
+	flow_on_domain_updated(app->flow, vm);
 }
 
 static int run_check_config(const struct cli *cli)
@@ -225,11 +232,19 @@ static int run_applet(struct app *app)
 		.result = notifier_result,
 		.data = app->notifier,
 	};
-	struct virt_events events = {.stopped = virt_stopped, .started = virt_started, .data = app};
+	struct virt_events events = {
+		.stopped = virt_stopped,
+		.started = virt_started,
+		.updated = virt_updated,
+		.data = app,
+	};
 	app->virt = virt_watcher_create(app->loop, &app->model, app->config, app->state, &events);
 	app->flow = flow_create(app->loop, &app->model, app->config, app->state, app->virt, &ui);
 	if (!app->virt || !app->flow)
 		return 1;
+	/* Images the user cannot write (qemu:///system) go through pkexec and
+	 * vmoverlay-helper, only after a plain attempt failed with EACCES. */
+	flow_set_privileged(app->flow, &(struct flow_privileged){.argv = privhelper_flow_argv});
 
 	/* The menu object must exist before the item registers (Plasma reads
 	 * both right away). */

@@ -25,6 +25,7 @@ static struct vm *vm_create(const struct vm_config *vc)
 	vm->policy = vc->policy;
 	vm->dom_state = -1;
 	vm->progress = -1;
+	vm->shutdown_in_s = -1;
 	return vm;
 }
 
@@ -298,6 +299,15 @@ char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 		break;
 	case FLOW_RUNNING:
 		i18n_format_size(size, sizeof size, vm->overlay_bytes);
+		if (vm->shutdown_in_s >= 0) {
+			/* TRANSLATORS: demo tooltip: VM name, overlay size, seconds */
+			snprintf(buf, len,
+			         P_("%s — running · overlay %s · shuts down in %d second",
+			            "%s — running · overlay %s · shuts down in %d seconds",
+			            vm->shutdown_in_s),
+			         vm->name, size, vm->shutdown_in_s);
+			break;
+		}
 		/* TRANSLATORS: tooltip line: VM name, overlay size ("1.2 GiB") */
 		snprintf(buf, len, _("%s — running · overlay %s"), vm->name, size);
 		break;

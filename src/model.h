@@ -93,6 +93,9 @@ struct vm {
 	char *error;                 /* FAILED: translated message incl. qemu-img's */
 	bool has_discarded;          /* <overlay>.discarded exists (Undo possible) */
 	int64_t stop_time_ms;        /* loop_now_ms() of the stop that prompted */
+
+	/* demo mode: seconds before the demo shuts this VM down, -1 otherwise */
+	int shutdown_in_s;
 };
 
 typedef void (*model_listener_cb)(void *data);

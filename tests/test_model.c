@@ -93,8 +93,9 @@ static void test_reload(void)
 	CHECK(lab->cfg == NULL);
 	CHECK(model_find(&m, "new") != NULL);
 
-	next[0].policy = POLICY_DISCARD; /* the file changed it: the file wins */
+	/* A newer file changed the policy: the file wins. */
 	struct vm_config next2[2] = {next[0], next[1]};
+	next2[0].policy = POLICY_DISCARD;
 	struct config cfg3 = {.vms = next2, .n_vms = 2};
 	lab->flow = FLOW_CLEAN;
 	model_reload(&m, &cfg3);
