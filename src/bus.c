@@ -13,6 +13,7 @@
 
 #include "bus.h"
 #include "dbus-xml-embed.h"
+#include "i18n.h"
 #include "log.h"
 
 #define DBUS_IFACE_PROPERTIES "org.freedesktop.DBus.Properties"
@@ -161,6 +162,7 @@ static bool parse_member(xmlNode *node, bool is_signal, struct bus_member *m, co
 	memset(m, 0, sizeof(*m));
 	m->name = xml_attr(node, "name");
 	if (!m->name || !dbus_validate_member(m->name, NULL)) {
+		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 		set_err(err, "%s: member without a valid name", iface);
 		return false;
 	}
@@ -189,6 +191,7 @@ static bool parse_member(xmlNode *node, bool is_signal, struct bus_member *m, co
 		a->out = is_signal || (dir && strcmp(dir, "out") == 0);
 		free(dir);
 		if (!a->type || !dbus_signature_validate_single(a->type, NULL)) {
+			/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 			set_err(err, "%s.%s: invalid argument type \"%s\"", iface, m->name,
 			        a->type ? a->type : "");
 			return false;
@@ -274,6 +277,7 @@ static struct bus_iface_def *parse_interface(xmlNode *node, char **err)
 		return NULL;
 	d->name = xml_attr(node, "name");
 	if (!d->name || !dbus_validate_interface(d->name, NULL)) {
+		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 		set_err(err, "interface without a valid name");
 		goto error;
 	}
@@ -300,6 +304,7 @@ static struct bus_iface_def *parse_interface(xmlNode *node, char **err)
 			p->type = xml_attr(c, "type");
 			p->access = xml_attr(c, "access");
 			if (!p->name || !p->type || !dbus_signature_validate_single(p->type, NULL)) {
+				/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 				set_err(err, "%s: property %s without a valid type", d->name,
 				        p->name ? p->name : "(unnamed)");
 				goto error;
@@ -347,12 +352,14 @@ bool bus_load_xml(struct bus *bus, const char *xml, char **err)
 	xmlDoc *doc = xmlReadMemory(xml, (int)strlen(xml), "dbus.xml", NULL,
 	                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	if (!doc) {
+		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 		set_err(err, "not well-formed XML");
 		return false;
 	}
 	bool ok = false;
 	xmlNode *root = xmlDocGetRootElement(doc);
 	if (!root || !is_element(root, "node")) {
+		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 		set_err(err, "the root element is not <node>");
 		goto out;
 	}
@@ -363,6 +370,7 @@ bool bus_load_xml(struct bus *bus, const char *xml, char **err)
 		if (!d)
 			goto out;
 		if (find_def(bus, d->name)) {
+			/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
 			set_err(err, "interface %s defined twice", d->name);
 			iface_def_free(d);
 			goto out;
@@ -759,21 +767,25 @@ static bool check_tables(const struct bus_interface *iface, const struct bus_ifa
 {
 	for (size_t i = 0; i < d->n_methods; i++)
 		if (!find_handler(iface, d->methods[i].name)) {
+			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "%s.%s has no handler", d->name, d->methods[i].name);
 			return false;
 		}
 	for (const struct bus_method *m = iface->methods; m && m->name; m++)
 		if (!m->handler || !find_member(d->methods, d->n_methods, m->name)) {
+			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "%s.%s is not in the XML", d->name, m->name);
 			return false;
 		}
 	for (size_t i = 0; i < d->n_props; i++)
 		if (!find_getter(iface, d->props[i].name)) {
+			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "%s property %s has no getter", d->name, d->props[i].name);
 			return false;
 		}
 	for (const struct bus_property *p = iface->properties; p && p->name; p++)
 		if (!p->get || !find_prop_def(d, p->name)) {
+			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "%s property %s is not in the XML", d->name, p->name);
 			return false;
 		}
@@ -797,6 +809,7 @@ bool bus_export(struct bus *bus, const char *path, const struct bus_interface *c
 	for (size_t i = 0; i < ex->n_ifaces; i++) {
 		ex->defs[i] = find_def(bus, ifaces[i]->name);
 		if (!ex->defs[i]) {
+			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "interface %s is not defined in dbus-xml/", ifaces[i]->name);
 			goto error;
 		}
@@ -810,6 +823,8 @@ bool bus_export(struct bus *bus, const char *path, const struct bus_interface *c
 	DBusError derr;
 	dbus_error_init(&derr);
 	if (!dbus_connection_try_register_object_path(bus->conn, path, &export_vtable, ex, &derr)) {
+		/* no-i18n: path exported twice in one process, a programming error;
+		 * the detail is libdbus's English text anyway */
 		set_err(err, "cannot export %s: %s", path, derr.message ? derr.message : "");
 		dbus_error_free(&derr);
 		goto error;
@@ -818,7 +833,7 @@ bool bus_export(struct bus *bus, const char *path, const struct bus_interface *c
 	return true;
 
 nomem:
-	set_err(err, "out of memory");
+	set_err(err, "%s", _("out of memory"));
 error:
 	export_free(ex);
 	return false;

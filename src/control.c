@@ -371,6 +371,7 @@ int control_client_run(const struct cli *cli)
 	case CLI_KEEP: method = "Keep"; break;
 	case CLI_QUIT: method = "Quit"; break;
 	default:
+		/* no-i18n: unreachable, cli parsing only yields control verbs here */
 		fprintf(stderr, "vmoverlay: internal error: not a control verb\n");
 		return 1;
 	}
