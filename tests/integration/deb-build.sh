@@ -22,10 +22,23 @@ if dpkg-query -W -f='${Status}' vmoverlay 2>/dev/null | grep -q 'installed'; the
 	fail "a vmoverlay package is already installed; not touching it"
 fi
 
+# dpkg with its log in $work/$1.log; waits (up to 3 minutes) while another
+# package manager (apt-get of a parallel job) holds the dpkg lock.
+dpkg_wait() {
+	local log=$work/$1.log i
+	shift
+	for i in $(seq 90); do
+		if dpkg "$@" >"$log" 2>&1; then return 0; fi
+		grep -q 'lock' "$log" || return 1
+		sleep 2
+	done
+	return 1
+}
+
 work=$(mktemp -d /tmp/vmo-deb.XXXXXX)
 installed=0
 cleanup() {
-	if [ $installed = 1 ]; then dpkg -P vmoverlay >/dev/null 2>&1 || true; fi
+	if [ $installed = 1 ]; then dpkg_wait purge-on-exit -P vmoverlay || true; fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -56,7 +69,7 @@ done
 dpkg-deb -c "$deb" >"$work/contents"
 grep -q '/etc/systemd/user/' "$work/contents" && fail "the package must not enable the user unit"
 
-dpkg -i "$deb" >"$work/install.log" 2>&1 || { cat "$work/install.log" >&2; fail "dpkg -i failed"; }
+dpkg_wait install -i "$deb" || { cat "$work/install.log" >&2; fail "dpkg -i failed"; }
 installed=1
 
 for f in /usr/bin/vmoverlay /usr/libexec/vmoverlay/vmoverlay-helper; do
@@ -96,10 +109,10 @@ rc=0
 /usr/libexec/vmoverlay/vmoverlay-helper >/dev/null 2>&1 || rc=$?
 [ $rc = 2 ] || fail "vmoverlay-helper without arguments exited $rc, want 2"
 
-dpkg -r vmoverlay >"$work/remove.log" 2>&1 || { cat "$work/remove.log" >&2; fail "dpkg -r failed"; }
+dpkg_wait remove -r vmoverlay || { cat "$work/remove.log" >&2; fail "dpkg -r failed"; }
 [ ! -e /usr/bin/vmoverlay ] || fail "dpkg -r left /usr/bin/vmoverlay"
 [ ! -e /usr/libexec/vmoverlay/vmoverlay-helper ] || fail "dpkg -r left the helper"
-dpkg -P vmoverlay >/dev/null 2>&1 || fail "dpkg -P failed"
+dpkg_wait purge -P vmoverlay || { cat "$work/purge.log" >&2; fail "dpkg -P failed"; }
 installed=0
 [ ! -e /etc/xdg/autostart/vmoverlay.desktop ] || fail "dpkg -P left the autostart entry"
 echo "deb-build: built, installed, ran, removed and purged $(basename "$deb") ($(wc -l <"$work/contents") paths)"
