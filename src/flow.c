@@ -33,7 +33,7 @@ struct flow_job;
  * objects may be replaced by a config reload). */
 struct flow_vm {
 	char *name;
-	const struct vm *seen;  /* vm object last seen under this name */
+	const struct vm *seen; /* vm object last seen under this name */
 	struct flow_job *job;
 	bool has_failed_op;
 	enum imageops_op failed_op; /* what Retry repeats */
@@ -133,7 +133,8 @@ static void update_actions(struct flow *flow, struct vm *vm)
 		a = ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD) | ACT_BIT(ACT_KEEP);
 		break;
 	case FLOW_FAILED:
-		a = ACT_BIT(ACT_RETRY) | ACT_BIT(ACT_KEEP) | ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD);
+		a = ACT_BIT(ACT_RETRY) | ACT_BIT(ACT_KEEP) | ACT_BIT(ACT_COMMIT) |
+		    ACT_BIT(ACT_DISCARD);
 		break;
 	case FLOW_COMMITTING:
 		a = ACT_BIT(ACT_CANCEL);
@@ -181,7 +182,8 @@ static void withdraw_prompt(struct flow *flow, struct flow_vm *fv, struct vm *vm
 static void set_state(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum flow_state s)
 {
 	if (vm->flow != s)
-		log_info("flow: %s: %s -> %s", vm->name, flow_state_label(vm->flow), flow_state_label(s));
+		log_info("flow: %s: %s -> %s", vm->name, flow_state_label(vm->flow),
+			 flow_state_label(s));
 	vm->flow = s;
 	if (s != FLOW_PENDING)
 		withdraw_prompt(flow, fv, vm);
@@ -193,7 +195,7 @@ static void set_state(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum
 }
 
 static void fail(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
-                 const char *msg)
+		 const char *msg)
 {
 	log_warn("flow: %s: %s failed: %s", vm->name, imageops_op_name(op), msg ? msg : "");
 	fv->has_failed_op = true;
@@ -207,7 +209,7 @@ static void fail(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imag
 }
 
 static void interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *msg,
-                        enum flow_result res)
+			enum flow_result res)
 {
 	log_warn("flow: %s: commit interrupted: %s", vm->name, msg ? msg : "");
 	set_state(flow, fv, vm, FLOW_INTERRUPTED);
@@ -266,13 +268,13 @@ static void on_job_progress(void *data, double pct)
 }
 
 static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
-                             enum imageops_op op, bool keep_discarded, uint64_t bytes,
-                             char *journal, const char *plain_msg);
-static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm,
-                          enum imageops_op op, uint64_t bytes, char **why);
+			     enum imageops_op op, bool keep_discarded, uint64_t bytes,
+			     char *journal, const char *plain_msg);
+static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+			  uint64_t bytes, char **why);
 
 static void success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
-                    uint64_t bytes)
+		    uint64_t bytes)
 {
 	fv->has_failed_op = false;
 	if (flow->virt)
@@ -304,7 +306,8 @@ static void on_commit_done(void *data, const struct runner_result *res)
 	struct vm *vm = job_vm(job, &fv);
 	job->runner = NULL;
 	if (!vm) {
-		log_warn("flow: commit of vanished VM %s ended with %d", job->vm_name, res->exit_code);
+		log_warn("flow: commit of vanished VM %s ended with %d", job->vm_name,
+			 res->exit_code);
 		job_end(job);
 		return;
 	}
@@ -317,14 +320,17 @@ static void on_commit_done(void *data, const struct runner_result *res)
 		 * A crash during the rebuild leaves the empty old overlay or
 		 * the new one, both correct. */
 		if (imageops_journal_remove(job->journal) < 0)
-			log_warn("flow: cannot remove journal %s: %s", job->journal, strerror(errno));
+			log_warn("flow: cannot remove journal %s: %s", job->journal,
+				 strerror(errno));
 		uint64_t bytes = job->bytes;
 		job_free(job);
 		char *why = NULL;
 		if (!start_rebuild(flow, fv, vm, IMAGEOPS_REBUILD, bytes, &why)) {
 			char *msg = NULL;
-			set_msg(&msg, _("%s: the changes were committed, but a fresh overlay could not "
-			                "be made: %s"), vm->name, why ? why : "");
+			set_msg(&msg,
+				_("%s: the changes were committed, but a fresh overlay could not "
+				  "be made: %s"),
+				vm->name, why ? why : "");
 			if (vm->flow != FLOW_FAILED)
 				fail(flow, fv, vm, IMAGEOPS_REBUILD, msg);
 			fv->failed_bytes = bytes;
@@ -341,8 +347,10 @@ static void on_commit_done(void *data, const struct runner_result *res)
 		 * half-merged, so the journal stays and only Resume/Keep remain. */
 		free(msg);
 		msg = NULL;
-		set_msg(&msg, _("%s: commit cancelled. Nothing was lost: the overlay still holds "
-		                "every change; resume the commit to finish it"), vm->name);
+		set_msg(&msg,
+			_("%s: commit cancelled. Nothing was lost: the overlay still holds "
+			  "every change; resume the commit to finish it"),
+			vm->name);
 		interrupted(flow, fv, vm, msg, RESULT_CANCELLED);
 	} else if (kind == COMMIT_FAIL_PARTIAL) {
 		interrupted(flow, fv, vm, msg, RESULT_FAILED);
@@ -371,7 +379,8 @@ static void on_rebuild_done(void *data, const struct runner_result *res)
 	struct vm *vm = job_vm(job, &fv);
 	job->runner = NULL;
 	if (!vm) {
-		log_warn("flow: rebuild of vanished VM %s ended with %d", job->vm_name, res->exit_code);
+		log_warn("flow: rebuild of vanished VM %s ended with %d", job->vm_name,
+			 res->exit_code);
 		imageops_rebuild_abort(&job->rb);
 		job_end(job);
 		return;
@@ -438,23 +447,28 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 	}
 	if (res->exit_code == FLOW_HELPER_EXIT_PARTIAL || res->cancelled ||
 	    (job->journal && res->term_signal)) {
-		set_msg(&msg, _("%s: commit did not finish: %s. Nothing was lost: the overlay still "
-		                "holds every change; resume the commit to finish it"),
-		        vm->name, *res->last_stderr ? res->last_stderr : _("the helper stopped"));
+		set_msg(&msg,
+			_("%s: commit did not finish: %s. Nothing was lost: the overlay still "
+			  "holds every change; resume the commit to finish it"),
+			vm->name, *res->last_stderr ? res->last_stderr : _("the helper stopped"));
 		job_free(job);
 		interrupted(flow, fv, vm, msg, res->cancelled ? RESULT_CANCELLED : RESULT_FAILED);
 		free(msg);
 		return;
 	}
 	if (res->exit_code == 126)
-		set_msg(&msg, _("%s: permission denied: the authorization was dismissed; nothing "
-		                "was changed"), vm->name);
+		set_msg(&msg,
+			_("%s: permission denied: the authorization was dismissed; nothing "
+			  "was changed"),
+			vm->name);
 	else if (res->exit_code == 127)
-		set_msg(&msg, _("%s: permission denied: not authorized to change these images; "
-		                "nothing was changed"), vm->name);
+		set_msg(&msg,
+			_("%s: permission denied: not authorized to change these images; "
+			  "nothing was changed"),
+			vm->name);
 	else
 		set_msg(&msg, _("%s: %s failed: %s; nothing was changed"), vm->name,
-		        imageops_op_name(op), *res->last_stderr ? res->last_stderr : "?");
+			imageops_op_name(op), *res->last_stderr ? res->last_stderr : "?");
 	/* The helper failed before touching the base (else PARTIAL). */
 	if (job->journal)
 		imageops_journal_remove(job->journal);
@@ -464,7 +478,7 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 }
 
 static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm *vm,
-                                enum imageops_op op)
+				enum imageops_op op)
 {
 	struct flow_job *job = calloc(1, sizeof *job);
 	if (!job)
@@ -483,11 +497,11 @@ static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm
  * nothing was changed. Runs the privileged helper when one is wired
  * (flow_set_privileged), else reports plain_msg. Takes journal. */
 static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
-                             enum imageops_op op, bool keep_discarded, uint64_t bytes,
-                             char *journal, const char *plain_msg)
+			     enum imageops_op op, bool keep_discarded, uint64_t bytes,
+			     char *journal, const char *plain_msg)
 {
-	char **argv = flow->priv.argv ? flow->priv.argv(flow->priv.data, vm, op, keep_discarded)
-	                              : NULL;
+	char **argv =
+	    flow->priv.argv ? flow->priv.argv(flow->priv.data, vm, op, keep_discarded) : NULL;
 	if (!argv) {
 		if (journal)
 			imageops_journal_remove(journal);
@@ -503,8 +517,8 @@ static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *v
 		job->keep_discarded = keep_discarded;
 		job->journal = journal;
 		journal = NULL;
-		job->runner = runner_start(flow->loop, argv, on_job_progress, on_privileged_done, job,
-		                           &err);
+		job->runner =
+		    runner_start(flow->loop, argv, on_job_progress, on_privileged_done, job, &err);
 	}
 	imageops_argv_free(argv);
 	if (!job || !job->runner) {
@@ -520,7 +534,7 @@ static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *v
 		return false;
 	}
 	log_info("flow: %s: %s needs privilege; running the helper", vm->name,
-	         imageops_op_name(op));
+		 imageops_op_name(op));
 	fv->job = job;
 	set_state(flow, fv, vm, op == IMAGEOPS_COMMIT ? FLOW_COMMITTING : FLOW_REBUILDING);
 	if (op == IMAGEOPS_COMMIT)
@@ -535,8 +549,8 @@ static char *qemu_img(struct flow *flow, char **why)
 
 /* Rebuild (op REBUILD after a commit, or DISCARD). The caller checked the
  * preconditions (or qemu-img commit just exited 0). */
-static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm,
-                          enum imageops_op op, uint64_t bytes, char **why)
+static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+			  uint64_t bytes, char **why)
 {
 	char *qi = qemu_img(flow, why);
 	if (!qi)
@@ -550,7 +564,7 @@ static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 	job->bytes = bytes;
 	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
 	int r = imageops_rebuild_prepare(&job->rb, qi, vm->overlay, vm->backing_stored,
-	                                 vm->backing_format, why);
+					 vm->backing_format, why);
 	free(qi);
 	if (r < 0) {
 		if (r == -EACCES || r == -EPERM || r == -EROFS) {
@@ -589,8 +603,10 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	if (!vm->backing_stored || !vm->backing_format) {
 		/* Checked before the commit, not after: a commit we could not
 		 * follow with a rebuild would leave the VM half-done. */
-		set_msg(why, _("%s: the overlay does not record its backing file and format, so no "
-		               "fresh overlay could be made after the commit"), vm->name);
+		set_msg(why,
+			_("%s: the overlay does not record its backing file and format, so no "
+			  "fresh overlay could be made after the commit"),
+			vm->name);
 		return false;
 	}
 	journal = journal_path(flow, vm);
@@ -604,9 +620,10 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		 * another disk and resuming would be wrong. */
 		bool same = image_same_file(j.overlay, vm->overlay);
 		if (!same) {
-			set_msg(why, _("%s: the interrupted commit was for %s, but the VM's disk is now "
-			               "%s; resolve this by hand (journal %s)"),
-			        vm->name, j.overlay, vm->overlay, journal);
+			set_msg(why,
+				_("%s: the interrupted commit was for %s, but the VM's disk is now "
+				  "%s; resolve this by hand (journal %s)"),
+				vm->name, j.overlay, vm->overlay, journal);
 			imageops_journal_clear(&j);
 			goto error;
 		}
@@ -626,7 +643,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	 * against the old base, could no longer be restored safely. */
 	if (imageops_drop_discarded(vm->overlay) < 0) {
 		set_msg(why, _("%s: cannot remove the old discarded overlay before committing"),
-		        vm->name);
+			vm->name);
 		goto error;
 	}
 	if (imageops_journal_write(journal, vm->name, vm->overlay, vm->base, why) < 0)
@@ -640,7 +657,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	}
 	runner_set_kill_grace(job->runner, flow->kill_grace_ms);
 	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, vm->overlay,
-	         (unsigned long long)job->bytes);
+		 (unsigned long long)job->bytes);
 	fv->job = job;
 	fv->last_ui_progress_ms = 0;
 	set_state(flow, fv, vm, FLOW_COMMITTING);
@@ -678,15 +695,17 @@ static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, cha
 /* Every operation starts here: one job per image, libvirt asked afresh
  * (rule 2, 3, 5), qemu's lock probed for the file steps. */
 static bool start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
-                     char **why)
+		     char **why)
 {
 	if (fv->job) {
 		set_msg(why, _("%s: another operation is still running on its image"), vm->name);
 		return false;
 	}
 	if (!flow->virt) {
-		set_msg(why, _("%s: libvirt is not connected, so it cannot be confirmed that the VM "
-		               "is shut off"), vm->name);
+		set_msg(why,
+			_("%s: libvirt is not connected, so it cannot be confirmed that the VM "
+			  "is shut off"),
+			vm->name);
 		return false;
 	}
 	char *vwhy = NULL;
@@ -696,15 +715,17 @@ static bool start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum 
 		return false;
 	}
 	if (op != IMAGEOPS_COMMIT && journal_exists(flow, vm)) {
-		set_msg(why, _("%s: a commit was interrupted and its base is half-merged; only "
-		               "resuming the commit is safe"), vm->name);
+		set_msg(why,
+			_("%s: a commit was interrupted and its base is half-merged; only "
+			  "resuming the commit is safe"),
+			vm->name);
 		return false;
 	}
 	/* qemu-img commit checks its own lock (and says "in use"); the file
 	 * steps do not go through QEMU, so ask its locks here. */
 	if (op != IMAGEOPS_COMMIT && imageops_locked(vm->overlay)) {
 		set_msg(why, _("%s: the overlay is in use by another process (is the VM running?)"),
-		        vm->name);
+			vm->name);
 		return false;
 	}
 	switch (op) {
@@ -712,8 +733,8 @@ static bool start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum 
 		return start_commit(flow, fv, vm, why);
 	case IMAGEOPS_REBUILD:
 	case IMAGEOPS_DISCARD:
-		return start_rebuild(flow, fv, vm, op, op == IMAGEOPS_REBUILD ? fv->failed_bytes : 0,
-		                     why);
+		return start_rebuild(flow, fv, vm, op,
+				     op == IMAGEOPS_REBUILD ? fv->failed_bytes : 0, why);
 	case IMAGEOPS_UNDO_DISCARD:
 		return start_undo(flow, fv, vm, why);
 	}
@@ -731,7 +752,7 @@ static void auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum i
 	}
 	if (vm->run == RUN_RUNNING) {
 		log_info("flow: %s: %s by policy not started: %s", vm->name, imageops_op_name(op),
-		         why ? why : "");
+			 why ? why : "");
 		set_state(flow, fv, vm, FLOW_RUNNING);
 	} else {
 		fail(flow, fv, vm, op, why);
@@ -808,7 +829,8 @@ void flow_on_domain_started(struct flow *flow, struct vm *vm)
 	if (fv->job) {
 		/* QEMU could not have opened the image while qemu-img holds it;
 		 * the job's own result will tell. */
-		log_warn("flow: %s reported running while an operation runs on its image", vm->name);
+		log_warn("flow: %s reported running while an operation runs on its image",
+			 vm->name);
 		return;
 	}
 	if (vm->flow == FLOW_RUNNING)
@@ -920,20 +942,26 @@ static const char *action_name(enum vm_action a)
 
 /* Why action is not in vm->actions, in the user's words. */
 static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum vm_action a,
-                    char **why)
+		    char **why)
 {
 	if (fv->job)
-		set_msg(why, _("%s: an operation is already running on its image; try again when it "
-		               "has finished"), vm->name);
+		set_msg(why,
+			_("%s: an operation is already running on its image; try again when it "
+			  "has finished"),
+			vm->name);
 	else if (vm->flow == FLOW_RUNNING || vm->run == RUN_RUNNING)
 		set_msg(why, _("%s is running; its overlay is in use"), vm->name);
 	else if (a == ACT_COMMIT && vm->shared_with)
-		set_msg(why, _("The base %s is also used by %s; committing into it would corrupt "
-		               "that VM."), vm->base ? vm->base : "?", vm->shared_with);
+		set_msg(why,
+			_("The base %s is also used by %s; committing into it would corrupt "
+			  "that VM."),
+			vm->base ? vm->base : "?", vm->shared_with);
 	else if ((a == ACT_DISCARD || a == ACT_COMMIT || a == ACT_UNDO_DISCARD) &&
-	         journal_exists(flow, vm))
-		set_msg(why, _("%s: a commit was interrupted and its base is half-merged; only "
-		               "resuming the commit is safe"), vm->name);
+		 journal_exists(flow, vm))
+		set_msg(why,
+			_("%s: a commit was interrupted and its base is half-merged; only "
+			  "resuming the commit is safe"),
+			vm->name);
 	else if (vm->flow == FLOW_SAVED)
 		set_msg(why, _("%s has a saved state that needs its overlay as it is"), vm->name);
 	else if (vm->flow == FLOW_MISCONFIGURED)
@@ -943,7 +971,7 @@ static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum v
 	else
 		/* TRANSLATORS: action name ("commit"), VM name, state ("running") */
 		set_msg(why, _("cannot %s %s now: it is %s"), action_name(a), vm->name,
-		        flow_state_label(vm->flow));
+			flow_state_label(vm->flow));
 }
 
 bool flow_request(struct flow *flow, struct vm *vm, enum vm_action action, char **why)
@@ -971,7 +999,8 @@ bool flow_request(struct flow *flow, struct vm *vm, enum vm_action action, char 
 	case ACT_UNDO_DISCARD:
 		return start_op(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, why);
 	case ACT_RETRY:
-		return start_op(flow, fv, vm, fv->has_failed_op ? fv->failed_op : IMAGEOPS_COMMIT, why);
+		return start_op(flow, fv, vm, fv->has_failed_op ? fv->failed_op : IMAGEOPS_COMMIT,
+				why);
 	case ACT_KEEP:
 		/* From INTERRUPTED the journal stays: KEPT then offers Resume only. */
 		set_state(flow, fv, vm, FLOW_KEPT);
@@ -1067,12 +1096,15 @@ static void check_journals(struct flow *flow)
 		struct imageops_journal j;
 		int r = p ? imageops_journal_read(p, &j) : -ENOENT;
 		if (r != -ENOENT) {
-			log_warn("flow: %s: commit journal %s found (overlay %s): interrupted commit",
-			         vm->name, p, j.overlay ? j.overlay : "?");
+			log_warn(
+			    "flow: %s: commit journal %s found (overlay %s): interrupted commit",
+			    vm->name, p, j.overlay ? j.overlay : "?");
 			char *msg = NULL;
-			set_msg(&msg, _("%s: a commit did not finish (vmoverlay or the machine stopped "
-			                "during it). Nothing was lost: the overlay still holds every "
-			                "change; resume the commit to finish it"), vm->name);
+			set_msg(&msg,
+				_("%s: a commit did not finish (vmoverlay or the machine stopped "
+				  "during it). Nothing was lost: the overlay still holds every "
+				  "change; resume the commit to finish it"),
+				vm->name);
 			vm->flow = FLOW_INTERRUPTED;
 			vm_set_str(&vm->error, msg);
 			free(msg);
@@ -1084,8 +1116,8 @@ static void check_journals(struct flow *flow)
 }
 
 struct flow *flow_create(struct loop *loop, struct model *model, const struct config *cfg,
-                         struct statefile *state, struct virt_watcher *virt,
-                         const struct flow_ui *ui)
+			 struct statefile *state, struct virt_watcher *virt,
+			 const struct flow_ui *ui)
 {
 	struct flow *flow = calloc(1, sizeof *flow);
 	if (!flow)
@@ -1143,7 +1175,7 @@ void flow_destroy(struct flow *flow)
 			 * (INTERRUPTED at the next start); a rebuild's temp file
 			 * is removed, the old overlay was never touched. */
 			log_warn("flow: %s: %s still running at exit", fv->name,
-			         imageops_op_name(fv->job->op));
+				 imageops_op_name(fv->job->op));
 			runner_detach(fv->job->runner);
 			if (fv->job->rb.tmp)
 				imageops_rebuild_abort(&fv->job->rb);

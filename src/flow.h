@@ -31,13 +31,13 @@ struct flow_ui {
 	void (*progress)(void *data, struct vm *vm); /* vm->progress changed */
 	/* bytes: what was committed (RESULT_COMMITTED) */
 	void (*result)(void *data, struct vm *vm, enum flow_result res, unsigned long long bytes,
-	               const char *msg);
+		       const char *msg);
 	void *data;
 };
 
 struct flow *flow_create(struct loop *loop, struct model *model, const struct config *cfg,
-                         struct statefile *state, struct virt_watcher *virt,
-                         const struct flow_ui *ui);
+			 struct statefile *state, struct virt_watcher *virt,
+			 const struct flow_ui *ui);
 void flow_destroy(struct flow *flow); /* NULL ok; cancels nothing on disk */
 void flow_reconfigure(struct flow *flow, const struct config *cfg);
 

@@ -20,10 +20,10 @@
 #include "log.h"
 
 static const char *const op_names[] = {
-	[IMAGEOPS_COMMIT] = "commit",
-	[IMAGEOPS_REBUILD] = "rebuild",
-	[IMAGEOPS_DISCARD] = "discard",
-	[IMAGEOPS_UNDO_DISCARD] = "undo-discard",
+    [IMAGEOPS_COMMIT] = "commit",
+    [IMAGEOPS_REBUILD] = "rebuild",
+    [IMAGEOPS_DISCARD] = "discard",
+    [IMAGEOPS_UNDO_DISCARD] = "undo-discard",
 };
 
 const char *imageops_op_name(enum imageops_op op)
@@ -113,7 +113,7 @@ static bool has(const char *hay, const char *needle)
 }
 
 enum imageops_commit_failure imageops_commit_failure(const struct runner_result *res,
-                                                     const char *vm_name, char **msg)
+						     const char *vm_name, char **msg)
 {
 	const char *se = res->all_stderr;
 	const char *line = res->last_stderr && *res->last_stderr ? res->last_stderr : NULL;
@@ -150,20 +150,28 @@ enum imageops_commit_failure imageops_commit_failure(const struct runner_result 
 
 	switch (kind) {
 	case COMMIT_FAIL_IN_USE:
-		set_err(msg, _("%s: the image is in use by another process (is the VM running?); "
-		               "nothing was changed"), vm_name);
+		set_err(msg,
+			_("%s: the image is in use by another process (is the VM running?); "
+			  "nothing was changed"),
+			vm_name);
 		break;
 	case COMMIT_FAIL_PERMISSION:
-		set_err(msg, _("%s: permission denied: %s. Nothing was lost: the overlay and the "
-		               "base are unchanged"), vm_name, line ? line : why);
+		set_err(msg,
+			_("%s: permission denied: %s. Nothing was lost: the overlay and the "
+			  "base are unchanged"),
+			vm_name, line ? line : why);
 		break;
 	case COMMIT_FAIL_UNTOUCHED:
-		set_err(msg, _("%s: commit failed: %s. Nothing was lost: the overlay and the base "
-		               "are unchanged"), vm_name, why);
+		set_err(msg,
+			_("%s: commit failed: %s. Nothing was lost: the overlay and the base "
+			  "are unchanged"),
+			vm_name, why);
 		break;
 	case COMMIT_FAIL_PARTIAL:
-		set_err(msg, _("%s: commit did not finish: %s. Nothing was lost: the overlay still "
-		               "holds every change; resume the commit to finish it"), vm_name, why);
+		set_err(msg,
+			_("%s: commit did not finish: %s. Nothing was lost: the overlay still "
+			  "holds every change; resume the commit to finish it"),
+			vm_name, why);
 		break;
 	}
 	return kind;
@@ -183,18 +191,19 @@ void imageops_rebuild_clear(struct imageops_rebuild *rb)
 	memset(rb, 0, sizeof *rb);
 }
 
-int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
-                             const char *overlay, const char *backing_stored,
-                             const char *backing_format, char **err)
+int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
+			     const char *backing_stored, const char *backing_format, char **err)
 {
 	memset(rb, 0, sizeof *rb);
 	if (!overlay || !backing_stored || !*backing_stored) {
-		set_err(err, _("%s: the overlay's backing file is not known"), overlay ? overlay : "?");
+		set_err(err, _("%s: the overlay's backing file is not known"),
+			overlay ? overlay : "?");
 		return -EINVAL;
 	}
 	if (!backing_format || !*backing_format) {
 		/* qemu >= 6.1 refuses -b without -F, and guessing is unsafe. */
-		set_err(err, _("%s: the overlay does not record its backing file's format"), overlay);
+		set_err(err, _("%s: the overlay does not record its backing file's format"),
+			overlay);
 		return -EINVAL;
 	}
 	struct stat st;
@@ -215,7 +224,8 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
 	char *copy1 = strdup(overlay), *copy2 = strdup(overlay);
 	char *tmp = NULL;
 	int ret = -ENOMEM;
-	if (!copy1 || !copy2 || asprintf(&tmp, "%s/.%s.XXXXXX", dirname(copy1), basename(copy2)) < 0) {
+	if (!copy1 || !copy2 ||
+	    asprintf(&tmp, "%s/.%s.XXXXXX", dirname(copy1), basename(copy2)) < 0) {
 		tmp = NULL;
 		set_err(err, "%s", strerror(ENOMEM));
 		goto error;
@@ -225,9 +235,10 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
 		ret = -errno;
 		if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
 			set_err(err, _("permission denied: cannot create a file next to %s (%s)"),
-			        overlay, strerror(-ret));
+				overlay, strerror(-ret));
 		else
-			set_err(err, _("cannot create a file next to %s: %s"), overlay, strerror(-ret));
+			set_err(err, _("cannot create a file next to %s: %s"), overlay,
+				strerror(-ret));
 		free(tmp);
 		tmp = NULL;
 		goto error;
@@ -244,7 +255,7 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
 	/* The backing name exactly as stored (relative names resolve against
 	 * the same directory, where the temp file lives too). */
 	rb->argv = argv_build(qemu_img, "create", "-q", "-f", "qcow2", "-F", backing_format, "-b",
-	                      backing_stored, tmp, NULL);
+			      backing_stored, tmp, NULL);
 	free(copy1);
 	free(copy2);
 	if (!rb->overlay || !rb->backing || !rb->backing_format || !rb->argv) {
@@ -271,19 +282,21 @@ char *imageops_create_failure(const struct runner_result *res, bool *is_perm)
 {
 	const char *line = res->last_stderr && *res->last_stderr ? res->last_stderr : NULL;
 	bool perm = has(res->all_stderr, "Permission denied") ||
-	            has(res->all_stderr, "Operation not permitted");
+		    has(res->all_stderr, "Operation not permitted");
 	if (is_perm)
 		*is_perm = perm;
 	char *msg = NULL;
 	if (res->term_signal)
-		set_err(&msg, _("creating the new overlay was stopped (signal %d); the old overlay "
-		                "is kept"), res->term_signal);
+		set_err(&msg,
+			_("creating the new overlay was stopped (signal %d); the old overlay "
+			  "is kept"),
+			res->term_signal);
 	else if (perm)
 		set_err(&msg, _("permission denied: %s; the old overlay is kept"),
-		        line ? line : "qemu-img create");
+			line ? line : "qemu-img create");
 	else
 		set_err(&msg, _("creating the new overlay failed: %s; the old overlay is kept"),
-		        line ? line : _("qemu-img create failed"));
+			line ? line : _("qemu-img create failed"));
 	return msg;
 }
 
@@ -305,8 +318,8 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 	if (!info.backing_file || strcmp(info.backing_file, rb->backing) != 0 ||
 	    !info.backing_format || strcmp(info.backing_format, rb->backing_format) != 0) {
 		set_err(err, _("the new overlay has the wrong backing file (%s, %s)"),
-		        info.backing_file ? info.backing_file : "-",
-		        info.backing_format ? info.backing_format : "-");
+			info.backing_file ? info.backing_file : "-",
+			info.backing_format ? info.backing_format : "-");
 		ret = -EINVAL;
 		goto error;
 	}
@@ -321,14 +334,14 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 	if (fstat(fd, &st) == 0 && (st.st_uid != rb->uid || st.st_gid != rb->gid) &&
 	    fchown(fd, rb->uid, rb->gid) < 0)
 		log_info("imageops: keeping owner %d:%d for %s (%s)", (int)st.st_uid,
-		         (int)st.st_gid, rb->overlay, strerror(errno));
+			 (int)st.st_gid, rb->overlay, strerror(errno));
 	if (fchmod(fd, rb->mode) < 0)
 		log_info("imageops: cannot set mode %o on %s: %s", (unsigned)rb->mode, rb->tmp,
-		         strerror(errno));
+			 strerror(errno));
 	if (fsync(fd) < 0) {
 		ret = -errno;
 		set_err(err, _("cannot write the new overlay: %s; the old overlay is kept"),
-		        strerror(-ret));
+			strerror(-ret));
 		goto error;
 	}
 	close(fd);
@@ -346,13 +359,14 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 		if (unlink(disc) < 0 && errno != ENOENT) {
 			ret = -errno;
 			set_err(err, _("cannot replace %s: %s; the old overlay is kept"), disc,
-			        strerror(-ret));
+				strerror(-ret));
 			goto error;
 		}
 		if (link(rb->overlay, disc) < 0) {
 			ret = -errno;
-			set_err(err, _("cannot keep the old overlay as %s: %s; nothing was changed"),
-			        disc, strerror(-ret));
+			set_err(err,
+				_("cannot keep the old overlay as %s: %s; nothing was changed"),
+				disc, strerror(-ret));
 			goto error;
 		}
 		made_link = true;
@@ -361,14 +375,14 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 	if (rename(rb->tmp, rb->overlay) < 0) {
 		ret = -errno;
 		set_err(err, _("cannot put the new overlay in place: %s; the old overlay is kept"),
-		        strerror(-ret));
+			strerror(-ret));
 		goto error;
 	}
 	r = fsync_dir_of(rb->overlay);
 	if (r < 0)
 		log_warn("imageops: fsync of the directory of %s: %s", rb->overlay, strerror(-r));
 	log_info("imageops: fresh overlay %s in place%s", rb->overlay,
-	         keep_discarded ? " (old one kept as .discarded)" : "");
+		 keep_discarded ? " (old one kept as .discarded)" : "");
 	image_info_clear(&info);
 	free(ierr);
 	free(disc);
@@ -422,7 +436,8 @@ int imageops_undo_discard(const char *overlay, char **err)
 	if (rename(disc, overlay) < 0) {
 		ret = -errno;
 		if (ret == -EACCES || ret == -EPERM)
-			set_err(err, _("permission denied: cannot restore %s: %s"), disc, strerror(-ret));
+			set_err(err, _("permission denied: cannot restore %s: %s"), disc,
+				strerror(-ret));
 		else
 			set_err(err, _("cannot restore %s: %s"), disc, strerror(-ret));
 		goto out;
@@ -456,11 +471,11 @@ bool imageops_locked(const char *path)
 	 * (permissions held) and 200 + perm (permissions it refuses to
 	 * share). Any lock in that range means a QEMU process has it open. */
 	struct flock fl = {
-		.l_type = F_WRLCK,
-		.l_whence = SEEK_SET,
-		.l_start = 100,
-		.l_len = 200,
-		.l_pid = 0,
+	    .l_type = F_WRLCK,
+	    .l_whence = SEEK_SET,
+	    .l_start = 100,
+	    .l_len = 200,
+	    .l_pid = 0,
 	};
 	bool locked = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
 	close(fd);
@@ -483,8 +498,8 @@ char *imageops_journal_path(const char *state_dir, const char *vm)
 	return p;
 }
 
-int imageops_journal_write(const char *path, const char *vm, const char *overlay,
-                           const char *base, char **err)
+int imageops_journal_write(const char *path, const char *vm, const char *overlay, const char *base,
+			   char **err)
 {
 	char *tmp = NULL;
 	if (asprintf(&tmp, "%s.tmp", path) < 0)
@@ -497,11 +512,11 @@ int imageops_journal_write(const char *path, const char *vm, const char *overlay
 	}
 	char *text = NULL;
 	int n = asprintf(&text,
-	                 "# vmoverlay commit journal: a qemu-img commit of this overlay into\n"
-	                 "# its base started and has not finished. Only the overlay holds a\n"
-	                 "# consistent disk; do not discard it.\n"
-	                 "version=1\nvm=%s\noverlay=%s\nbase=%s\nstarted=%lld\n",
-	                 vm, overlay, base ? base : "", (long long)time(NULL));
+			 "# vmoverlay commit journal: a qemu-img commit of this overlay into\n"
+			 "# its base started and has not finished. Only the overlay holds a\n"
+			 "# consistent disk; do not discard it.\n"
+			 "version=1\nvm=%s\noverlay=%s\nbase=%s\nstarted=%lld\n",
+			 vm, overlay, base ? base : "", (long long)time(NULL));
 	if (n < 0) {
 		close(fd);
 		ret = -ENOMEM;
@@ -595,10 +610,11 @@ void imageops_journal_clear(struct imageops_journal *j)
 /* ---- synchronous wrappers ---- */
 
 int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
-                          const char *backing_format, bool keep_discarded, char **err)
+			  const char *backing_format, bool keep_discarded, char **err)
 {
 	struct imageops_rebuild rb;
-	int r = imageops_rebuild_prepare(&rb, qemu_img, overlay, backing_stored, backing_format, err);
+	int r =
+	    imageops_rebuild_prepare(&rb, qemu_img, overlay, backing_stored, backing_format, err);
 	if (r < 0)
 		return r;
 	struct runner_status st;
@@ -624,9 +640,8 @@ int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char 
 }
 
 int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
-                         const char *backing_format, const char *vm_name,
-                         runner_progress_cb cb, void *data,
-                         enum imageops_commit_failure *failure, char **err)
+			 const char *backing_format, const char *vm_name, runner_progress_cb cb,
+			 void *data, enum imageops_commit_failure *failure, char **err)
 {
 	if (failure)
 		*failure = COMMIT_FAIL_UNTOUCHED;
@@ -645,7 +660,9 @@ int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *
 		if (failure)
 			*failure = f;
 		runner_status_clear(&st);
-		return f == COMMIT_FAIL_PERMISSION ? -EACCES : f == COMMIT_FAIL_IN_USE ? -EBUSY : -EIO;
+		return f == COMMIT_FAIL_PERMISSION ? -EACCES
+		       : f == COMMIT_FAIL_IN_USE   ? -EBUSY
+						   : -EIO;
 	}
 	runner_status_clear(&st);
 	/* The commit is complete: the base holds everything; the rebuild only

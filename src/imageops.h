@@ -39,14 +39,14 @@ void imageops_argv_free(char **argv);
 /* Classifies a commit's result; *msg (translated) tells the user what
  * failed and what was kept. */
 enum imageops_commit_failure imageops_commit_failure(const struct runner_result *res,
-                                                     const char *vm_name, char **msg);
+						     const char *vm_name, char **msg);
 
 /* ---- rebuild: prepare (argv), run the argv, then finish or abort ---- */
 struct imageops_rebuild {
 	char *overlay;
-	char *tmp;           /* reserved temp name in the overlay's directory */
-	char **argv;         /* qemu-img create -q -f qcow2 -F fmt -b backing tmp */
-	char *backing;       /* as stored in the old overlay's header */
+	char *tmp;     /* reserved temp name in the overlay's directory */
+	char **argv;   /* qemu-img create -q -f qcow2 -F fmt -b backing tmp */
+	char *backing; /* as stored in the old overlay's header */
 	char *backing_format;
 	uid_t uid;
 	gid_t gid;
@@ -54,9 +54,8 @@ struct imageops_rebuild {
 };
 /* Reserves <dir>/.<name>.XXXXXX (mkstemp) and builds the argv. Returns 0 or
  * a negative errno with a translated *err. */
-int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img,
-                             const char *overlay, const char *backing_stored,
-                             const char *backing_format, char **err);
+int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
+			     const char *backing_stored, const char *backing_format, char **err);
 /* After the argv exited 0: checks the new header, fsync, owner/mode of the
  * old overlay (where permitted), optionally keeps the old overlay as
  * <overlay>.discarded (a hard link made before the rename, so there is never
@@ -93,8 +92,8 @@ struct imageops_journal {
 /* <state_dir>/<vm>.commit ('/' in the name replaced). */
 char *imageops_journal_path(const char *state_dir, const char *vm);
 /* Writes tmp + fsync + rename + fsync(dir). 0 or -errno + *err. */
-int imageops_journal_write(const char *path, const char *vm, const char *overlay,
-                           const char *base, char **err);
+int imageops_journal_write(const char *path, const char *vm, const char *overlay, const char *base,
+			   char **err);
 /* 0, -ENOENT if absent, -EINVAL if malformed (then j holds what was read). */
 int imageops_journal_read(const char *path, struct imageops_journal *j);
 int imageops_journal_remove(const char *path);
@@ -104,10 +103,9 @@ void imageops_journal_clear(struct imageops_journal *j);
 /* Commit + rebuild as one step; progress goes to cb. Returns 0 or a
  * negative errno; on failure *failure says how the base was left. */
 int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
-                         const char *backing_format, const char *vm_name,
-                         runner_progress_cb cb, void *data,
-                         enum imageops_commit_failure *failure, char **err);
+			 const char *backing_format, const char *vm_name, runner_progress_cb cb,
+			 void *data, enum imageops_commit_failure *failure, char **err);
 int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
-                          const char *backing_format, bool keep_discarded, char **err);
+			  const char *backing_format, bool keep_discarded, char **err);
 
 #endif

@@ -189,16 +189,16 @@ static void maybe_finish(struct runner *r)
 	finish_err_line(r);
 
 	struct runner_result res = {
-		.exit_code = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1,
-		.term_signal = WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0,
-		.cancelled = r->cancelled,
-		.last_stderr = r->last_err ? r->last_err : "",
-		.all_stdout = r->out.s ? r->out.s : "",
-		.all_stderr = r->err.s ? r->err.s : "",
-		.max_progress = r->max_progress,
+	    .exit_code = WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1,
+	    .term_signal = WIFSIGNALED(r->status) ? WTERMSIG(r->status) : 0,
+	    .cancelled = r->cancelled,
+	    .last_stderr = r->last_err ? r->last_err : "",
+	    .all_stdout = r->out.s ? r->out.s : "",
+	    .all_stderr = r->err.s ? r->err.s : "",
+	    .max_progress = r->max_progress,
 	};
 	log_debug("runner: pid %d done: exit %d signal %d%s", (int)r->pid, res.exit_code,
-	          res.term_signal, r->cancelled ? " (cancelled)" : "");
+		  res.term_signal, r->cancelled ? " (cancelled)" : "");
 	if (r->done && !r->detached)
 		r->done(r->data, &res);
 	runner_free(r);
@@ -244,8 +244,7 @@ static void on_pipe(struct loop *loop, int fd, short revents, void *data)
 static void on_eof_timeout(struct loop *loop, struct loop_timer *t, void *data)
 {
 	struct runner *r = data;
-	log_warn("runner: pid %d exited but its output pipes stay open; closing them",
-	         (int)r->pid);
+	log_warn("runner: pid %d exited but its output pipes stay open; closing them", (int)r->pid);
 	loop_timer_remove(r->eof_timer);
 	r->eof_timer = NULL;
 	close_pipe(r, &r->out_fd, &r->out_w);
@@ -313,9 +312,11 @@ char *runner_find_qemu_img(const struct config *cfg, char **err)
 	char *path = runner_which(want);
 	if (!path) {
 		if (strchr(want, '/'))
-			set_err(err, _("qemu-img not found at %s (qemu_img in the configuration)"), want);
+			set_err(err, _("qemu-img not found at %s (qemu_img in the configuration)"),
+				want);
 		else
-			set_err(err, _("qemu-img not found on PATH; install qemu-utils or set qemu_img in the configuration"));
+			set_err(err, _("qemu-img not found on PATH; install qemu-utils or set "
+				       "qemu_img in the configuration"));
 	}
 	return path;
 }
@@ -367,7 +368,7 @@ fail:;
 }
 
 struct runner *runner_start(struct loop *loop, char *const argv[], runner_progress_cb progress,
-                            runner_done_cb done, void *data, char **err)
+			    runner_done_cb done, void *data, char **err)
 {
 	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, xp[2] = {-1, -1};
 	struct runner *r = NULL;
@@ -528,7 +529,7 @@ static void sync_done(void *data, const struct runner_result *res)
 }
 
 bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data,
-                     struct runner_status *out, char **err)
+		     struct runner_status *out, char **err)
 {
 	memset(out, 0, sizeof *out);
 	struct loop *loop = loop_create();

@@ -17,9 +17,9 @@ struct runner;
 #define RUNNER_KILL_GRACE_MS 5000
 
 struct runner_result {
-	int exit_code;      /* -1 if killed by a signal */
-	int term_signal;    /* 0 unless killed */
-	bool cancelled;     /* runner_cancel() was called */
+	int exit_code;           /* -1 if killed by a signal */
+	int term_signal;         /* 0 unless killed */
+	bool cancelled;          /* runner_cancel() was called */
 	const char *last_stderr; /* last non-empty stderr line, or "" */
 	const char *all_stdout;  /* everything printed on stdout (progress stripped) */
 	const char *all_stderr;  /* everything printed on stderr (capped at 64 KiB) */
@@ -36,7 +36,7 @@ typedef void (*runner_done_cb)(void *data, const struct runner_result *res);
  * here (NULL + translated *err), not through done. done runs only after the
  * child was reaped and both pipes reached EOF. */
 struct runner *runner_start(struct loop *loop, char *const argv[], runner_progress_cb progress,
-                            runner_done_cb done, void *data, char **err);
+			    runner_done_cb done, void *data, char **err);
 /* SIGTERM now, SIGKILL after the grace period if it still runs. */
 void runner_cancel(struct runner *r);
 pid_t runner_pid(const struct runner *r);
@@ -66,7 +66,7 @@ struct runner_status {
 	double max_progress;
 };
 bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data,
-                     struct runner_status *out, char **err);
+		     struct runner_status *out, char **err);
 void runner_status_clear(struct runner_status *st);
 /* A runner_result view of a runner_status (strings borrowed). */
 void runner_status_view(const struct runner_status *st, struct runner_result *res);

@@ -54,7 +54,7 @@ static void ui_progress(void *data, struct vm *vm)
 }
 
 static void ui_result(void *data, struct vm *vm, enum flow_result res, unsigned long long bytes,
-                      const char *msg)
+		      const char *msg)
 {
 	struct ui_rec *u = data;
 	u->results++;
@@ -132,13 +132,13 @@ static char *path(const char *name)
 static void domain(FILE *f, const char *name, bool running, const char *overlay)
 {
 	fprintf(f,
-	        "<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
-	        "<name>%s</name><memory unit='MiB'>64</memory>"
-	        "<os><type arch='x86_64' machine='pc'>hvm</type></os>%s<devices>"
-	        "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-	        "<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
-	        "</devices></domain>\n",
-	        name, running ? "" : "<test:runstate>5</test:runstate>", overlay);
+		"<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+		"<name>%s</name><memory unit='MiB'>64</memory>"
+		"<os><type arch='x86_64' machine='pc'>hvm</type></os>%s<devices>"
+		"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+		"<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
+		"</devices></domain>\n",
+		name, running ? "" : "<test:runstate>5</test:runstate>", overlay);
 }
 
 /* dir/base.qcow2 (64M) + dir/ov.qcow2 backed by "base.qcow2"; domain "vm"
@@ -185,16 +185,20 @@ static void fx_start(bool running, const char *extra_domains_xml, enum vmo_polic
 		abort();
 	/* As if the applet had seen it running, so a stop found at start-up
 	 * is reported (not needed for events, harmless otherwise). */
-	struct virt_events ev = {.stopped = on_stopped, .started = on_started,
-	                         .updated = on_updated, .data = F};
-	struct flow_ui ui = {.prompt = ui_prompt, .withdraw = ui_withdraw, .progress = ui_progress,
-	                     .result = ui_result, .data = &F->ui};
+	struct virt_events ev = {
+	    .stopped = on_stopped, .started = on_started, .updated = on_updated, .data = F};
+	struct flow_ui ui = {.prompt = ui_prompt,
+			     .withdraw = ui_withdraw,
+			     .progress = ui_progress,
+			     .result = ui_result,
+			     .data = &F->ui};
 	F->virt = virt_watcher_create(F->loop, &F->model, &F->cfg, F->state, &ev);
 	F->flow = flow_create(F->loop, &F->model, &F->cfg, F->state, F->virt, &ui);
 	if (!F->virt || !F->flow)
 		abort();
 	int64_t end = loop_now_ms() + 3000;
-	while ((!virt_watcher_connected(F->virt) || model_find(&F->model, "vm")->flow == FLOW_UNKNOWN) &&
+	while ((!virt_watcher_connected(F->virt) ||
+		model_find(&F->model, "vm")->flow == FLOW_UNKNOWN) &&
 	       loop_now_ms() < end)
 		loop_iterate(F->loop, 20);
 	for (int i = 0; i < 5; i++)
@@ -239,7 +243,7 @@ static bool wait_not_busy(int ms)
 		loop_iterate(F->loop, 5);
 	if (flow_busy(F->flow))
 		fprintf(stderr, "still busy after %lld ms, %d iterations\n",
-		        (long long)(loop_now_ms() - start), n);
+			(long long)(loop_now_ms() - start), n);
 	return !flow_busy(F->flow);
 }
 
@@ -292,7 +296,7 @@ static bool backed_by_base(const char *file)
 		return false;
 	}
 	bool ok = info.backing_file && strcmp(info.backing_file, "base.qcow2") == 0 &&
-	          info.backing_format && strcmp(info.backing_format, "qcow2") == 0;
+		  info.backing_format && strcmp(info.backing_format, "qcow2") == 0;
 	image_info_clear(&info);
 	return ok;
 }
@@ -348,7 +352,7 @@ static void test_commit_moves_overlay_data(void)
 	CHECK(F->ui.progress >= 1);
 	CHECK(!journal_present());
 	CHECK(sh("qemu-io -r -c 'read -P 0xab 0 1M' -c 'read -P 0x5a 8M 512k' "
-	         "-c 'read -P 0 1M 7M' base.qcow2 | grep -q 'Pattern verification failed'") != 0);
+		 "-c 'read -P 0 1M 7M' base.qcow2 | grep -q 'Pattern verification failed'") != 0);
 	CHECK(sh("qemu-io -r -c 'read -P 0xab 0 1M' base.qcow2 >/dev/null") == 0);
 	CHECK(sh("qemu-img check -q base.qcow2") == 0);
 	CHECK(sh("qemu-img check -q ov.qcow2") == 0);
@@ -481,7 +485,8 @@ static void test_interrupted_journal_resume(void)
 	if (pid == 0) {
 		int null = open("/dev/null", O_WRONLY);
 		dup2(null, 1);
-		execlp("qemu-img", "qemu-img", "commit", "-r", "2M", path("ov.qcow2"), (char *)NULL);
+		execlp("qemu-img", "qemu-img", "commit", "-r", "2M", path("ov.qcow2"),
+		       (char *)NULL);
 		_exit(127);
 	}
 	usleep(1500 * 1000);
@@ -489,7 +494,9 @@ static void test_interrupted_journal_resume(void)
 	waitpid(pid, NULL, 0);
 	/* Half-merged indeed: the start is new, the end still old. */
 	CHECK(sh("qemu-io -r -c 'read -P 0x22 0 64k' base.qcow2 >/dev/null") == 0);
-	CHECK(sh("qemu-io -r -c 'read -P 0x11 31M 1M' base.qcow2 | grep -q 'verification failed'") != 0);
+	CHECK(
+	    sh("qemu-io -r -c 'read -P 0x11 31M 1M' base.qcow2 | grep -q 'verification failed'") !=
+	    0);
 	mkdir(F->state_dir, 0700);
 	char *jp = imageops_journal_path(F->state_dir, "vm");
 	char *err = NULL;
@@ -612,8 +619,8 @@ static void test_symlink_overlay_refused(void)
 	struct imageops_rebuild rb;
 	char *err = NULL;
 	CHECK_INT_EQ(imageops_rebuild_prepare(&rb, "qemu-img", path("ov.qcow2"), path("base.qcow2"),
-	                                      "qcow2", &err),
-	             -ELOOP);
+					      "qcow2", &err),
+		     -ELOOP);
 	CHECK(err && strstr(err, "symbolic link"));
 	free(err);
 	CHECK(sh("ls -A | grep -q '^\\.ov\\.qcow2\\.'") != 0);
@@ -836,18 +843,18 @@ int main(int argc, char **argv)
 	test_require_program("chattr");
 	test_require_program("sha256sum");
 	static const struct test_case cases[] = {
-		{"commit_moves_overlay_data", test_commit_moves_overlay_data},
-		{"discard_and_undo", test_discard_and_undo},
-		{"readonly_base_then_retry", test_readonly_base_then_retry},
-		{"interrupted_journal_resume", test_interrupted_journal_resume},
-		{"cancel_commit", test_cancel_commit},
-		{"enospc_rebuild", test_enospc_rebuild},
-		{"symlink_overlay_refused", test_symlink_overlay_refused},
-		{"shared_base_refused", test_shared_base_refused},
-		{"running_refused", test_running_refused},
-		{"policies_on_stop", test_policies_on_stop},
-		{"permission_denied", test_permission_denied},
-		{NULL, NULL},
+	    {"commit_moves_overlay_data", test_commit_moves_overlay_data},
+	    {"discard_and_undo", test_discard_and_undo},
+	    {"readonly_base_then_retry", test_readonly_base_then_retry},
+	    {"interrupted_journal_resume", test_interrupted_journal_resume},
+	    {"cancel_commit", test_cancel_commit},
+	    {"enospc_rebuild", test_enospc_rebuild},
+	    {"symlink_overlay_refused", test_symlink_overlay_refused},
+	    {"shared_base_refused", test_shared_base_refused},
+	    {"running_refused", test_running_refused},
+	    {"policies_on_stop", test_policies_on_stop},
+	    {"permission_denied", test_permission_denied},
+	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);
 }

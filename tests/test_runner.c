@@ -96,11 +96,12 @@ static void test_scripted_progress(void)
 	struct loop *loop = loop_create();
 	struct run r = {0};
 	/* Records split across writes and mixed with text, like a slow pipe. */
-	struct runner *rn = start_sh(loop, &r,
-	                             "printf '    (0.00/100%%)\\r    (12.'; sleep 0.1;"
-	                             "printf '50/100%%)\\r'; printf 'hello\\n';"
-	                             "echo first error >&2; printf 'last one  \\n\\n' >&2;"
-	                             "printf '    (100.00/100%%)\\r\\nImage committed.\\n'; exit 3");
+	struct runner *rn =
+	    start_sh(loop, &r,
+		     "printf '    (0.00/100%%)\\r    (12.'; sleep 0.1;"
+		     "printf '50/100%%)\\r'; printf 'hello\\n';"
+		     "echo first error >&2; printf 'last one  \\n\\n' >&2;"
+		     "printf '    (100.00/100%%)\\r\\nImage committed.\\n'; exit 3");
 	REQUIRE(rn);
 	CHECK(runner_pid(rn) > 0);
 	pid_t pid = runner_pid(rn);
@@ -125,9 +126,9 @@ static void test_qemu_img_commit(void)
 	test_require_program("qemu-io");
 	const char *d = test_tmpdir();
 	REQUIRE(test_sh("cd %s && qemu-img create -q -f qcow2 rb.qcow2 64M && "
-	                "qemu-img create -q -f qcow2 -F qcow2 -b rb.qcow2 ro.qcow2 && "
-	                "qemu-io -c 'write -P 0xab 0 8M' ro.qcow2 >/dev/null",
-	                d) == 0);
+			"qemu-img create -q -f qcow2 -F qcow2 -b rb.qcow2 ro.qcow2 && "
+			"qemu-io -c 'write -P 0xab 0 8M' ro.qcow2 >/dev/null",
+			d) == 0);
 	struct loop *loop = loop_create();
 	struct run r = {0};
 	char *err = NULL;
@@ -205,7 +206,8 @@ static void test_cancel_kill(void)
 {
 	struct loop *loop = loop_create();
 	struct run r = {0};
-	struct runner *rn = start_sh(loop, &r, "trap '' TERM; echo ready; while :; do sleep 0.05; done");
+	struct runner *rn =
+	    start_sh(loop, &r, "trap '' TERM; echo ready; while :; do sleep 0.05; done");
 	REQUIRE(rn);
 	pid_t pid = runner_pid(rn);
 	runner_set_kill_grace(rn, 400);
@@ -336,8 +338,8 @@ static void sync_progress(void *data, double pct)
 
 static void test_sync(void)
 {
-	char *argv[] = {"/bin/sh", "-c", "printf '    (50.00/100%%)\\r'; echo out; echo oops >&2; exit 2",
-	                NULL};
+	char *argv[] = {"/bin/sh", "-c",
+			"printf '    (50.00/100%%)\\r'; echo out; echo oops >&2; exit 2", NULL};
 	struct runner_status st;
 	char *err = NULL;
 	REQUIRE(runner_run_sync(argv, sync_progress, NULL, &st, &err));
@@ -352,18 +354,18 @@ static void test_sync(void)
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
-		{"parse", test_parse},
-		{"scripted_progress", test_scripted_progress},
-		{"qemu_img_commit", test_qemu_img_commit},
-		{"signal_exit", test_signal_exit},
-		{"cancel_term", test_cancel_term},
-		{"cancel_kill", test_cancel_kill},
-		{"fds_not_leaked", test_fds_not_leaked},
-		{"exec_failure", test_exec_failure},
-		{"many_no_zombies", test_many_no_zombies},
-		{"detach", test_detach},
-		{"sync", test_sync},
-		{NULL, NULL},
+	    {"parse", test_parse},
+	    {"scripted_progress", test_scripted_progress},
+	    {"qemu_img_commit", test_qemu_img_commit},
+	    {"signal_exit", test_signal_exit},
+	    {"cancel_term", test_cancel_term},
+	    {"cancel_kill", test_cancel_kill},
+	    {"fds_not_leaked", test_fds_not_leaked},
+	    {"exec_failure", test_exec_failure},
+	    {"many_no_zombies", test_many_no_zombies},
+	    {"detach", test_detach},
+	    {"sync", test_sync},
+	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);
 }

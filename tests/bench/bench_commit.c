@@ -31,8 +31,8 @@ static void make_copy(const char *master, const char *dir)
 	/* Same starting point for each run: files on disk, caches dropped
 	 * (root; if not permitted, the page cache just stays warm). */
 	if (test_sh("mkdir -p '%s' && cp '%s/base.qcow2' '%s/ov.qcow2' '%s/' && sync && "
-	            "(echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; true",
-	            dir, master, master, dir) != 0) {
+		    "(echo 3 > /proc/sys/vm/drop_caches) 2>/dev/null; true",
+		    dir, master, master, dir) != 0) {
 		fprintf(stderr, "copy failed\n");
 		exit(1);
 	}
@@ -41,7 +41,7 @@ static void make_copy(const char *master, const char *dir)
 static bool verify(const char *dir)
 {
 	return test_sh("qemu-io -r -c 'read -P 0xab 0 %dM' '%s/base.qcow2' >/dev/null", SIZE_MB,
-	               dir) == 0;
+		       dir) == 0;
 }
 
 static int64_t run_bare(const char *dir)
@@ -81,13 +81,15 @@ static int64_t run_flow(const char *dir, int64_t *commit_only)
 	snprintf(state, sizeof state, "%s/state", dir);
 	snprintf(ov, sizeof ov, "%s/ov.qcow2", dir);
 	FILE *f = fopen(node, "w");
-	fprintf(f,
-	        "<node><domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
-	        "<name>vm</name><memory unit='MiB'>64</memory>"
-	        "<os><type arch='x86_64' machine='pc'>hvm</type></os><test:runstate>5</test:runstate>"
-	        "<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-	        "<source file='%s'/><target dev='vda' bus='virtio'/></disk></devices></domain></node>\n",
-	        ov);
+	fprintf(
+	    f,
+	    "<node><domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+	    "<name>vm</name><memory unit='MiB'>64</memory>"
+	    "<os><type arch='x86_64' machine='pc'>hvm</type></os><test:runstate>5</test:runstate>"
+	    "<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+	    "<source file='%s'/><target dev='vda' "
+	    "bus='virtio'/></disk></devices></domain></node>\n",
+	    ov);
 	fclose(f);
 
 	struct loop *loop = loop_create();
@@ -139,9 +141,21 @@ static int64_t run_flow(const char *dir, int64_t *commit_only)
 static double median(const int64_t v[3])
 {
 	int64_t a = v[0], b = v[1], c = v[2];
-	if (a > b) { int64_t x = a; a = b; b = x; }
-	if (b > c) { int64_t x = b; b = c; c = x; }
-	if (a > b) { int64_t x = a; a = b; b = x; }
+	if (a > b) {
+		int64_t x = a;
+		a = b;
+		b = x;
+	}
+	if (b > c) {
+		int64_t x = b;
+		b = c;
+		c = x;
+	}
+	if (a > b) {
+		int64_t x = a;
+		a = b;
+		b = x;
+	}
 	return (double)b;
 }
 
@@ -153,9 +167,9 @@ static void bench(void)
 	char master[4200];
 	snprintf(master, sizeof master, "%s/master", t);
 	REQUIRE(test_sh("mkdir -p '%s' && cd '%s' && qemu-img create -q -f qcow2 base.qcow2 %dM && "
-	                "qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 ov.qcow2 && "
-	                "qemu-io -c 'write -P 0xab 0 %dM' ov.qcow2 >/dev/null",
-	                master, master, SIZE_MB, SIZE_MB) == 0);
+			"qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 ov.qcow2 && "
+			"qemu-io -c 'write -P 0xab 0 %dM' ov.qcow2 >/dev/null",
+			master, master, SIZE_MB, SIZE_MB) == 0);
 	enum { N = 3 };
 	int64_t bare[N], flow[N], commit_only[N];
 	/* Interleaved: neither side always runs after the other. */
@@ -174,20 +188,23 @@ static void bench(void)
 		test_sh("rm -rf '%s'", dir);
 	}
 	double b = median(bare), fl = median(flow), co = median(commit_only);
-	printf("1 GiB overlay commit, %d runs each (ms):\n  bare qemu-img commit:        %lld %lld %lld\n"
-	       "  flow (journal+commit+rebuild): %lld %lld %lld\n  flow commit phase only:      %lld %lld %lld\n",
+	printf("1 GiB overlay commit, %d runs each (ms):\n  bare qemu-img commit:        %lld %lld "
+	       "%lld\n"
+	       "  flow (journal+commit+rebuild): %lld %lld %lld\n  flow commit phase only:      "
+	       "%lld %lld %lld\n",
 	       N, (long long)bare[0], (long long)bare[1], (long long)bare[2], (long long)flow[0],
 	       (long long)flow[1], (long long)flow[2], (long long)commit_only[0],
 	       (long long)commit_only[1], (long long)commit_only[2]);
-	printf("median ratio flow/bare: %.3f (whole operation), %.3f (commit phase)\n", fl / b, co / b);
+	printf("median ratio flow/bare: %.3f (whole operation), %.3f (commit phase)\n", fl / b,
+	       co / b);
 	CHECK(b > 0 && fl > 0);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
-		{"commit_1g", bench},
-		{NULL, NULL},
+	    {"commit_1g", bench},
+	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);
 }
