@@ -35,9 +35,9 @@
 
 /* The flow reads this status as "commit interrupted, keep the journal". */
 _Static_assert(PRIVHELPER_EXIT_PARTIAL == FLOW_HELPER_EXIT_PARTIAL,
-               "helper and flow disagree on the partial-commit exit status");
+	       "helper and flow disagree on the partial-commit exit status");
 
-#define SYSTEM_URI "qemu:///system"
+#define SYSTEM_URI         "qemu:///system"
 #define CONNECT_TIMEOUT_MS 15000
 /* Enough for any qcow2 header with its extensions (image.c reads as much). */
 #define HEADER_BYTES 65536
@@ -79,11 +79,11 @@ static int finish(int code, const char *fmt, ...)
 static void usage(FILE *out)
 {
 	fprintf(out, "%s",
-	        _("Usage: vmoverlay-helper OPERATION VM-NAME DOMAIN-UUID DISK-TARGET [--base PATH] "
-	          "[--keep-discarded]\n"
-	          "       (root only) vmoverlay-helper --connect URI OPERATION ...\n"
-	          "OPERATION: commit, rebuild, discard or undo-discard.\n"
-	          "Run by vmoverlay through pkexec; see vmoverlay-helper(8).\n"));
+		_("Usage: vmoverlay-helper OPERATION VM-NAME DOMAIN-UUID DISK-TARGET [--base PATH] "
+		  "[--keep-discarded]\n"
+		  "       (root only) vmoverlay-helper --connect URI OPERATION ...\n"
+		  "OPERATION: commit, rebuild, discard or undo-discard.\n"
+		  "Run by vmoverlay through pkexec; see vmoverlay-helper(8).\n"));
 }
 
 static bool parse_args(int argc, char **argv, struct helper_args *a)
@@ -162,7 +162,8 @@ static bool check_plain_file(const char *path, const char *vm, struct qcow2_info
 	struct stat lst, fst;
 	if (lstat(path, &lst) < 0) {
 		/* TRANSLATORS: %1$s VM, %2$s path, %3$s system error */
-		return set_why(why, _("%1$s: cannot examine %2$s: %3$s"), vm, path, strerror(errno));
+		return set_why(why, _("%1$s: cannot examine %2$s: %3$s"), vm, path,
+			       strerror(errno));
 	}
 	if (S_ISLNK(lst.st_mode))
 		return set_why(why, _("%1$s: refusing %2$s: it is a symbolic link."), vm, path);
@@ -182,7 +183,7 @@ static bool check_plain_file(const char *path, const char *vm, struct qcow2_info
 		char *err = NULL;
 		if (n < 0 || image_parse_qcow2(buf, (size_t)n, info, &err) < 0) {
 			set_why(why, _("%1$s: %2$s is not a usable qcow2 image: %3$s"), vm, path,
-			         err ? err : strerror(errno));
+				err ? err : strerror(errno));
 			free(err);
 			free(buf);
 			goto out;
@@ -231,22 +232,23 @@ static int run(const struct helper_args *a, const char *uri)
 	 * nothing the caller could bend: its name (checked against the UUID
 	 * below), the target, the optional base it must have. */
 	struct vm_config vmc = {
-		.name = (char *)a->name,
-		.policy = POLICY_ASK,
-		.disk = (char *)a->target,
-		.base = (char *)a->base,
+	    .name = (char *)a->name,
+	    .policy = POLICY_ASK,
+	    .disk = (char *)a->target,
+	    .base = (char *)a->base,
 	};
 	struct config cfg = {
-		.connect = (char *)uri,
-		.reconcile_interval = 0,
-		.keep_discarded = a->keep_discarded,
-		.vms = &vmc,
-		.n_vms = 1,
+	    .connect = (char *)uri,
+	    .reconcile_interval = 0,
+	    .keep_discarded = a->keep_discarded,
+	    .vms = &vmc,
+	    .n_vms = 1,
 	};
 
 	struct loop *loop = loop_create();
 	if (!loop || !loop_virt_register(loop)) {
-		code = finish(PRIVHELPER_EXIT_FAILED, _("%s: cannot set up the event loop."), a->name);
+		code =
+		    finish(PRIVHELPER_EXIT_FAILED, _("%s: cannot set up the event loop."), a->name);
 		goto out;
 	}
 	if (!model_init(&model, loop, &cfg)) {
@@ -259,8 +261,9 @@ static int run(const struct helper_args *a, const char *uri)
 	if (!w || !wait_connected(loop, w)) {
 		const char *e = w ? virt_watcher_last_error(w) : NULL;
 		/* TRANSLATORS: %1$s VM, %2$s libvirt URI, %3$s libvirt's error */
-		code = finish(PRIVHELPER_EXIT_LIBVIRT, _("%1$s: cannot connect to libvirt at %2$s: %3$s"),
-		              a->name, uri, e ? e : _("timed out"));
+		code = finish(PRIVHELPER_EXIT_LIBVIRT,
+			      _("%1$s: cannot connect to libvirt at %2$s: %3$s"), a->name, uri,
+			      e ? e : _("timed out"));
 		goto out;
 	}
 
@@ -271,8 +274,8 @@ static int run(const struct helper_args *a, const char *uri)
 	if (!dom) {
 		virResetLastError();
 		code = finish(PRIVHELPER_EXIT_REFUSED,
-		              _("%1$s: refusing: libvirt at %2$s has no domain with UUID %3$s."), a->name,
-		              uri, a->uuid);
+			      _("%1$s: refusing: libvirt at %2$s has no domain with UUID %3$s."),
+			      a->name, uri, a->uuid);
 		goto out;
 	}
 	const char *real_name = virDomainGetName(dom);
@@ -282,8 +285,8 @@ static int run(const struct helper_args *a, const char *uri)
 	virDomainFree(dom);
 	if (!same_name) {
 		code = finish(PRIVHELPER_EXIT_REFUSED,
-		              _("%1$s: refusing: the domain with UUID %2$s is named %3$s."), a->name,
-		              a->uuid, real_copy);
+			      _("%1$s: refusing: the domain with UUID %2$s is named %3$s."),
+			      a->name, a->uuid, real_copy);
 		goto out;
 	}
 
@@ -294,14 +297,15 @@ static int run(const struct helper_args *a, const char *uri)
 	bool for_commit = a->op == IMAGEOPS_COMMIT;
 	if (!virt_watcher_check_idle(w, vm, for_commit, &why)) {
 		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
-		              why ? why : _("the domain is not idle"));
+			      why ? why : _("the domain is not idle"));
 		goto out;
 	}
 	if (strcasecmp(vm->uuid, a->uuid) != 0 || !vm->disk_target ||
 	    strcmp(vm->disk_target, a->target) != 0) {
-		code = finish(PRIVHELPER_EXIT_REFUSED,
-		              _("%1$s: refusing: disk %2$s of domain %3$s changed while being checked."),
-		              a->name, a->target, a->uuid);
+		code = finish(
+		    PRIVHELPER_EXIT_REFUSED,
+		    _("%1$s: refusing: disk %2$s of domain %3$s changed while being checked."),
+		    a->name, a->target, a->uuid);
 		goto out;
 	}
 
@@ -314,16 +318,17 @@ static int run(const struct helper_args *a, const char *uri)
 	if (!ov_info.backing_file || !vm->backing_stored ||
 	    strcmp(ov_info.backing_file, vm->backing_stored) != 0) {
 		code = finish(PRIVHELPER_EXIT_REFUSED,
-		              _("%1$s: refusing: the overlay %2$s changed while being checked."), a->name,
-		              vm->overlay);
+			      _("%1$s: refusing: the overlay %2$s changed while being checked."),
+			      a->name, vm->overlay);
 		goto out;
 	}
 	if (!ov_info.backing_format) {
 		/* Without a recorded format qemu would probe the base: a raw
 		 * image could then be taken for something else. */
-		code = finish(PRIVHELPER_EXIT_REFUSED,
-		              _("%1$s: refusing: the overlay %2$s does not record its backing format."),
-		              a->name, vm->overlay);
+		code = finish(
+		    PRIVHELPER_EXIT_REFUSED,
+		    _("%1$s: refusing: the overlay %2$s does not record its backing format."),
+		    a->name, vm->overlay);
 		goto out;
 	}
 	if (a->op == IMAGEOPS_UNDO_DISCARD) {
@@ -331,7 +336,8 @@ static int run(const struct helper_args *a, const char *uri)
 		bool ok = disc && check_plain_file(disc, a->name, NULL, &why);
 		free(disc);
 		if (!ok) {
-			code = finish(PRIVHELPER_EXIT_REFUSED, "%s", why ? why : _("Out of memory."));
+			code =
+			    finish(PRIVHELPER_EXIT_REFUSED, "%s", why ? why : _("Out of memory."));
 			goto out;
 		}
 	}
@@ -339,9 +345,9 @@ static int run(const struct helper_args *a, const char *uri)
 	 * checking first keeps "in use" apart from real failures. */
 	if (imageops_locked(vm->overlay) || imageops_locked(vm->base)) {
 		code = finish(PRIVHELPER_EXIT_IN_USE,
-		              _("%s: the disk images are in use by another program (qemu's lock is "
-		                "held); nothing was changed."),
-		              a->name);
+			      _("%s: the disk images are in use by another program (qemu's lock is "
+				"held); nothing was changed."),
+			      a->name);
 		goto out;
 	}
 
@@ -350,29 +356,31 @@ static int run(const struct helper_args *a, const char *uri)
 		struct config qcfg = {0};
 		qemu_img = runner_find_qemu_img(&qcfg, &qerr);
 		if (!qemu_img) {
-			code = finish(PRIVHELPER_EXIT_FAILED, "%s: %s", a->name, qerr ? qerr : "qemu-img");
+			code = finish(PRIVHELPER_EXIT_FAILED, "%s: %s", a->name,
+				      qerr ? qerr : "qemu-img");
 			free(qerr);
 			goto out;
 		}
 	}
 
-	log_info("helper: %s %s (%s) disk %s: overlay %s, base %s", imageops_op_name(a->op), a->name,
-	         a->uuid, a->target, vm->overlay, vm->base);
+	log_info("helper: %s %s (%s) disk %s: overlay %s, base %s", imageops_op_name(a->op),
+		 a->name, a->uuid, a->target, vm->overlay, vm->base);
 	int r = 0;
 	char *err = NULL;
 	enum imageops_commit_failure failure = COMMIT_FAIL_UNTOUCHED;
 	switch (a->op) {
 	case IMAGEOPS_COMMIT:
-		r = imageops_commit_sync(qemu_img, vm->overlay, vm->backing_stored, vm->backing_format,
-		                         a->name, print_progress, NULL, &failure, &err);
+		r = imageops_commit_sync(qemu_img, vm->overlay, vm->backing_stored,
+					 vm->backing_format, a->name, print_progress, NULL,
+					 &failure, &err);
 		break;
 	case IMAGEOPS_REBUILD:
-		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored, vm->backing_format,
-		                          false, &err);
+		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
+					  vm->backing_format, false, &err);
 		break;
 	case IMAGEOPS_DISCARD:
-		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored, vm->backing_format,
-		                          a->keep_discarded, &err);
+		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
+					  vm->backing_format, a->keep_discarded, &err);
 		break;
 	case IMAGEOPS_UNDO_DISCARD:
 		r = imageops_undo_discard(vm->overlay, &err);
@@ -388,7 +396,7 @@ static int run(const struct helper_args *a, const char *uri)
 		code = finish(PRIVHELPER_EXIT_IN_USE, "%s", err ? err : "");
 	} else {
 		code = finish(PRIVHELPER_EXIT_FAILED, "%s: %s", a->name,
-		              err ? err : strerror(r < 0 ? -r : EIO));
+			      err ? err : strerror(r < 0 ? -r : EIO));
 	}
 	free(err);
 
@@ -428,13 +436,15 @@ int main(int argc, char **argv)
 	 * pkexec (PKEXEC_UID set, environment cleared) gets the system daemon
 	 * only; root calling directly is trusted with any URI. */
 	if (getuid() != 0 || geteuid() != 0)
-		return finish(PRIVHELPER_EXIT_NOT_ROOT,
-		              _("vmoverlay-helper must run as root (vmoverlay starts it through pkexec)."));
+		return finish(
+		    PRIVHELPER_EXIT_NOT_ROOT,
+		    _("vmoverlay-helper must run as root (vmoverlay starts it through pkexec)."));
 	bool via_pkexec = getenv("PKEXEC_UID") != NULL;
 	if (a.connect && via_pkexec)
-		return finish(PRIVHELPER_EXIT_NOT_ROOT,
-		              _("vmoverlay-helper: --connect is not allowed through pkexec; the helper "
-		                "works on qemu:///system only."));
+		return finish(
+		    PRIVHELPER_EXIT_NOT_ROOT,
+		    _("vmoverlay-helper: --connect is not allowed through pkexec; the helper "
+		      "works on qemu:///system only."));
 	const char *uri = a.connect ? a.connect : SYSTEM_URI;
 	/* The helper must not spawn a session daemon of its own. */
 	setenv("LIBVIRT_AUTOSTART", "0", 1);

@@ -65,8 +65,8 @@ char *privhelper_path(void)
 	if (env && *env)
 		return access(env, X_OK) == 0 ? strdup(env) : NULL;
 	static const char *const candidates[] = {
-		VMO_LIBEXECDIR "/vmoverlay/vmoverlay-helper",
-		VMO_BINARY_DIR "/vmoverlay-helper",
+	    VMO_LIBEXECDIR "/vmoverlay/vmoverlay-helper",
+	    VMO_BINARY_DIR "/vmoverlay-helper",
 	};
 	for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++)
 		if (access(candidates[i], X_OK) == 0)
@@ -75,13 +75,14 @@ char *privhelper_path(void)
 }
 
 char **privhelper_argv(const char *pkexec, const char *helper, const struct privhelper_request *req,
-                       char **err)
+		       char **err)
 {
 	if (!privhelper_valid_name(req->vm_name) || !privhelper_valid_uuid(req->uuid) ||
 	    !privhelper_valid_target(req->target)) {
 		if (err)
-			*err = strdup(_("The virtual machine's name, UUID or disk cannot be passed to "
-			                "the privileged helper."));
+			*err =
+			    strdup(_("The virtual machine's name, UUID or disk cannot be passed to "
+				     "the privileged helper."));
 		return NULL;
 	}
 	const char *op = imageops_op_name(req->op);
@@ -115,7 +116,7 @@ oom:
 }
 
 char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
-                            bool keep_discarded)
+			    bool keep_discarded)
 {
 	char *pkexec = runner_which("pkexec");
 	char *helper = privhelper_path();
@@ -127,25 +128,25 @@ char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op
 	}
 	if (!helper) {
 		log_warn("privhelper: %s: vmoverlay-helper not found (VMO_HELPER, %s/vmoverlay)",
-		         vm->name, VMO_LIBEXECDIR);
+			 vm->name, VMO_LIBEXECDIR);
 		goto out;
 	}
 	struct privhelper_request req = {
-		.op = op,
-		.vm_name = vm->name,
-		.uuid = vm->uuid,
-		.target = vm->disk_target,
-		/* Only a configured base is a constraint; a discovered one is
-		 * what the helper finds itself. */
-		.base = vm->cfg ? vm->cfg->base : NULL,
-		.keep_discarded = keep_discarded,
+	    .op = op,
+	    .vm_name = vm->name,
+	    .uuid = vm->uuid,
+	    .target = vm->disk_target,
+	    /* Only a configured base is a constraint; a discovered one is
+	     * what the helper finds itself. */
+	    .base = vm->cfg ? vm->cfg->base : NULL,
+	    .keep_discarded = keep_discarded,
 	};
 	argv = privhelper_argv(pkexec, helper, &req, &err);
 	if (!argv)
 		log_warn("privhelper: %s: %s", vm->name, err ? err : "cannot build the command");
 	else
-		log_info("privhelper: %s: %s %s %s %s %s", vm->name, pkexec, helper, argv[2], vm->uuid,
-		         vm->disk_target);
+		log_info("privhelper: %s: %s %s %s %s %s", vm->name, pkexec, helper, argv[2],
+			 vm->uuid, vm->disk_target);
 out:
 	free(err);
 	free(pkexec);

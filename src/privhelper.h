@@ -17,15 +17,15 @@ struct vm;
  * are never used by the helper: pkexec reserves them. */
 enum {
 	PRIVHELPER_EXIT_OK = 0,
-	PRIVHELPER_EXIT_FAILED = 1,     /* the operation failed; nothing was lost */
-	PRIVHELPER_EXIT_USAGE = 2,      /* bad arguments */
-	PRIVHELPER_EXIT_PARTIAL = 3,    /* commit failed after writing part of the base
-	                                  * (= FLOW_HELPER_EXIT_PARTIAL: the journal stays) */
-	PRIVHELPER_EXIT_IN_USE = 4,     /* qemu's image lock is held; nothing touched */
-	PRIVHELPER_EXIT_REFUSED = 5,    /* a precondition does not hold; nothing touched */
-	PRIVHELPER_EXIT_LIBVIRT = 6,    /* cannot connect to libvirt */
-	PRIVHELPER_EXIT_NOT_ROOT = 7,   /* not run as root / option not allowed */
-	PRIVHELPER_EXIT_DISMISSED = 126, /* pkexec: the user dismissed the dialog */
+	PRIVHELPER_EXIT_FAILED = 1,           /* the operation failed; nothing was lost */
+	PRIVHELPER_EXIT_USAGE = 2,            /* bad arguments */
+	PRIVHELPER_EXIT_PARTIAL = 3,          /* commit failed after writing part of the base
+					       * (= FLOW_HELPER_EXIT_PARTIAL: the journal stays) */
+	PRIVHELPER_EXIT_IN_USE = 4,           /* qemu's image lock is held; nothing touched */
+	PRIVHELPER_EXIT_REFUSED = 5,          /* a precondition does not hold; nothing touched */
+	PRIVHELPER_EXIT_LIBVIRT = 6,          /* cannot connect to libvirt */
+	PRIVHELPER_EXIT_NOT_ROOT = 7,         /* not run as root / option not allowed */
+	PRIVHELPER_EXIT_DISMISSED = 126,      /* pkexec: the user dismissed the dialog */
 	PRIVHELPER_EXIT_NOT_AUTHORIZED = 127, /* pkexec: not authorised, or no agent */
 };
 
@@ -45,13 +45,13 @@ struct privhelper_request {
  *                                 .argv = privhelper_flow_argv});
  * The flow runs it with the runner and reads the exit statuses above. */
 char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
-                            bool keep_discarded);
+			    bool keep_discarded);
 
 /* pkexec HELPER OP NAME UUID TARGET [--base B] [--keep-discarded];
  * malloc'd, free with imageops_argv_free. NULL + translated *err if a
  * value is not acceptable. */
 char **privhelper_argv(const char *pkexec, const char *helper, const struct privhelper_request *req,
-                       char **err);
+		       char **err);
 /* The helper to run: $VMO_HELPER if set, else the installed one
  * (LIBEXECDIR/vmoverlay/vmoverlay-helper), else the build tree's. malloc'd;
  * NULL if none is executable. */

@@ -40,20 +40,27 @@ static void test_valid(void)
 static void test_argv(void)
 {
 	struct privhelper_request req = {
-		.op = IMAGEOPS_DISCARD,
-		.vm_name = "win10",
-		.uuid = "6a8e759c-8f90-416e-86bd-a37cfdec1b60",
-		.target = "vda",
-		.base = "/var/lib/libvirt/images/base.qcow2",
-		.keep_discarded = true,
+	    .op = IMAGEOPS_DISCARD,
+	    .vm_name = "win10",
+	    .uuid = "6a8e759c-8f90-416e-86bd-a37cfdec1b60",
+	    .target = "vda",
+	    .base = "/var/lib/libvirt/images/base.qcow2",
+	    .keep_discarded = true,
 	};
 	char *err = NULL;
-	char **argv = privhelper_argv("/usr/bin/pkexec", "/usr/libexec/vmoverlay/vmoverlay-helper", &req,
-	                              &err);
+	char **argv = privhelper_argv("/usr/bin/pkexec", "/usr/libexec/vmoverlay/vmoverlay-helper",
+				      &req, &err);
 	REQUIRE(argv);
-	const char *want[] = {"/usr/bin/pkexec", "/usr/libexec/vmoverlay/vmoverlay-helper", "discard",
-	                      "win10", "6a8e759c-8f90-416e-86bd-a37cfdec1b60", "vda", "--base",
-	                      "/var/lib/libvirt/images/base.qcow2", "--keep-discarded", NULL};
+	const char *want[] = {"/usr/bin/pkexec",
+			      "/usr/libexec/vmoverlay/vmoverlay-helper",
+			      "discard",
+			      "win10",
+			      "6a8e759c-8f90-416e-86bd-a37cfdec1b60",
+			      "vda",
+			      "--base",
+			      "/var/lib/libvirt/images/base.qcow2",
+			      "--keep-discarded",
+			      NULL};
 	size_t i = 0;
 	for (; want[i]; i++)
 		CHECK_STR_EQ(argv[i], want[i]);
@@ -118,7 +125,8 @@ static void test_flow_argv_and_pkexec(void)
 	} else {
 		CHECK(st.exit_code == PRIVHELPER_EXIT_NOT_AUTHORIZED ||
 		      st.exit_code == PRIVHELPER_EXIT_DISMISSED ||
-		      st.exit_code == PRIVHELPER_EXIT_REFUSED || st.exit_code == PRIVHELPER_EXIT_LIBVIRT);
+		      st.exit_code == PRIVHELPER_EXIT_REFUSED ||
+		      st.exit_code == PRIVHELPER_EXIT_LIBVIRT);
 	}
 	runner_status_clear(&st);
 	imageops_argv_free(argv);
@@ -131,10 +139,10 @@ static void test_flow_argv_and_pkexec(void)
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
-		{"valid", test_valid},
-		{"argv", test_argv},
-		{"flow_argv_and_pkexec", test_flow_argv_and_pkexec},
-		{NULL, NULL},
+	    {"valid", test_valid},
+	    {"argv", test_argv},
+	    {"flow_argv_and_pkexec", test_flow_argv_and_pkexec},
+	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);
 }
