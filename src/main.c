@@ -150,8 +150,9 @@ static void app_teardown(struct app *app)
 	sni_destroy(app->sni);
 	menu_destroy(app->menu);
 	control_destroy(app->control);
-	virt_watcher_destroy(app->virt);
+	/* The flow may still reference the watcher (a running operation). */
 	flow_destroy(app->flow);
+	virt_watcher_destroy(app->virt);
 	notifier_destroy(app->notifier);
 	bus_destroy(app->bus);
 	if (app->conn) {
