@@ -46,7 +46,7 @@ static bool verify(const char *dir)
 
 static int64_t run_bare(const char *dir)
 {
-	char ov[4200];
+	char ov[8400];
 	snprintf(ov, sizeof ov, "%s/ov.qcow2", dir);
 	int64_t t0 = now_ms();
 	pid_t pid = fork();
@@ -75,7 +75,7 @@ static void on_progress(void *data, struct vm *vm)
 
 static int64_t run_flow(const char *dir, int64_t *commit_only)
 {
-	char node[4200], uri[4300], state[4200], ov[4200];
+	char node[8400], uri[8500], state[8400], ov[8400];
 	snprintf(node, sizeof node, "%s/node.xml", dir);
 	snprintf(uri, sizeof uri, "test://%s", node);
 	snprintf(state, sizeof state, "%s/state", dir);
