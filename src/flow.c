@@ -917,27 +917,59 @@ void flow_on_domain_updated(struct flow *flow, struct vm *vm)
 
 /* ---- inputs from the UI ---- */
 
+/* For log lines, which stay English. */
 static const char *action_name(enum vm_action a)
 {
 	switch (a) {
 	case ACT_COMMIT:
-		return _("commit");
+		return "commit";
 	case ACT_DISCARD:
-		return _("discard");
+		return "discard";
 	case ACT_KEEP:
-		return _("keep");
+		return "keep";
 	case ACT_RETRY:
-		return _("retry");
+		return "retry";
 	case ACT_RESUME:
-		return _("resume the commit");
+		return "resume the commit";
 	case ACT_UNDO_DISCARD:
-		return _("undo the discard");
+		return "undo the discard";
 	case ACT_CANCEL:
-		return _("cancel");
+		return "cancel";
 	case ACT_COUNT:
 		break;
 	}
 	return "?";
+}
+
+/* One whole sentence per action: a translated verb pasted into a
+ * translated sentence cannot be right in every language (issue 9). */
+static const char *refusal_format(enum vm_action a)
+{
+	switch (a) {
+	case ACT_COMMIT:
+		/* TRANSLATORS: VM name, its state ("shut off · clean") */
+		return _("cannot commit %s now: it is %s");
+	case ACT_DISCARD:
+		/* TRANSLATORS: VM name, its state ("shut off · clean") */
+		return _("cannot discard %s now: it is %s");
+	case ACT_KEEP:
+		/* TRANSLATORS: VM name, its state ("shut off · clean") */
+		return _("cannot keep %s now: it is %s");
+	case ACT_RETRY:
+		/* TRANSLATORS: VM name, its state ("shut off · clean") */
+		return _("cannot retry %s now: it is %s");
+	case ACT_RESUME:
+		/* TRANSLATORS: VM name, its state ("shut off · clean") */
+		return _("cannot resume the commit of %s now: it is %s");
+	case ACT_UNDO_DISCARD:
+		/* TRANSLATORS: VM name, its state ("shut off · clean") */
+		return _("cannot undo the discard of %s now: it is %s");
+	case ACT_CANCEL:
+	case ACT_COUNT:
+		break;
+	}
+	/* TRANSLATORS: VM name, its state ("shut off · clean") */
+	return _("cannot cancel the commit of %s now: it is %s");
 }
 
 /* Why action is not in vm->actions, in the user's words. */
@@ -969,9 +1001,7 @@ static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum v
 	else if (a == ACT_UNDO_DISCARD)
 		set_msg(why, _("%s: there is no discarded overlay to restore"), vm->name);
 	else
-		/* TRANSLATORS: action name ("commit"), VM name, state ("running") */
-		set_msg(why, _("cannot %s %s now: it is %s"), action_name(a), vm->name,
-			flow_state_label(vm->flow));
+		set_msg(why, refusal_format(a), vm->name, flow_state_label(vm->flow));
 }
 
 bool flow_request(struct flow *flow, struct vm *vm, enum vm_action action, char **why)
