@@ -10,7 +10,7 @@
  *   vmo-bench run SECONDS CMD [ARG...]
  *       runs CMD; after SECONDS (0: let it finish) sends it SIGTERM; prints the
  *       context switches and peak RSS of CMD and every descendant it waited
- *       for (wait4's rusage), and the wall time.
+ *       for (wait4's rusage), and the wall time. CMD's stdout goes to /dev/null.
  *
  * Output lines are "key: value" for the shell scripts to pick up. Exit 0 when
  * the measurement was made, 1 when it could not be (never on speed). */
@@ -19,6 +19,7 @@
 #endif
 #include <dbus/dbus.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -113,12 +114,15 @@ static int cmd_layout(const char *service, int n)
 	int items = 0, submenus = 0;
 	size_t bytes = 0;
 	for (int i = -20; i < n; i++) {
-		/* A fresh serial each call; the message itself is reused. */
-		dbus_message_set_serial(call, 0);
+		/* A sent message is locked: each call sends a copy, made
+		 * before the clock starts. */
+		DBusMessage *m = dbus_message_copy(call);
+		if (!m)
+			goto out;
 		double t0 = now_ms();
-		DBusMessage *reply =
-		    dbus_connection_send_with_reply_and_block(conn, call, 5000, &err);
+		DBusMessage *reply = dbus_connection_send_with_reply_and_block(conn, m, 5000, &err);
 		double t1 = now_ms();
+		dbus_message_unref(m);
 		if (!reply) {
 			fprintf(stderr, "vmo-bench: GetLayout: %s\n", err.message);
 			dbus_error_free(&err);
@@ -318,6 +322,10 @@ static int cmd_run(double seconds, char **argv)
 		return 1;
 	}
 	if (pid == 0) {
+		/* Its output (progress bars, lists) is not ours to print. */
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, STDOUT_FILENO);
 		execvp(argv[0], argv);
 		fprintf(stderr, "vmo-bench: %s: %s\n", argv[0], strerror(errno));
 		_exit(127);

@@ -46,10 +46,10 @@ while :; do
 		for vm in "${watched[@]}"; do
 			if listed "$vm" "$prev" && ! listed "$vm" "$cur"; then
 				gdbus call --session -d org.freedesktop.Notifications \
-					-o /org/freedesktop/Notifications -m org.freedesktop.Notifications.Notify \
+					-o /org/freedesktop/Notifications -m org.freedesktop.Notifications.Notify -- \
 					poller 0 '' "$vm shut down" "Keep this session's changes?" \
 					"['commit', 'Commit', 'discard', 'Discard', 'keep', 'Keep for now']" \
-					'{}' -1 >/dev/null 2>&1 || echo "poller: Notify failed" >&2
+					'{}' -1 >/dev/null || echo "poller: Notify failed" >&2
 			fi
 		done
 	fi
