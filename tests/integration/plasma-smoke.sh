@@ -9,10 +9,12 @@
 #   - Plasma draws our icon: the panel changed where the item appeared, and
 #     the changed region holds the active icon's two layers (#3daee9 over
 #     #7f8c8d, icons/hicolor/scalable/apps/vmoverlay-active.svg);
-#   - an xdotool right-click on it makes Plasma call AboutToShow and
-#     GetLayout on /MenuBar (dbus-monitor on the private bus), our replies
-#     carry our labels, and the menu is drawn (the screen changed above the
-#     icon); the VM's submenu opens the same way;
+#   - Plasma read our menu with GetLayout on /MenuBar (dbus-monitor on the
+#     private bus) and our replies carry our labels; an xdotool right-click
+#     on the icon makes it call AboutToShow and draw the menu (the screen
+#     changed above the icon); opening the VM's submenu makes it call
+#     AboutToShow and GetLayout for that submenu, whose reply carries the
+#     VM's labels, and draws it;
 #   - choosing "Quit" in Plasma's menu sends Event(clicked) and vmoverlay
 #     exits with status 0; the item leaves the watcher and the panel;
 #   - plasmashell is still alive at the end.
@@ -28,7 +30,7 @@ if [ "${1:-}" != --inner ]; then
 	[ -d "${VMO_SRC:-}" ] || fail "VMO_SRC not set"
 	# The PATH may hold a stand-in `convert` and a pyenv python3: name the
 	# Debian programs by their absolute paths.
-	for p in Xvfb xdpyinfo dbus-run-session dbus-monitor dbus-send \
+	for p in Xvfb xdpyinfo tini dbus-run-session dbus-monitor dbus-send \
 		dbus-update-activation-environment busctl kded5 plasmashell xdotool \
 		qemu-img /usr/bin/import /usr/bin/convert; do
 		command -v "$p" >/dev/null || fail "required program missing: $p (tools/debian-packages.txt installs it)"
@@ -82,7 +84,9 @@ if [ "${1:-}" != --inner ]; then
 	export LANG=C.UTF-8 LC_ALL=C.UTF-8
 	unset LANGUAGE DBUS_SESSION_BUS_ADDRESS
 	export PLASMA_OUT=$OUT PLASMA_WORK=$work
-	dbus-run-session -- bash "$0" --inner
+	# tini -s: the services our dbus-daemon starts are orphaned when it
+	# exits; a subreaper collects them instead of leaving zombies to pid 1.
+	tini -s -- dbus-run-session -- bash "$0" --inner
 	rc=$?
 	[ $rc = 0 ] && echo "PASS (artifacts in $OUT)" || echo "FAILED with $rc (artifacts in $OUT)"
 	exit $rc
@@ -165,9 +169,10 @@ alive() { kill -0 "$plasma" 2>/dev/null || fail "plasmashell died: $(tail -20 "$
 log "display $DISPLAY, bus $DBUS_SESSION_BUS_ADDRESS"
 dbus-update-activation-environment --all >/dev/null 2>&1 || fail "dbus-update-activation-environment"
 
-# Everything said to the menu, and everything our process sends (it is the
-# primary owner of io.github.vmoverlay, so its method returns match too).
+# Every call to the menu and the item, and everything our process sends (it
+# is the primary owner of io.github.vmoverlay, so its method returns match).
 dbus-monitor --session "type='method_call',interface='com.canonical.dbusmenu'" \
+	"type='method_call',path='/StatusNotifierItem'" \
 	"sender='io.github.vmoverlay'" >"$OUT/dbus-monitor.log" 2>&1 &
 monitor=$!
 
@@ -313,6 +318,7 @@ cropmenu() { # picture out: the menu region and the tray below it
 	/usr/bin/convert "$1" -crop "$((W - x0))x$((H - y0))+$x0+$y0" +repage "$2"
 }
 cropmenu "$OUT/menu-open.png" "$OUT/menu.png"
+menu_w=$mw
 
 # The VM's submenu: Plasma asks for it when it opens (Down selects the
 # first entry, the VM, Right opens it).
@@ -334,6 +340,7 @@ settle submenu-open 10
 read -r mw mh mx my < <(/usr/bin/convert "$OUT/after.png" "$OUT/submenu-open.png" -compose difference \
 	-composite -colorspace gray -threshold 3% -trim -format '%w %h %X %Y' info:)
 mx=${mx#+} my=${my#+}
+[ "$mw" -ge $((menu_w + 100)) ] || fail "the submenu is not drawn beside the menu (${mw}x$mh changed)"
 cropmenu "$OUT/submenu-open.png" "$OUT/submenu.png"
 log "submenu: Plasma called AboutToShow x$(calls "$mark" AboutToShow | wc -l), GetLayout x$(calls "$mark" GetLayout | wc -l); our replies carry Commit changes into base…, Discard changes, Keep for now, When it shuts down; drawn"
 xdotool key Escape && sleep 0.2 && xdotool key Escape && sleep 0.5
@@ -363,9 +370,10 @@ status=$?
 applet=
 [ "$status" = 0 ] || fail "vmoverlay exited with status $status: $(tail -5 "$OUT/vmoverlay.log")"
 sleep 0.3
-tail -n "+$mark" "$OUT/dbus-monitor.log" | grep -A3 -F "sender=$host_owner" | grep -A3 'member=Event$' |
-	grep -A1 "int32 $quit_id\$" | grep -qF 'string "clicked"' ||
-	fail "no Event($quit_id, \"clicked\") from Plasma in the trace"
+tail -n "+$mark" "$OUT/dbus-monitor.log" | awk -v s="sender=$host_owner" -v id="$quit_id" '
+	/^[a-z]/ { ev = /^method call/ && index($0, " " s " ") && index($0, "path=/MenuBar;") && $NF == "member=Event"; n = 0; next }
+	ev { n++; if (n == 1) ok = ($1 == "int32" && $2 == id); if (n == 2 && ok && $0 ~ /^ *string "clicked"$/) found = 1 }
+	END { exit !found }' || fail "no Event($quit_id, \"clicked\") from Plasma in the trace"
 log "Plasma sent Event($quit_id, clicked); vmoverlay exited with status 0"
 waitfor "item gone from the watcher" 10 bash -c "! busctl --user get-property org.kde.StatusNotifierWatcher /StatusNotifierWatcher org.kde.StatusNotifierWatcher RegisteredStatusNotifierItems | grep -qF '$svc'"
 settle gone 10
@@ -373,6 +381,10 @@ n=$(/usr/bin/convert "$OUT/gone.png" -crop "${iw}x$ih+$ix+$iy" +repage -fuzz 6% 
 	-fill white -opaque '#3daee9' -format '%[fx:round(mean*w*h)]' info:)
 [ "$n" -lt 5 ] || fail "our icon is still drawn after vmoverlay quit ($n px)"
 log "icon gone from the panel"
+# Every call Plasma made was answered without a D-Bus error.
+errs=$(grep -E "^error .* sender=$unique " "$OUT/dbus-monitor.log" | grep -F "destination=$host_owner ")
+[ -z "$errs" ] || fail "we answered Plasma with errors: $errs"
+log "Plasma's calls, all answered without error: $(awk -v s="sender=$host_owner" '/^method call/ && index($0, " " s " ") && (index($0, "path=/MenuBar;") || index($0, "path=/StatusNotifierItem;")) {sub(/.*member=/, ""); print}' "$OUT/dbus-monitor.log" | sort | uniq -c | awk '{printf "%s x%s ", $2, $1}')"
 alive
 log "plasmashell still alive"
 exit 0
