@@ -343,20 +343,27 @@ static int print_status(DBusMessage *reply)
 		dbus_message_iter_next(&st); /* actions */
 		dbus_message_iter_next(&st);
 		dbus_message_iter_recurse(&st, &sub);
-		bool first = true;
+		/* The last line gets the decision and the policy in one
+		 * translatable sentence, not as pasted-on fragments (issue 9). */
+		const char *last = NULL;
 		for (; dbus_message_iter_get_arg_type(&sub) == DBUS_TYPE_STRING;
 		     dbus_message_iter_next(&sub)) {
-			const char *line;
-			dbus_message_iter_get_basic(&sub, &line);
-			printf(first ? "%s" : "\n    %s", line);
-			first = false;
+			if (last)
+				printf("%s\n    ", last);
+			dbus_message_iter_get_basic(&sub, &last);
 		}
+		if (!last)
+			last = "";
 		if (strcmp(flow, "pending") == 0)
-			/* TRANSLATORS: appended to a VM's status line */
-			printf("%s", _(" — waiting for your decision (commit, discard or keep)"));
-		/* TRANSLATORS: appended to a VM's status line; %s is ask/commit/... */
-		printf(_(" [on shutdown: %s]"), policy);
-		printf("\n");
+			/* TRANSLATORS: a VM's status line ("win10 — shut off · ..."),
+			 * the policy (ask/commit/discard/keep, literal) */
+			printf(_("%s — waiting for your decision (commit, discard or keep) "
+			         "[on shutdown: %s]\n"),
+			       last, policy);
+		else
+			/* TRANSLATORS: a VM's status line, the policy
+			 * (ask/commit/discard/keep, literal) */
+			printf(_("%s [on shutdown: %s]\n"), last, policy);
 	}
 	return 0;
 }
