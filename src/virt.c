@@ -28,7 +28,11 @@
 #include "loop.h"
 #include "statefile.h"
 
-#define KEEPALIVE_INTERVAL_S 5
+/* Keepalive pings after this many seconds of silence on top of the
+ * reconcile interval: the reconcile's own traffic resets the countdown, so
+ * the keepalive never adds a wake-up of its own, and a hung daemon is
+ * still noticed after about KEEPALIVE_COUNT reconcile periods. */
+#define KEEPALIVE_SLACK_S 5
 #define KEEPALIVE_COUNT 3
 #define BACKOFF_MAX_S 30
 #define CHAIN_MAX_DEPTH 16
@@ -778,8 +782,13 @@ static bool try_connect(struct virt_watcher *w)
 		w->close_registered = true;
 	else
 		log_debug("virt: no close callback: %s", last_virt_error());
-	/* Without keepalive a hung daemon is invisible; test:/// has none. */
-	if (virConnectSetKeepAlive(conn, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT) != 0)
+	/* Without keepalive a hung daemon is invisible, but a fixed 5 s ping
+	 * would wake the idle applet every 5 s: it rides on the reconcile
+	 * interval instead (0 = no periodic wake-up at all, so no keepalive).
+	 * test:/// has no keepalive; that is not an error. */
+	int ka = w->cfg ? w->cfg->reconcile_interval : 0;
+	if (ka > 0 &&
+	    virConnectSetKeepAlive(conn, ka + KEEPALIVE_SLACK_S, KEEPALIVE_COUNT) != 0)
 		log_debug("virt: keepalive not available on %s", w->uri ? w->uri : "(default)");
 	virResetLastError();
 	w->lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,

@@ -4,7 +4,8 @@
  *     <ns> STARTED <vm>
  *     <ns> STOPPED <vm> clean|unclean|no-prompt state=<n> reason=<n>
  * Usage: virt_probe URI STATE_DIR VM... (SIGTERM/SIGINT end it; VMO_PROBE_DEBUG=1
- * logs the watcher's debug lines to stderr). */
+ * logs the watcher's debug lines to stderr; VMO_PROBE_RECONCILE=N sets
+ * reconcile_interval, default 0). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,8 @@ int main(int argc, char **argv)
 	struct probe p = {0};
 	struct config cfg = {0};
 	cfg.connect = argv[1];
-	cfg.reconcile_interval = 0;
+	const char *ri = getenv("VMO_PROBE_RECONCILE");
+	cfg.reconcile_interval = ri ? atoi(ri) : 0;
 	cfg.n_vms = (size_t)(argc - 3);
 	cfg.vms = calloc(cfg.n_vms, sizeof(*cfg.vms));
 	for (size_t i = 0; i < cfg.n_vms; i++)

@@ -47,6 +47,10 @@
 #   ve_wait_for TIMEOUT CMD...  poll CMD every 20 ms until it succeeds
 #   ve_qemu_pid NAME         pid of the domain's qemu process (or fail)
 #
+# Set before ve_setup: VE_USER (default vmotest when root), VE_NO_TRAP=1,
+# VE_SERVER_KEEPALIVE=N (libvirtd's keepalive_interval; -1 = the daemon never
+# pings, so an idle client really sleeps; libvirt's default is 5 s).
+#
 # Variables after ve_setup: VE_DIR (work dir, owned by VE_USER), VE_USER,
 # VE_URI, VE_SOCK, VE_IMAGES (a directory for images, owned by VE_USER).
 
@@ -161,6 +165,11 @@ ve_setup() {
 	chmod 755 "$VE_DIR"
 	# No virtlogd (it would linger for 2 minutes): qemu logs to a file.
 	echo 'stdio_handler = "file"' >"$VE_DIR/c/libvirt/qemu.conf"
+	# libvirtd pings every client that supports keepalive every 5 s (its
+	# keepalive_interval), which wakes an idle client; idle tests set -1.
+	if [ -n "${VE_SERVER_KEEPALIVE:-}" ]; then
+		echo "keepalive_interval = $VE_SERVER_KEEPALIVE" >"$VE_DIR/c/libvirt/libvirtd.conf"
+	fi
 	ve_give -R "$VE_DIR"
 	VE_IMAGES=$VE_DIR/img
 	VE_SOCK=$VE_DIR/r/libvirt/libvirt-sock
