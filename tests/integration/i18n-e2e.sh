@@ -9,6 +9,8 @@
 #     locale's decimal separator) and after it shut down,
 #   - the prompt notification's summary, body and action labels,
 #   - the result notification after answering "commit",
+#   - the command-line client: status lines and a refusal made by the
+#     running instance,
 #   - a --check-config error;
 # plus LANGUAGE and LC_MESSAGES taking precedence over LANG.
 # The Chinese menu and prompt are printed as returned over D-Bus.
@@ -113,6 +115,19 @@ has() {
 	if grep -qxF -- "$2" "$1"; then ok "$3: “$2”"; else bad "$3: no “$2” in: $(tr '\n' '|' <"$1")"; fi
 }
 
+# cli TAG LANG EXPECTED-LINE ARGS...: the command-line client in LANG
+# prints EXPECTED-LINE (stdout and stderr together).
+cli() {
+	local tag=$1 lang=$2 want=$3 out
+	shift 3
+	out=$(env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" "$VMO_BIN" "$@" 2>&1)
+	if printf '%s\n' "$out" | grep -qxF -- "$want"; then
+		ok "$tag vmoverlay $*: $want"
+	else
+		bad "$tag vmoverlay $*: expected “$want”, got: $out"
+	fi
+}
+
 # run_lang TAG LANG  (sets the expected strings from the E_* variables)
 run_lang() {
 	local tag=$1 lang=$2 dir=$work/$1 pid svc i
@@ -170,6 +185,8 @@ run_lang() {
 		echo "----"
 	fi
 
+	cli "$tag" "$lang" "$E_STATUS_PENDING" status
+
 	# Answer through the notification; the result comes back translated.
 	nt_emit_action 1 commit
 	for i in $(seq 400); do
@@ -185,6 +202,11 @@ run_lang() {
 		bad "$tag result body: $(sed -n 's/^body	//p' "$dir/result") does not match $E_RESULT_BODY_RE"
 	fi
 	[ "$tag" = zh_CN ] && echo "Chinese result: $(sed -n 's/^summary	//p' "$dir/result") / $(sed -n 's/^body	//p' "$dir/result")"
+
+	# Back to a clean overlay: the status line, and a refusal whose
+	# sentence is made by the running instance.
+	cli "$tag" "$lang" "$E_STATUS_CLEAN" status
+	cli "$tag" "$lang" "$E_REFUSED_KEEP" keep test
 
 	nt_call io.github.vmoverlay /io/github/vmoverlay io.github.vmoverlay.Control1.Quit >/dev/null ||
 		bad "$tag: Quit"
@@ -216,6 +238,9 @@ E_MENU=('_Commit changes into base…' '_Discard changes' '_Keep for now' '_Resu
 E_RESULT_SUMMARY='test: changes committed'
 E_RESULT_BODY_RE='test: [0-9.]+ [KM]iB committed into test-base\.qcow2; fresh overlay ready'
 E_CHECK='unknown policy "often" (expected ask, commit, discard or keep)'
+E_STATUS_PENDING='test — shut off · decision pending — waiting for your decision (commit, discard or keep) [on shutdown: ask]'
+E_STATUS_CLEAN='test — shut off · clean [on shutdown: ask]'
+E_REFUSED_KEEP='vmoverlay: cannot keep test now: it is shut off · clean'
 run_lang C C
 english=$work/C/labels
 
@@ -240,6 +265,9 @@ E_MENU=('将更改提交到基础镜像(_C)…' '丢弃更改(_D)' '暂时保留
 E_RESULT_SUMMARY='test：更改已提交'
 E_RESULT_BODY_RE='test：已将 [0-9.]+ [KM]iB 提交到 test-base\.qcow2；新的覆盖镜像已就绪'
 E_CHECK='未知策略“often”（应为 ask、commit、discard 或 keep）'
+E_STATUS_PENDING='test — 已关机 · 等待决定 — 等待您的决定（commit、discard 或 keep） [关机时：ask]'
+E_STATUS_CLEAN='test — 已关机 · 无更改 [关机时：ask]'
+E_REFUSED_KEEP='vmoverlay: 现在无法保留 test 的更改（当前状态：已关机 · 无更改）'
 run_lang zh_CN zh_CN.UTF-8
 left=$(untranslated_labels "$work/zh_CN/labels")
 [ -z "$left" ] && ok "zh_CN: no menu label left in English" || bad "zh_CN: labels still English: $left"
@@ -258,6 +286,9 @@ E_MENU=('Änderungen ins Basis-Image _übernehmen …' 'Änderungen _verwerfen' 
 E_RESULT_SUMMARY='test: Änderungen übernommen'
 E_RESULT_BODY_RE='test: [0-9,]+ [KM]iB in test-base\.qcow2 übernommen; neues Overlay bereit'
 E_CHECK='unbekannte Richtlinie „often“ (erwartet: ask, commit, discard oder keep)'
+E_STATUS_PENDING='test — ausgeschaltet · Entscheidung ausstehend — wartet auf Ihre Entscheidung (commit, discard oder keep) [beim Herunterfahren: ask]'
+E_STATUS_CLEAN='test — ausgeschaltet · unverändert [beim Herunterfahren: ask]'
+E_REFUSED_KEEP='vmoverlay: Änderungen von test können jetzt nicht behalten werden (Zustand: ausgeschaltet · unverändert)'
 run_lang de de_DE.UTF-8
 left=$(untranslated_labels "$work/de/labels")
 [ -z "$left" ] && ok "de: no menu label left in English" || bad "de: labels still English: $left"
