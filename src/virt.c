@@ -747,7 +747,8 @@ static void set_last_error(struct virt_watcher *w, const char *msg)
 	w->last_error = msg ? strdup(msg) : NULL;
 }
 
-static void disconnect(struct virt_watcher *w)
+/* announce: false while the watcher is destroyed (the model may go next). */
+static void disconnect(struct virt_watcher *w, bool announce)
 {
 	if (!w->conn)
 		return;
@@ -763,7 +764,20 @@ static void disconnect(struct virt_watcher *w)
 	w->closed = false;
 	for (size_t i = 0; i < w->model->n_vms; i++)
 		set_unknown(w->model->vms[i]);
-	model_changed(w->model);
+	if (announce)
+		model_changed(w->model);
+}
+
+/* Without keepalive a hung daemon is invisible, but a fixed 5 s ping would
+ * wake the idle applet every 5 s: it rides on the reconcile interval
+ * instead (0 = no periodic wake-up at all, so no keepalive). test:/// has
+ * no keepalive; that is not an error. */
+static void set_keepalive(struct virt_watcher *w)
+{
+	int ka = w->cfg ? w->cfg->reconcile_interval : 0;
+	if (virConnectSetKeepAlive(w->conn, ka > 0 ? ka + KEEPALIVE_SLACK_S : -1, KEEPALIVE_COUNT) < 0)
+		log_debug("virt: keepalive not available on %s", w->uri ? w->uri : "(default)");
+	virResetLastError();
 }
 
 static bool try_connect(struct virt_watcher *w)
@@ -782,15 +796,7 @@ static bool try_connect(struct virt_watcher *w)
 		w->close_registered = true;
 	else
 		log_debug("virt: no close callback: %s", last_virt_error());
-	/* Without keepalive a hung daemon is invisible, but a fixed 5 s ping
-	 * would wake the idle applet every 5 s: it rides on the reconcile
-	 * interval instead (0 = no periodic wake-up at all, so no keepalive).
-	 * test:/// has no keepalive; that is not an error. */
-	int ka = w->cfg ? w->cfg->reconcile_interval : 0;
-	if (ka > 0 &&
-	    virConnectSetKeepAlive(conn, ka + KEEPALIVE_SLACK_S, KEEPALIVE_COUNT) != 0)
-		log_debug("virt: keepalive not available on %s", w->uri ? w->uri : "(default)");
-	virResetLastError();
+	set_keepalive(w);
 	w->lifecycle_id = virConnectDomainEventRegisterAny(conn, NULL, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
 	                                                   VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle),
 	                                                   w, NULL);
@@ -798,7 +804,7 @@ static bool try_connect(struct virt_watcher *w)
 		const char *msg = last_virt_error();
 		log_err("virt: cannot register for domain events: %s", msg);
 		set_last_error(w, msg);
-		disconnect(w);
+		disconnect(w, true);
 		return false;
 	}
 	set_last_error(w, NULL);
@@ -813,7 +819,7 @@ static void on_reconnect_timer(struct loop *loop, struct loop_timer *t, void *da
 	struct virt_watcher *w = data;
 	if (w->conn && w->closed) {
 		log_warn("virt: connection to %s closed; reconnecting", w->uri ? w->uri : "(default)");
-		disconnect(w);
+		disconnect(w, true);
 	}
 	if (w->conn)
 		return;
@@ -880,7 +886,7 @@ void virt_watcher_destroy(struct virt_watcher *w)
 {
 	if (!w)
 		return;
-	disconnect(w);
+	disconnect(w, false);
 	if (w->reconnect_timer)
 		loop_timer_remove(w->reconnect_timer);
 	if (w->reconcile_timer)
@@ -903,14 +909,16 @@ void virt_watcher_reconfigure(struct virt_watcher *w, const struct config *cfg)
 	if (uri_changed) {
 		free(w->uri);
 		w->uri = *new ? strdup(new) : NULL;
-		disconnect(w);
+		disconnect(w, true);
 		set_last_error(w, NULL);
 		w->backoff_s = 1;
 		loop_timer_arm(w->reconnect_timer, 0, 0);
 		return;
 	}
-	if (w->conn && !w->closed)
+	if (w->conn && !w->closed) {
+		set_keepalive(w);
 		reconcile(w, "configuration reloaded");
+	}
 }
 
 bool virt_watcher_connected(const struct virt_watcher *w)
