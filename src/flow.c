@@ -423,6 +423,27 @@ static void on_rebuild_done(void *data, const struct runner_result *res)
 	free(err);
 }
 
+/* One whole sentence per operation: the helper's operation name is an
+ * English word, not something to paste into a translated sentence. */
+static const char *helper_failure_format(enum imageops_op op)
+{
+	switch (op) {
+	case IMAGEOPS_COMMIT:
+		/* TRANSLATORS: VM name, the privileged helper's error message */
+		return _("%s: commit failed: %s; nothing was changed");
+	case IMAGEOPS_REBUILD:
+		/* TRANSLATORS: VM name, the privileged helper's error message */
+		return _("%s: preparing a fresh overlay failed: %s; nothing was changed");
+	case IMAGEOPS_DISCARD:
+		/* TRANSLATORS: VM name, the privileged helper's error message */
+		return _("%s: discarding the changes failed: %s; nothing was changed");
+	case IMAGEOPS_UNDO_DISCARD:
+		break;
+	}
+	/* TRANSLATORS: VM name, the privileged helper's error message */
+	return _("%s: undoing the discard failed: %s; nothing was changed");
+}
+
 static void on_privileged_done(void *data, const struct runner_result *res)
 {
 	struct flow_job *job = data;
@@ -467,8 +488,8 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 			  "nothing was changed"),
 			vm->name);
 	else
-		set_msg(&msg, _("%s: %s failed: %s; nothing was changed"), vm->name,
-			imageops_op_name(op), *res->last_stderr ? res->last_stderr : "?");
+		set_msg(&msg, helper_failure_format(op), vm->name,
+			*res->last_stderr ? res->last_stderr : "?");
 	/* The helper failed before touching the base (else PARTIAL). */
 	if (job->journal)
 		imageops_journal_remove(job->journal);
