@@ -1,0 +1,26 @@
+# The fault suite (issue 8): one ctest entry per row, fault_<row>, each a
+# run of tests/faults/faults.sh with the real applet, a private bus and
+# notification server, a private libvirtd with a TCG VM, real qemu-img.
+# Rows covered elsewhere are mapped in tests/faults/README.md.
+set(VMO_FAULT_ROWS
+  kill9_during_commit
+  kill9_during_rebuild
+  kill9_between_commit_and_rebuild
+  qemu_img_missing
+  qemu_img_fails_readonly_base
+  qemu_img_fails_enospc
+  qemu_img_fails_image_locked
+  vm_started_during_pending_decision
+  vm_started_during_operation
+  libvirtd_restart_missed_stop
+  sni_watcher_restarted
+  notification_server_absent_then_appearing
+  notification_server_hung
+  session_bus_lost
+  config_broken_sighup
+  rapid_start_destroy_200)
+foreach(row ${VMO_FAULT_ROWS})
+  vmo_script_test(NAME fault_${row}
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/faults/faults.sh ${row}
+    LABELS integration faults TIMEOUT 300)
+endforeach()

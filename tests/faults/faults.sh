@@ -1,0 +1,498 @@
+#!/bin/bash
+# The fault suite (issue 8): one row per run, `faults.sh ROW`; ctest runs
+# each row as fault_ROW (tests/faults.cmake). Every row uses the real
+# applet, a private session bus with the dbusmock notification server, a
+# private libvirtd with a TCG VM, real qemu-img/qemu-io, and asserts
+#   - no data lost (qemu-io patterns through the disk chain, checksums),
+#   - what the user is shown (control Status / `vmoverlay status`, the tray
+#     item's Status, the menu),
+#   - the applet is alive, or exited on purpose with the status it should.
+# Rows covered by another suite are listed in tests/faults/README.md.
+set -u
+row=${1:?usage: faults.sh ROW}
+. "$VMO_SRC/tests/faults/fault-lib.sh"
+
+# Session data: 48 MiB of 0x33 at 4M (a commit at 16 MiB/s lasts ~3 s).
+SESSION_OFF=4M SESSION_LEN=48M
+
+# A VM with policy ask stopped with a session's writes: PENDING.
+pending_vm() { # VM
+	fl_write "$1" 0x33 $SESSION_OFF $SESSION_LEN
+	ve_start "$1" || fail "start $1"
+	fl_wait_status "$1" running
+	ve_destroy "$1" || fail "destroy $1"
+	fl_wait_status "$1" pending
+}
+
+# The VM's disk as it would boot now holds the session's data.
+session_kept() { # VM
+	fl_reads "$VE_IMAGES/$1.qcow2" 0x33 $SESSION_OFF $SESSION_LEN ||
+		fail "$1: the session's data is not in the disk chain any more"
+	fl_reads "$VE_IMAGES/$1.qcow2" 0x11 1M 1M || fail "$1: the base's data is gone"
+}
+
+committed() { # VM: base has the session, overlay fresh and valid
+	fl_reads "$VE_IMAGES/$1-base.qcow2" 0x33 $SESSION_OFF $SESSION_LEN ||
+		fail "$1: the base lacks the committed session"
+	fl_reads "$VE_IMAGES/$1-base.qcow2" 0x11 1M 1M || fail "$1: base data lost"
+	fl_check "$VE_IMAGES/$1-base.qcow2"
+	fl_check "$VE_IMAGES/$1.qcow2"
+	fl_overlay_fresh "$1" || fail "$1: overlay not fresh after the commit"
+}
+
+no_qemu_img_on() { ! pgrep -f "[q]emu-img .*$1" >/dev/null; }
+wait_orphan_qemu_img() { # OVERLAY: a qemu-img the killed applet left runs on
+	ve_wait_for 60 no_qemu_img_on "$1" || fail "qemu-img on $1 never ended"
+}
+
+row_kill9_during_commit() {
+	fl_vm vm
+	fl_qemu_img_wrapper 16M ""
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit request refused"
+	fl_wait_status vm committing 10
+	sleep 1
+	[ "$(fl_status_of vm)" = committing ] || fail "commit ended before the kill"
+	kill -9 "$FL_APP_PID"
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	# qemu-img is not the applet's to kill: it finishes (or not) on its own.
+	wait_orphan_qemu_img "$VE_IMAGES/vm.qcow2"
+	[ -e "$FL_STATE/vm.commit" ] || ls "$FL_STATE" | grep -q commit ||
+		fail "no commit journal after the kill"
+	session_kept vm
+	ok "killed mid-commit: journal kept, the disk chain still holds the session"
+	fl_app_start
+	fl_wait_status vm interrupted 20
+	fl_wait_sni NeedsAttention
+	fl_menu_labels | grep -qi "^resume commit" || fail "the menu offers no Resume"
+	"$VMO_BIN" discard vm >/dev/null 2>&1 && fail "discard accepted on a half-merged base"
+	ok "restart: interrupted, attention, only Resume/Keep offered (discard refused)"
+	fl_ctl Resume vm >/dev/null || fail "Resume refused"
+	fl_wait_status vm clean 60
+	committed vm
+	fl_wait_sni Active
+	ok "resumed: base holds the session, fresh overlay, tray back to Active"
+}
+
+row_kill9_during_rebuild() {
+	fl_vm vm
+	fl_qemu_img_wrapper "" 3
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" discard vm >/dev/null || fail "discard request refused"
+	fl_wait_status vm rebuilding 10
+	sleep 1
+	kill -9 "$FL_APP_PID"
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	wait_orphan_qemu_img "$VE_IMAGES/vm"
+	# Rule 4: the overlay is the old one or a new one, never missing or torn.
+	[ -f "$VE_IMAGES/vm.qcow2" ] || fail "no overlay after a kill during the rebuild"
+	fl_check "$VE_IMAGES/vm.qcow2"
+	fl_reads "$VE_IMAGES/vm.qcow2" 0x11 1M 1M || fail "overlay lost its base"
+	if fl_reads "$VE_IMAGES/vm.qcow2" 0x33 $SESSION_OFF $SESSION_LEN; then
+		ok "killed mid-rebuild: the old overlay is in place, intact"
+	else
+		fl_overlay_fresh vm || fail "overlay neither old nor fresh"
+		ok "killed mid-rebuild: the new overlay is in place"
+	fi
+	# The rebuild's temporary file (.vm.qcow2.XXXXXX) may stay: it is
+	# never the overlay, only space. Counted for the record.
+	leftovers=$(find "$VE_IMAGES" -name '.vm.qcow2.*' | wc -l)
+	echo "   temporary overlays left after the kill: $leftovers"
+	fl_app_start
+	st=$(fl_status_of vm)
+	ve_wait_for 10 sh -c '[ -n "$1" ]' sh "$st"
+	case $st in clean | kept | pending) ;; *) fail "after restart: state '$st'" ;; esac
+	"$VMO_BIN" discard vm >/dev/null || fail "discard after restart refused"
+	fl_wait_status vm clean 30
+	fl_overlay_fresh vm || fail "overlay not fresh after the discard"
+	fl_reads "$VE_IMAGES/vm-base.qcow2" 0x11 1M 1M || fail "base damaged"
+	echo "   temporary overlays left after restart + discard: $(find "$VE_IMAGES" -name '.vm.qcow2.*' | wc -l)"
+	ok "restart: state '$st'; discard then completes"
+}
+
+row_kill9_between_commit_and_rebuild() {
+	fl_vm vm
+	fl_qemu_img_wrapper "" 4
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit request refused"
+	fl_wait_status vm rebuilding 30
+	sleep 1
+	kill -9 "$FL_APP_PID"
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	wait_orphan_qemu_img "$VE_IMAGES/vm"
+	fl_reads "$VE_IMAGES/vm-base.qcow2" 0x33 $SESSION_OFF $SESSION_LEN ||
+		fail "the commit that finished is not in the base"
+	session_kept vm
+	fl_check "$VE_IMAGES/vm.qcow2"
+	ok "killed between commit and rebuild: base has the session, overlay valid"
+	fl_app_start
+	ve_wait_for 10 sh -c '[ -n "$1" ]' sh "$(fl_status_of vm)"
+	st=$(fl_status_of vm)
+	case $st in
+	interrupted) fl_ctl Resume vm >/dev/null || fail "Resume refused" ;;
+	clean | kept | pending) "$VMO_BIN" commit vm >/dev/null || fail "commit after restart refused" ;;
+	*) fail "after restart: state '$st'" ;;
+	esac
+	fl_wait_status vm clean 30
+	committed vm
+	ok "restart: state '$st'; finishing it leaves base committed, overlay fresh"
+}
+
+# qemu-img is not on PATH and not configured: the operation fails with a
+# message, nothing is touched, the user sees the failure and can retry.
+row_qemu_img_missing() {
+	fl_vm vm
+	fl_config "vm ask"
+	sed -i '/^qemu_img/d' "$FL_CONF"
+	mkdir -p "$VE_DIR/nobin"
+	fl_app_start_env PATH="$VE_DIR/nobin"
+	pending_vm vm
+	ov=$(fl_sum "$VE_IMAGES/vm.qcow2") b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	out=$("$VMO_BIN" commit vm 2>&1)
+	rc=$?
+	if [ $rc = 0 ]; then
+		fl_wait_status vm failed 10
+	else
+		case $out in *qemu-img*) ;; *) fail "refusal does not name qemu-img: $out" ;; esac
+	fi
+	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$ov" ] || fail "overlay changed"
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "base changed"
+	session_kept vm
+	st=$(fl_status_of vm)
+	case $st in failed | pending) ;; *) fail "state '$st'" ;; esac
+	fl_wait_sni NeedsAttention
+	"$VMO_BIN" status | grep -q vm || fail "status lists no vm"
+	grep -q "qemu-img" "$FL_LOG" || fail "log does not say qemu-img is missing"
+	ok "no qemu-img: refused/failed ($st) with a message, images byte-identical, tray NeedsAttention"
+}
+
+# qemu-img commit exits non-zero: base immutable (read-only to root too).
+row_qemu_img_fails_readonly_base() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	chattr +i "$VE_IMAGES/vm-base.qcow2" || fail "chattr +i (needs root on ext4/xfs/btrfs)"
+	b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	"$VMO_BIN" commit vm >/dev/null 2>&1
+	fl_wait_status vm failed 20
+	chattr -i "$VE_IMAGES/vm-base.qcow2"
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "read-only base changed"
+	session_kept vm
+	fl_wait_sni NeedsAttention
+	fl_menu_labels | grep -qi "^retry" || fail "the menu offers no Retry"
+	ok "read-only base: failed, data kept, Retry offered, tray NeedsAttention"
+	fl_ctl Retry vm >/dev/null || fail "Retry refused"
+	fl_wait_status vm clean 30
+	committed vm
+	ok "retry after the base became writable: committed"
+}
+
+# ENOSPC: the base lives on a 128 MiB tmpfs that is nearly full.
+row_qemu_img_fails_enospc() {
+	mnt=$VE_DIR/small
+	mkdir -p "$mnt"
+	mount -t tmpfs -o size=128M,mode=755 tmpfs "$mnt" || fail "mount tmpfs (needs root)"
+	FL_UMOUNT=$mnt
+	trap 'umount "$FL_UMOUNT" 2>/dev/null; fl_cleanup' EXIT
+	ve_give "$mnt"
+	ve_make_base "$mnt/vm-base.qcow2" 64M 0x11 || fail "base"
+	ve_make_overlay "$VE_IMAGES/vm.qcow2" "$mnt/vm-base.qcow2" || fail "overlay"
+	ve_define_vm vm "$VE_IMAGES/vm.qcow2" || fail "define"
+	ln -s "$mnt/vm-base.qcow2" "$VE_IMAGES/vm-base.qcow2.link"
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	# Leave ~8 MiB: the 48 MiB commit cannot fit.
+	avail=$(df --output=avail -k "$mnt" | tail -1)
+	dd if=/dev/zero of="$mnt/filler" bs=1K count=$((avail - 8192)) status=none 2>/dev/null
+	"$VMO_BIN" commit vm >/dev/null 2>&1
+	# qemu-img may have merged part of the overlay before the disk filled:
+	# then only resuming is safe (interrupted), else a plain failure.
+	end=$(($(now_ms) + 30000))
+	until st=$(fl_status_of vm); [ "$st" = failed ] || [ "$st" = interrupted ]; do
+		[ "$(now_ms)" -lt "$end" ] || fail "not failed/interrupted after ENOSPC (is '$st')"
+		sleep 0.05
+	done
+	session_kept vm
+	grep -qi "no space left" "$FL_LOG" || fail "the failure does not mention the space"
+	fl_wait_sni NeedsAttention
+	if [ "$st" = interrupted ]; then
+		"$VMO_BIN" discard vm >/dev/null 2>&1 && fail "discard accepted on a half-merged base"
+		verb=Resume
+	else
+		verb=Retry
+	fi
+	fl_menu_labels | grep -qi "^$verb" || fail "the menu offers no $verb"
+	ok "ENOSPC: $st with qemu-img's 'No space left on device', the chain still holds the session, $verb offered"
+	rm -f "$mnt/filler"
+	fl_ctl $verb vm >/dev/null || fail "$verb refused"
+	fl_wait_status vm clean 30
+	fl_reads "$mnt/vm-base.qcow2" 0x33 $SESSION_OFF $SESSION_LEN || fail "base lacks the session"
+	fl_reads "$mnt/vm-base.qcow2" 0x11 1M 1M || fail "base data lost"
+	fl_check "$mnt/vm-base.qcow2"
+	fl_overlay_fresh vm || fail "overlay not fresh"
+	ok "retry with space: committed"
+}
+
+# The overlay is held open by another qemu (libvirt says shut off, qemu's
+# image lock says in use): the operation must not go ahead.
+row_qemu_img_fails_image_locked() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	mkfifo "$VE_DIR/hold"
+	ve_give "$VE_DIR/hold"
+	ve_as_user sh -c "qemu-io -f qcow2 '$VE_IMAGES/vm.qcow2' <'$VE_DIR/hold' >/dev/null" &
+	holder=$!
+	exec 9>"$VE_DIR/hold"
+	sleep 0.5
+	b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	out=$("$VMO_BIN" commit vm 2>&1)
+	rc=$?
+	[ $rc = 0 ] && fl_wait_status vm failed 20
+	st=$(fl_status_of vm)
+	case $st in failed | pending) ;; *) fail "state '$st' with the image locked" ;; esac
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "base changed under a lock"
+	exec 9>&-
+	wait $holder 2>/dev/null
+	session_kept vm
+	grep -qiE "lock|in use" "$FL_LOG" || fail "no word of the lock in the log"
+	ok "image locked by another qemu: $st, base byte-identical, session kept"
+	if [ "$st" = failed ]; then fl_ctl Retry vm >/dev/null; else "$VMO_BIN" commit vm >/dev/null; fi ||
+		fail "request after the lock went refused"
+	fl_wait_status vm clean 30
+	committed vm
+	ok "lock released: committed"
+}
+
+row_vm_started_during_operation() {
+	fl_vm vm
+	fl_qemu_img_wrapper 16M ""
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit refused"
+	fl_wait_status vm committing 10
+	sleep 0.5
+	if ve_virsh start vm >/dev/null 2>&1; then
+		started=1
+	else
+		started=0
+	fi
+	# Either qemu's lock stopped the VM from starting, or the operation
+	# failed (data kept); never a commit into a running VM's disk.
+	end=$(($(now_ms) + 40000))
+	while :; do
+		st=$(fl_status_of vm)
+		case $st in clean | failed | running | interrupted | kept | pending) break ;; esac
+		[ "$(now_ms)" -lt "$end" ] || fail "stuck in '$st'"
+		sleep 0.1
+	done
+	if [ $started = 1 ]; then
+		ve_wait_state vm running 5 && ve_destroy vm
+	fi
+	ve_wait_state vm "shut off" 20 || fail "vm does not stop"
+	fl_check "$VE_IMAGES/vm-base.qcow2"
+	fl_check "$VE_IMAGES/vm.qcow2"
+	session_kept vm
+	ok "VM start during a commit: start $([ $started = 1 ] && echo succeeded || echo refused by the image lock), flow ended '$st', the disk chain holds the session"
+}
+
+row_vm_started_during_pending_decision() {
+	fl_vm vm
+	nt_mock_start || fail "notification server"
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	nt_wait_count Notify 1 10 || fail "no prompt"
+	fl_wait_sni NeedsAttention
+	ov=$(fl_reads "$VE_IMAGES/vm.qcow2" 0x33 $SESSION_OFF $SESSION_LEN && echo y)
+	ve_start vm || fail "start"
+	fl_wait_status vm running
+	nt_wait_count CloseNotification 1 10 || fail "the prompt was not withdrawn"
+	fl_menu_labels | grep -qi "^keep for now" && fail "the menu still offers Keep for now"
+	ve_destroy vm
+	ve_wait_state vm "shut off" 10
+	session_kept vm
+	[ "$ov" = y ] || fail "pattern was not there before"
+	ok "VM started with a decision pending: prompt withdrawn, menu updated, overlay untouched"
+}
+
+row_libvirtd_restart_missed_stop() {
+	fl_vm vm
+	nt_mock_start || fail "notification server"
+	fl_config "vm ask"
+	fl_app_start
+	fl_write vm 0x33 $SESSION_OFF $SESSION_LEN
+	ve_start vm || fail "start"
+	fl_wait_status vm running
+	qpid=$(ve_qemu_pid vm) || fail "no qemu pid"
+	ve_stop_daemon KILL
+	kill -KILL "$qpid"
+	sleep 1
+	fl_alive || fail "the applet died with libvirtd"
+	n0=$(fl_notify_count Notify)
+	ve_start_daemon || fail "libvirtd restart"
+	fl_wait_status vm pending 30
+	nt_wait_count Notify $((n0 + 1)) 10 || fail "no prompt for the stop missed during the outage"
+	fl_wait_sni NeedsAttention
+	session_kept vm
+	ok "libvirtd killed, VM died meanwhile, libvirtd back: prompt shown, data kept"
+}
+
+row_sni_watcher_restarted() {
+	# The item registers again within 1 s of a watcher restart (and with a
+	# late watcher): tests/integration/tray-sni.py, ctest tray_sni. Here the
+	# same with a decision pending, checked through a tray host's eyes.
+	fl_vm vm
+	fl_config "vm ask"
+	"$NT_PY" "$VMO_SRC/tests/integration/tray_watcher.py" >"$VE_DIR/w1.log" 2>&1 &
+	w1=$!
+	ve_wait_for 10 nt_has_owner org.kde.StatusNotifierWatcher || fail "watcher 1"
+	fl_app_start
+	pending_vm vm
+	ve_wait_for 10 grep -q "^REGISTERED" "$VE_DIR/w1.log" || fail "no registration with watcher 1"
+	kill "$w1"; wait "$w1" 2>/dev/null
+	"$NT_PY" "$VMO_SRC/tests/integration/tray_watcher.py" >"$VE_DIR/w2.log" 2>&1 &
+	w2=$!
+	ve_wait_for 10 grep -q "^REGISTERED" "$VE_DIR/w2.log" || fail "no registration after the restart"
+	fl_wait_sni NeedsAttention
+	fl_menu_labels | grep -qi "^keep for now" || fail "pending decision missing from the menu"
+	kill "$w2"; wait "$w2" 2>/dev/null
+	ok "watcher restarted: registered again, NeedsAttention and the pending choice intact"
+}
+
+row_notification_server_absent_then_appearing() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	fl_wait_sni NeedsAttention
+	fl_menu_labels | grep -qi "^keep for now" || fail "menu lacks the choice without a server"
+	nt_mock_start || fail "notification server"
+	nt_wait_count Notify 1 15 || fail "no prompt once the server appeared"
+	nt_calls Notify | grep -q "vm" || fail "the prompt does not name the VM"
+	ok "no server: choice in the menu; server appears: the pending prompt is shown"
+	nt_emit_action "$(nt_calls Notify | grep -o 'uint32 [0-9]*' | head -1 | awk '{print $2}')" keep 2>/dev/null
+	"$VMO_BIN" keep vm >/dev/null 2>&1
+	fl_wait_status vm kept 10
+	session_kept vm
+}
+
+row_notification_server_hung() {
+	fl_vm vm
+	fl_config "vm ask"
+	"$NT_PY" "$VMO_SRC/tests/notify/hung-server.py" >/dev/null 2>&1 &
+	FL_HUNG_PID=$!
+	ve_wait_for 10 nt_has_owner org.freedesktop.Notifications || fail "hung server"
+	fl_app_start
+	pending_vm vm
+	worst=0
+	for i in 1 2 3 4 5; do
+		t0=$(now_ms)
+		fl_menu_labels >"$VE_DIR/menu.txt" || fail "GetLayout failed with a hung server"
+		t=$(($(now_ms) - t0))
+		[ $t -gt $worst ] && worst=$t
+	done
+	grep -qi "^keep for now" "$VE_DIR/menu.txt" || fail "menu lacks the choice"
+	[ $worst -lt 1000 ] || fail "menu took $worst ms with a hung notification server"
+	nt_menu_click "org.kde.StatusNotifierItem-$FL_APP_PID-1" "Commit" || fail "menu click"
+	fl_wait_status vm clean 30
+	committed vm
+	ok "hung notification server: menu answers (worst GetLayout ${worst} ms incl. python start), commit via the menu done"
+}
+
+row_session_bus_lost() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pid=$FL_APP_PID
+	kill "$NT_BUS_PID"
+	NT_BUS_PID=
+	end=$(($(now_ms) + 10000))
+	while kill -0 "$pid" 2>/dev/null; do
+		[ "$(now_ms)" -lt "$end" ] || fail "the applet runs on without its bus"
+		sleep 0.05
+	done
+	wait "$pid"
+	rc=$?
+	FL_APP_PID=
+	[ $rc != 0 ] || fail "exit status 0 after losing the bus"
+	grep -q "lost the connection to the session bus" "$FL_LOG" || fail "no clear message"
+	ok "session bus gone: exit $rc with 'lost the connection to the session bus' (Restart=on-failure restarts it)"
+	grep -q "Restart=on-failure" "$VMO_SRC/cmake/vmoverlay.service.in" ||
+		fail "the user unit does not restart on failure"
+	# Nothing left to check alive: the exit was the point.
+	nt_bus_start || fail "bus"
+	fl_app_start
+}
+
+row_config_broken_sighup() {
+	fl_vm vm
+	nt_mock_start || fail "notification server"
+	fl_config "vm ask"
+	fl_app_start
+	fl_wait_status vm clean
+	cp "$FL_CONF" "$VE_DIR/good.conf"
+	printf 'vms = ( { name = "vm"; policy = "sometimes"; } );\nconnect = ;\n' >"$VE_DIR/bad.conf"
+	mv "$VE_DIR/bad.conf" "$FL_CONF"
+	n0=$(fl_notify_count Notify)
+	kill -HUP "$FL_APP_PID"
+	nt_wait_count Notify $((n0 + 1)) 10 || fail "the error was not notified"
+	nt_calls Notify | tail -c 2000 | grep -q "vmoverlay.conf" || fail "the notification does not name the file"
+	sleep 0.3
+	fl_alive || fail "the applet died on a broken config"
+	[ "$(fl_status_of vm)" = clean ] || fail "the old config's VM is gone"
+	grep -q "keeping the old one" "$FL_LOG" || fail "log does not say the old config stays"
+	ok "broken config + SIGHUP: old config kept (vm still watched), error notified naming the file"
+	# And the old config still works end to end.
+	pending_vm vm
+	"$VMO_BIN" keep vm >/dev/null || fail "keep refused"
+	fl_wait_status vm kept
+}
+
+row_rapid_start_destroy_200() {
+	fl_vm vm
+	nt_mock_start || fail "notification server"
+	fl_config "vm ask"
+	fl_app_start
+	ve_start vm && ve_destroy vm
+	fl_wait_status vm pending
+	sleep 1
+	r0=$(fl_rss_anon "$FL_APP_PID")
+	n=${FL_CYCLES:-200}
+	for i in $(seq "$n"); do
+		ve_virsh start vm >/dev/null || fail "start $i"
+		ve_virsh destroy vm >/dev/null || fail "destroy $i"
+	done
+	fl_wait_status vm pending 20
+	sleep 1
+	r1=$(fl_rss_anon "$FL_APP_PID")
+	echo "   RssAnon before: ${r0} kB, after $n cycles: ${r1} kB"
+	[ $((r1 - r0)) -le 512 ] || fail "RssAnon grew by $((r1 - r0)) kB over $n cycles"
+	fl_wait_sni NeedsAttention
+	n_notify=$(fl_notify_count Notify)
+	echo "   prompts shown: $n_notify, withdrawn: $(fl_notify_count CloseNotification)"
+	session_check() { fl_check "$VE_IMAGES/vm.qcow2"; }
+	session_check
+	ok "$n start/destroy cycles: alive, pending at the end, RssAnon +$((r1 - r0)) kB"
+}
+
+row="${row//-/_}"
+declare -F "row_$row" >/dev/null || fail "no row $row"
+fl_setup
+"row_$row"
+fl_alive || fail "the applet is not running at the end"
+fl_app_kill
+echo "PASS $row"
