@@ -463,7 +463,7 @@ static void fill_image_facts(struct vm *vm, const char *cfg_base)
 	} else if (cfg_base && !image_same_file(resolved, cfg_base)) {
 		vm_add_problem(vm, _("The overlay %s is not backed by the base %s (its backing file is %s)."),
 		               vm->overlay, cfg_base, resolved ? resolved : info.backing_file);
-	} else if (!cfg_base && stat(resolved, &st) < 0) {
+	} else if (!cfg_base && (!resolved || stat(resolved, &st) < 0)) {
 		vm_add_problem(vm, _("The backing file %s of the overlay %s does not exist."),
 		               resolved ? resolved : info.backing_file, vm->overlay);
 	}
