@@ -8,7 +8,7 @@
 # /usr/share/polkit-1/actions, XDG autostart from $XDG_CONFIG_DIRS
 # (/etc/xdg), systemd user units from .../lib/systemd/user. With the default
 # prefix /usr/local the autostart entry and the polkit action land where
-# nothing looks; docs/install.md says to configure with -DCMAKE_INSTALL_PREFIX=/usr.
+# nothing looks; README.md says to configure with -DCMAKE_INSTALL_PREFIX=/usr.
 
 set(VMO_AUTOSTART_DIR "${CMAKE_INSTALL_FULL_SYSCONFDIR}/xdg/autostart"
     CACHE PATH "Directory of the XDG autostart entry")
