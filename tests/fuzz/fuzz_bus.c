@@ -55,22 +55,22 @@
 #include "sni.h"
 #include "statefile.h"
 
-#define F_SIG 0x01
-#define F_RAW 0x02
+#define F_SIG     0x01
+#define F_RAW     0x02
 #define F_NOIFACE 0x04
 #define F_NOREPLY 0x08
 
 #define REPLY_TIMEOUT_MS 5000
-#define VALUE_BUDGET 2048
+#define VALUE_BUDGET     2048
 
-#define ENSURE(cond, ...)                                                              \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "fuzz_bus: contract broken: %s: ", #cond);     \
-			fprintf(stderr, __VA_ARGS__);                                  \
-			fputc('\n', stderr);                                           \
-			abort();                                                       \
-		}                                                                      \
+#define ENSURE(cond, ...)                                                                          \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_bus: contract broken: %s: ", #cond);                 \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 struct target {
@@ -170,17 +170,17 @@ static char *start_daemon(void)
 	char conf[128], text[512];
 	snprintf(conf, sizeof conf, "%s/bus.conf", F.dir);
 	snprintf(text, sizeof text,
-	         "<busconfig>\n"
-	         "  <type>session</type>\n"
-	         "  <listen>unix:dir=%s</listen>\n"
-	         "  <auth>EXTERNAL</auth>\n"
-	         "  <policy context=\"default\">\n"
-	         "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
-	         "    <allow eavesdrop=\"true\"/>\n"
-	         "    <allow own=\"*\"/>\n"
-	         "  </policy>\n"
-	         "</busconfig>\n",
-	         F.dir);
+		 "<busconfig>\n"
+		 "  <type>session</type>\n"
+		 "  <listen>unix:dir=%s</listen>\n"
+		 "  <auth>EXTERNAL</auth>\n"
+		 "  <policy context=\"default\">\n"
+		 "    <allow send_destination=\"*\" eavesdrop=\"true\"/>\n"
+		 "    <allow eavesdrop=\"true\"/>\n"
+		 "    <allow own=\"*\"/>\n"
+		 "  </policy>\n"
+		 "</busconfig>\n",
+		 F.dir);
 	write_file(conf, text);
 	char conf_arg[160];
 	snprintf(conf_arg, sizeof conf_arg, "--config-file=%s", conf);
@@ -195,7 +195,7 @@ static char *start_daemon(void)
 		execlp("dbus-daemon", "dbus-daemon", conf_arg, "--nofork", "--nopidfile",
 		       "--print-address=1", (char *)NULL);
 		fprintf(stderr, "fuzz_bus: cannot run dbus-daemon (package dbus-daemon): %s\n",
-		        strerror(errno));
+			strerror(errno));
 		_exit(127);
 	}
 	close(fds[1]);
@@ -228,7 +228,7 @@ static DBusConnection *connect_bus(const char *address)
 	DBusConnection *c = dbus_connection_open_private(address, &derr);
 	if (!c || !dbus_bus_register(c, &derr)) {
 		fprintf(stderr, "fuzz_bus: cannot connect to %s: %s\n", address,
-		        derr.message ? derr.message : "?");
+			derr.message ? derr.message : "?");
 		exit(1);
 	}
 	dbus_connection_set_exit_on_disconnect(c, FALSE);
@@ -245,16 +245,16 @@ static void write_config(void)
 	snprintf(path, sizeof path, "%s/p-base.qcow2", F.dir);
 	write_file(path, "");
 	snprintf(text, sizeof text,
-	         "connect = \"test:///default\";\n"
-	         "reconcile_interval = 0;\n"
-	         "vms = (\n"
-	         "  { name = \"pending\"; policy = \"ask\"; overlay = \"%s/p.qcow2\";\n"
-	         "    base = \"%s/p-base.qcow2\"; },\n"
-	         "  { name = \"running\"; policy = \"commit\"; disk = \"vda\"; },\n"
-	         "  { name = \"failed\"; policy = \"discard\"; },\n"
-	         "  { name = \"w\\u00efn <10> & \\\"q\\\"\"; policy = \"keep\"; }\n"
-	         ");\n",
-	         F.dir, F.dir);
+		 "connect = \"test:///default\";\n"
+		 "reconcile_interval = 0;\n"
+		 "vms = (\n"
+		 "  { name = \"pending\"; policy = \"ask\"; overlay = \"%s/p.qcow2\";\n"
+		 "    base = \"%s/p-base.qcow2\"; },\n"
+		 "  { name = \"running\"; policy = \"commit\"; disk = \"vda\"; },\n"
+		 "  { name = \"failed\"; policy = \"discard\"; },\n"
+		 "  { name = \"w\\u00efn <10> & \\\"q\\\"\"; policy = \"keep\"; }\n"
+		 ");\n",
+		 F.dir, F.dir);
 	snprintf(F.conf, sizeof F.conf, "%s/vmoverlay.conf", F.dir);
 	write_file(F.conf, text);
 }
@@ -265,7 +265,7 @@ static void shape_model(void)
 {
 	struct model *m = &F.app.model;
 	struct vm *p = model_find(m, "pending"), *r = model_find(m, "running"),
-	          *f = model_find(m, "failed");
+		  *f = model_find(m, "failed");
 	if (!p || !r || !f) {
 		fprintf(stderr, "fuzz_bus: the model lacks the configured VMs\n");
 		exit(1);
@@ -299,15 +299,15 @@ static DBusHandlerResult client_filter(DBusConnection *conn, DBusMessage *msg, v
 	 * whether or not the caller wanted a reply; our dispatcher never
 	 * replies to a call that asked for none. */
 	const char *text = NULL;
-	F.stray_from_libdbus = dbus_message_is_error(msg, DBUS_ERROR_UNKNOWN_METHOD) &&
-	                       dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &text,
-	                                             DBUS_TYPE_INVALID) &&
-	                       strstr(text, "doesn't exist");
+	F.stray_from_libdbus =
+	    dbus_message_is_error(msg, DBUS_ERROR_UNKNOWN_METHOD) &&
+	    dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &text, DBUS_TYPE_INVALID) &&
+	    strstr(text, "doesn't exist");
 	return DBUS_HANDLER_RESULT_HANDLED;
 }
 
-static void add_target(const char *path, const char *iface, const char *member,
-                       const char *in_sig, const char *out_sig, bool served)
+static void add_target(const char *path, const char *iface, const char *member, const char *in_sig,
+		       const char *out_sig, bool served)
 {
 	struct target *grown = realloc(F.targets, (F.n_targets + 1) * sizeof(*grown));
 	if (!grown)
@@ -337,18 +337,22 @@ static void targets_from_xml(const char *iface_name, const char *path)
 	for (const struct vmo_embedded_xml *x = vmo_dbus_xml; x->name; x++) {
 		if (strcmp(x->name, iface_name) != 0)
 			continue;
-		xmlDoc *doc = xmlReadMemory(x->xml, (int)strlen(x->xml), "x.xml", NULL,
-		                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+		xmlDoc *doc =
+		    xmlReadMemory(x->xml, (int)strlen(x->xml), "x.xml", NULL,
+				  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 		xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
 		for (xmlNode *i = root ? root->children : NULL; i; i = i->next) {
-			if (i->type != XML_ELEMENT_NODE || strcmp((const char *)i->name, "interface"))
+			if (i->type != XML_ELEMENT_NODE ||
+			    strcmp((const char *)i->name, "interface"))
 				continue;
 			for (xmlNode *m = i->children; m; m = m->next) {
-				if (m->type != XML_ELEMENT_NODE || strcmp((const char *)m->name, "method"))
+				if (m->type != XML_ELEMENT_NODE ||
+				    strcmp((const char *)m->name, "method"))
 					continue;
 				char in[256] = "", out[256] = "";
 				for (xmlNode *a = m->children; a; a = a->next) {
-					if (a->type != XML_ELEMENT_NODE || strcmp((const char *)a->name, "arg"))
+					if (a->type != XML_ELEMENT_NODE ||
+					    strcmp((const char *)a->name, "arg"))
 						continue;
 					char *type = attr(a, "type"), *dir = attr(a, "direction");
 					char *dst = dir && strcmp(dir, "out") == 0 ? out : in;
@@ -373,21 +377,22 @@ static void build_targets(void)
 	static const struct {
 		const char *iface, *path;
 	} objects[] = {
-		{SNI_INTERFACE, SNI_OBJECT_PATH},
-		{"com.canonical.dbusmenu", MENU_OBJECT_PATH},
-		{CONTROL_INTERFACE, CONTROL_OBJECT_PATH},
+	    {SNI_INTERFACE, SNI_OBJECT_PATH},
+	    {"com.canonical.dbusmenu", MENU_OBJECT_PATH},
+	    {CONTROL_INTERFACE, CONTROL_OBJECT_PATH},
 	};
 	for (size_t i = 0; i < sizeof objects / sizeof objects[0]; i++) {
 		targets_from_xml(objects[i].iface, objects[i].path);
 		add_target(objects[i].path, DBUS_INTERFACE_PROPERTIES, "Get", "ss", "v", true);
-		add_target(objects[i].path, DBUS_INTERFACE_PROPERTIES, "GetAll", "s", "a{sv}", true);
+		add_target(objects[i].path, DBUS_INTERFACE_PROPERTIES, "GetAll", "s", "a{sv}",
+			   true);
 		add_target(objects[i].path, DBUS_INTERFACE_PROPERTIES, "Set", "ssv", "", true);
 		add_target(objects[i].path, DBUS_INTERFACE_INTROSPECTABLE, "Introspect", "", "s",
-		           true);
+			   true);
 		/* Members and interfaces that are not there: an error, always. */
 		add_target(objects[i].path, objects[i].iface, "NoSuchMember", "", "", false);
 		add_target(objects[i].path, DBUS_INTERFACE_PROPERTIES, "NoSuchMember", "s", "",
-		           false);
+			   false);
 	}
 	add_target("/", DBUS_INTERFACE_INTROSPECTABLE, "Introspect", "", "s", true);
 	add_target("/io/github", DBUS_INTERFACE_INTROSPECTABLE, "Introspect", "", "s", true);
@@ -444,11 +449,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		die("bus_create");
 	app->control = control_create(app->bus, app, &err);
 	struct flow_ui ui = {
-		.prompt = notifier_prompt,
-		.withdraw = notifier_withdraw,
-		.progress = notifier_progress,
-		.result = notifier_result,
-		.data = NULL, /* no notification server: the menu is the UI */
+	    .prompt = notifier_prompt,
+	    .withdraw = notifier_withdraw,
+	    .progress = notifier_progress,
+	    .result = notifier_result,
+	    .data = NULL, /* no notification server: the menu is the UI */
 	};
 	app->flow = flow_create(app->loop, &app->model, app->config, F.state, NULL, &ui);
 	/* "Open in virt-manager" must not start anything: the menu looks
@@ -529,12 +534,12 @@ static void w_field_str(struct wbuf *w, uint8_t code, char type, const char *s)
 /* A whole method call on the wire: header fields, then the fuzzer's body
  * bytes untouched. NULL if libdbus's validator rejects it (a bus would
  * have dropped it before it reached us). */
-static DBusMessage *raw_message(const struct target *t, const char *sig, bool noiface,
-                                bool noreply, const uint8_t *body, size_t body_len)
+static DBusMessage *raw_message(const struct target *t, const char *sig, bool noiface, bool noreply,
+				const uint8_t *body, size_t body_len)
 {
 	struct wbuf w = {0};
 	uint8_t head[4] = {'l', DBUS_MESSAGE_TYPE_METHOD_CALL,
-	                   noreply ? DBUS_HEADER_FLAG_NO_REPLY_EXPECTED : 0, 1};
+			   noreply ? DBUS_HEADER_FLAG_NO_REPLY_EXPECTED : 0, 1};
 	w_bytes(&w, head, 4);
 	w_u32(&w, (uint32_t)body_len);
 	w_u32(&w, 1);
@@ -624,18 +629,22 @@ static size_t basic_size(int type)
 {
 	switch (type) {
 	case DBUS_TYPE_BYTE:
-	case DBUS_TYPE_BOOLEAN: return 1;
+	case DBUS_TYPE_BOOLEAN:
+		return 1;
 	case DBUS_TYPE_INT16:
-	case DBUS_TYPE_UINT16: return 2;
+	case DBUS_TYPE_UINT16:
+		return 2;
 	case DBUS_TYPE_INT32:
-	case DBUS_TYPE_UINT32: return 4;
-	default: return 8;
+	case DBUS_TYPE_UINT32:
+		return 4;
+	default:
+		return 8;
 	}
 }
 
 static const char *const variant_types[] = {
-	"s", "i", "u", "b", "x", "t", "d", "y", "n", "q", "o", "g",
-	"as", "ai", "a{sv}", "a{ss}", "(ii)", "(isvu)", "v", "aay", "a(iiay)",
+    "s", "i",  "u",  "b",     "x",     "t",    "d",      "y", "n",   "q",       "o",
+    "g", "as", "ai", "a{sv}", "a{ss}", "(ii)", "(isvu)", "v", "aay", "a(iiay)",
 };
 
 static bool append_sig(DBusMessageIter *it, const char *sig, struct recipe *r, int depth);
@@ -672,7 +681,8 @@ static bool append_one(DBusMessageIter *it, DBusSignatureIter *si, struct recipe
 		return ok;
 	}
 	case DBUS_TYPE_VARIANT: {
-		const char *vt = variant_types[take8(r) % (sizeof variant_types / sizeof *variant_types)];
+		const char *vt =
+		    variant_types[take8(r) % (sizeof variant_types / sizeof *variant_types)];
 		if (depth > 8 || (strcmp(vt, "v") == 0 && depth > 4))
 			vt = "i";
 		DBusMessageIter sub;
@@ -737,10 +747,10 @@ static bool append_sig(DBusMessageIter *it, const char *sig, struct recipe *r, i
 }
 
 static DBusMessage *recipe_message(const struct target *t, const char *sig, bool noiface,
-                                   bool noreply, const uint8_t *data, size_t len)
+				   bool noreply, const uint8_t *data, size_t len)
 {
 	DBusMessage *msg = dbus_message_new_method_call(F.applet_name, t->path,
-	                                                noiface ? NULL : t->iface, t->member);
+							noiface ? NULL : t->iface, t->member);
 	if (!msg)
 		abort();
 	dbus_message_set_no_reply(msg, noreply);
@@ -802,7 +812,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	bool noiface = flags & F_NOIFACE, noreply = flags & F_NOREPLY;
 	DBusMessage *msg = flags & F_RAW ? raw_message(t, sig, noiface, noreply, data, size)
-	                                 : recipe_message(t, sig, noiface, noreply, data, size);
+					 : recipe_message(t, sig, noiface, noreply, data, size);
 	if (!msg)
 		return 0;
 
@@ -811,10 +821,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* Handled in order: once the Ping's reply is here, so is any
 		 * reply the no-reply call wrongly got. */
 		dbus_connection_send(F.client, msg, NULL);
-		DBusMessage *ping = dbus_message_new_method_call(F.applet_name, "/",
-		                                                 DBUS_INTERFACE_PEER, "Ping");
+		DBusMessage *ping =
+		    dbus_message_new_method_call(F.applet_name, "/", DBUS_INTERFACE_PEER, "Ping");
 		DBusMessage *pong = roundtrip(ping);
-		ENSURE(dbus_message_get_type(pong) == DBUS_MESSAGE_TYPE_METHOD_RETURN, "Ping failed");
+		ENSURE(dbus_message_get_type(pong) == DBUS_MESSAGE_TYPE_METHOD_RETURN,
+		       "Ping failed");
 		ENSURE(!F.stray_reply || F.stray_from_libdbus,
 		       "a reply to a call that asked for none (%s.%s)", t->iface, t->member);
 		dbus_message_unref(pong);
@@ -837,7 +848,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			       t->iface, t->member, t->path);
 			if (!noiface) {
 				ENSURE(strcmp(got_sig, t->in_sig) == 0,
-				       "%s.%s accepted signature \"%s\"", t->iface, t->member, got_sig);
+				       "%s.%s accepted signature \"%s\"", t->iface, t->member,
+				       got_sig);
 				ENSURE(strcmp(dbus_message_get_signature(reply), t->out_sig) == 0,
 				       "%s.%s returned \"%s\", the XML says \"%s\"", t->iface,
 				       t->member, dbus_message_get_signature(reply), t->out_sig);
@@ -946,7 +958,7 @@ static void seed_write(const char *dir, const char *name, const struct wbuf *w)
 static void seed_call(const char *dir, DBusMessage *msg)
 {
 	const char *path = dbus_message_get_path(msg), *iface = dbus_message_get_interface(msg),
-	           *member = dbus_message_get_member(msg);
+		   *member = dbus_message_get_member(msg);
 	size_t idx = F.n_targets;
 	for (size_t i = 0; i < F.n_targets; i++)
 		if (!strcmp(F.targets[i].path, path) && !strcmp(F.targets[i].iface, iface) &&
@@ -986,7 +998,8 @@ static void seed_call(const char *dir, DBusMessage *msg)
 	/* The call must be one the applet answers. */
 	DBusMessage *reply = roundtrip(msg);
 	if (dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR)
-		fprintf(stderr, "fuzz_bus: seed %s: %s\n", name, dbus_message_get_error_name(reply));
+		fprintf(stderr, "fuzz_bus: seed %s: %s\n", name,
+			dbus_message_get_error_name(reply));
 	dbus_message_unref(reply);
 	dbus_message_unref(msg);
 	for (int i = 0; i < 3; i++)
@@ -1003,14 +1016,16 @@ static DBusMessage *call(const char *path, const char *iface, const char *member
 
 static void collect_ids(DBusMessageIter *it, int32_t *ids, size_t *n, size_t max)
 {
-	for (; dbus_message_iter_get_arg_type(it) != DBUS_TYPE_INVALID; dbus_message_iter_next(it)) {
+	for (; dbus_message_iter_get_arg_type(it) != DBUS_TYPE_INVALID;
+	     dbus_message_iter_next(it)) {
 		int type = dbus_message_iter_get_arg_type(it);
-		if (type != DBUS_TYPE_STRUCT && type != DBUS_TYPE_ARRAY && type != DBUS_TYPE_VARIANT)
+		if (type != DBUS_TYPE_STRUCT && type != DBUS_TYPE_ARRAY &&
+		    type != DBUS_TYPE_VARIANT)
 			continue;
 		DBusMessageIter sub;
 		dbus_message_iter_recurse(it, &sub);
-		if (type == DBUS_TYPE_STRUCT && dbus_message_iter_get_arg_type(&sub) == DBUS_TYPE_INT32 &&
-		    *n < max) {
+		if (type == DBUS_TYPE_STRUCT &&
+		    dbus_message_iter_get_arg_type(&sub) == DBUS_TYPE_INT32 && *n < max) {
 			dbus_int32_t id;
 			dbus_message_iter_get_basic(&sub, &id);
 			ids[(*n)++] = id;
@@ -1035,8 +1050,8 @@ static void append_event(DBusMessageIter *it, int32_t id, const char *event)
 static void write_seeds(const char *dir)
 {
 	const char *menu_if = "com.canonical.dbusmenu";
-	const char *props[] = {"type", "label", "enabled", "visible", "toggle-type",
-	                       "toggle-state", "children-display", "icon-name"};
+	const char *props[] = {"type",        "label",        "enabled",          "visible",
+			       "toggle-type", "toggle-state", "children-display", "icon-name"};
 	const char **pp = props;
 	dbus_int32_t root = 0, all = -1, one = 1, x = 0, y = 0, delta = 120;
 	DBusMessage *m;
@@ -1044,7 +1059,7 @@ static void write_seeds(const char *dir)
 	/* The ids a host sees. */
 	m = call(MENU_OBJECT_PATH, menu_if, "GetLayout");
 	dbus_message_append_args(m, DBUS_TYPE_INT32, &root, DBUS_TYPE_INT32, &all, DBUS_TYPE_ARRAY,
-	                         DBUS_TYPE_STRING, &pp, 0, DBUS_TYPE_INVALID);
+				 DBUS_TYPE_STRING, &pp, 0, DBUS_TYPE_INVALID);
 	DBusMessage *layout = roundtrip(m);
 	dbus_message_unref(m);
 	int32_t ids[256];
@@ -1057,29 +1072,30 @@ static void write_seeds(const char *dir)
 
 	m = call(MENU_OBJECT_PATH, menu_if, "GetLayout");
 	dbus_message_append_args(m, DBUS_TYPE_INT32, &root, DBUS_TYPE_INT32, &all, DBUS_TYPE_ARRAY,
-	                         DBUS_TYPE_STRING, &pp, 0, DBUS_TYPE_INVALID);
+				 DBUS_TYPE_STRING, &pp, 0, DBUS_TYPE_INVALID);
 	seed_call(dir, m);
 	m = call(MENU_OBJECT_PATH, menu_if, "GetLayout");
 	dbus_message_append_args(m, DBUS_TYPE_INT32, &root, DBUS_TYPE_INT32, &one, DBUS_TYPE_ARRAY,
-	                         DBUS_TYPE_STRING, &pp, 8, DBUS_TYPE_INVALID);
+				 DBUS_TYPE_STRING, &pp, 8, DBUS_TYPE_INVALID);
 	seed_call(dir, m);
 	m = call(MENU_OBJECT_PATH, menu_if, "AboutToShow");
 	dbus_message_append_args(m, DBUS_TYPE_INT32, &root, DBUS_TYPE_INVALID);
 	seed_call(dir, m);
 	const int32_t *idp = ids;
 	m = call(MENU_OBJECT_PATH, menu_if, "GetGroupProperties");
-	dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &idp, (int)(n_ids < 5 ? n_ids : 5),
-	                         DBUS_TYPE_ARRAY, DBUS_TYPE_STRING, &pp, 2, DBUS_TYPE_INVALID);
+	dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &idp,
+				 (int)(n_ids < 5 ? n_ids : 5), DBUS_TYPE_ARRAY, DBUS_TYPE_STRING,
+				 &pp, 2, DBUS_TYPE_INVALID);
 	seed_call(dir, m);
 	m = call(MENU_OBJECT_PATH, menu_if, "AboutToShowGroup");
-	dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &idp, (int)(n_ids < 5 ? n_ids : 5),
-	                         DBUS_TYPE_INVALID);
+	dbus_message_append_args(m, DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &idp,
+				 (int)(n_ids < 5 ? n_ids : 5), DBUS_TYPE_INVALID);
 	seed_call(dir, m);
 	for (size_t i = 0; i < n_ids; i++) {
 		const char *label = "label";
 		m = call(MENU_OBJECT_PATH, menu_if, "GetProperty");
 		dbus_message_append_args(m, DBUS_TYPE_INT32, &ids[i], DBUS_TYPE_STRING, &label,
-		                         DBUS_TYPE_INVALID);
+					 DBUS_TYPE_INVALID);
 		seed_call(dir, m);
 		/* Clicks: "Quit" only counts here, "Reload" re-reads our file. */
 		m = call(MENU_OBJECT_PATH, menu_if, "Event");
@@ -1100,10 +1116,10 @@ static void write_seeds(const char *dir)
 	seed_call(dir, m);
 
 	const char *ifaces[][2] = {{SNI_OBJECT_PATH, SNI_INTERFACE},
-	                           {MENU_OBJECT_PATH, "com.canonical.dbusmenu"},
-	                           {CONTROL_OBJECT_PATH, CONTROL_INTERFACE}};
-	const char *sni_props[] = {"Status", "ToolTip", "IconName", "Menu", "IconPixmap",
-	                           "AttentionIconName", "Version", "TextDirection"};
+				   {MENU_OBJECT_PATH, "com.canonical.dbusmenu"},
+				   {CONTROL_OBJECT_PATH, CONTROL_INTERFACE}};
+	const char *sni_props[] = {"Status",     "ToolTip",           "IconName", "Menu",
+				   "IconPixmap", "AttentionIconName", "Version",  "TextDirection"};
 	for (size_t i = 0; i < 3; i++) {
 		m = call(ifaces[i][0], DBUS_INTERFACE_PROPERTIES, "GetAll");
 		dbus_message_append_args(m, DBUS_TYPE_STRING, &ifaces[i][1], DBUS_TYPE_INVALID);
@@ -1113,9 +1129,10 @@ static void write_seeds(const char *dir)
 	}
 	for (size_t i = 0; i < sizeof sni_props / sizeof *sni_props; i++) {
 		const char *iface = i < 6 ? SNI_INTERFACE : "com.canonical.dbusmenu";
-		m = call(i < 6 ? SNI_OBJECT_PATH : MENU_OBJECT_PATH, DBUS_INTERFACE_PROPERTIES, "Get");
-		dbus_message_append_args(m, DBUS_TYPE_STRING, &iface, DBUS_TYPE_STRING, &sni_props[i],
-		                         DBUS_TYPE_INVALID);
+		m = call(i < 6 ? SNI_OBJECT_PATH : MENU_OBJECT_PATH, DBUS_INTERFACE_PROPERTIES,
+			 "Get");
+		dbus_message_append_args(m, DBUS_TYPE_STRING, &iface, DBUS_TYPE_STRING,
+					 &sni_props[i], DBUS_TYPE_INVALID);
 		seed_call(dir, m);
 	}
 	{
@@ -1149,7 +1166,7 @@ static void write_seeds(const char *dir)
 		const char *orient = "vertical", *token = "kwin-1234_TIME5678";
 		m = call(SNI_OBJECT_PATH, SNI_INTERFACE, "Scroll");
 		dbus_message_append_args(m, DBUS_TYPE_INT32, &delta, DBUS_TYPE_STRING, &orient,
-		                         DBUS_TYPE_INVALID);
+					 DBUS_TYPE_INVALID);
 		seed_call(dir, m);
 		m = call(SNI_OBJECT_PATH, SNI_INTERFACE, "ProvideXdgActivationToken");
 		dbus_message_append_args(m, DBUS_TYPE_STRING, &token, DBUS_TYPE_INVALID);
@@ -1159,8 +1176,8 @@ static void write_seeds(const char *dir)
 	/* The control CLI: vmoverlay status|commit|discard|keep|quit. */
 	m = call(CONTROL_OBJECT_PATH, CONTROL_INTERFACE, "Status");
 	seed_call(dir, m);
-	const char *verbs[] = {"Commit", "Discard", "Keep", "Resume", "Retry", "UndoDiscard",
-	                       "Cancel"};
+	const char *verbs[] = {"Commit", "Discard",     "Keep",  "Resume",
+			       "Retry",  "UndoDiscard", "Cancel"};
 	const char *vms[] = {"pending", "running", "failed", "nosuchvm"};
 	for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++) {
 		m = call(CONTROL_OBJECT_PATH, CONTROL_INTERFACE, verbs[i]);
@@ -1171,7 +1188,7 @@ static void write_seeds(const char *dir)
 		const char *vm = "pending", *pol = "keep";
 		m = call(CONTROL_OBJECT_PATH, CONTROL_INTERFACE, "SetPolicy");
 		dbus_message_append_args(m, DBUS_TYPE_STRING, &vm, DBUS_TYPE_STRING, &pol,
-		                         DBUS_TYPE_INVALID);
+					 DBUS_TYPE_INVALID);
 		seed_call(dir, m);
 	}
 	m = call(CONTROL_OBJECT_PATH, CONTROL_INTERFACE, "Quit");

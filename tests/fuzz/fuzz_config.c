@@ -18,12 +18,12 @@
 #include "config.h"
 #include "log.h"
 
-#define ENSURE(cond)                                                                   \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "fuzz_config: contract broken: %s\n", #cond);  \
-			abort();                                                       \
-		}                                                                      \
+#define ENSURE(cond)                                                                               \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_config: contract broken: %s\n", #cond);              \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static char conf_dir[64];

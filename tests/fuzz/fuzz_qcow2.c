@@ -11,12 +11,12 @@
 
 #include "image.h"
 
-#define ENSURE(cond)                                                                   \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "fuzz_qcow2: contract broken: %s\n", #cond);   \
-			abort();                                                       \
-		}                                                                      \
+#define ENSURE(cond)                                                                               \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "fuzz_qcow2: contract broken: %s\n", #cond);               \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
