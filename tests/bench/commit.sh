@@ -58,7 +58,8 @@ cat >"$W/node.xml" <<XML
 XML
 # qemu-img through a timing wrapper (one bash exec more on the applet's
 # side, counted against it): qemu-img's own time in the same run.
-export BENCH_QI_LOG=$W/qemu-img.log BENCH_REAL_QEMU_IMG=$(command -v qemu-img)
+BENCH_REAL_QEMU_IMG=$(command -v qemu-img)
+export BENCH_QI_LOG=$W/qemu-img.log BENCH_REAL_QEMU_IMG
 cat >"$W/app/vmoverlay.conf" <<CONF
 connect = "test://$W/node.xml";
 qemu_img = "$BENCH_DIR/qemu-img-timed.sh";

@@ -73,7 +73,7 @@ for i in $(seq "$runs"); do
 done
 bench_applet_stop
 
-bench_method "applet: vm1 (64 MiB TCG) started, applet sees it running; 'virsh destroy vm1' (root, direct socket); latency = arrival time in the dbusmock notification server's call log (ms resolution, epoch) - date after virsh returned; negative = the prompt arrived before virsh's own exit; answered Keep through the control bus between runs; ${runs} runs: $(echo "${lat[@]}")"
+bench_method "applet: vm1 (64 MiB TCG) started, applet sees it running; 'virsh destroy vm1' (root, direct socket); latency = arrival time in the dbusmock notification server's call log (ms resolution, epoch) - date after virsh returned; negative = the prompt arrived before virsh's own exit; answered Keep through the control bus between runs; ${runs} runs: ${lat[*]}"
 bench_figure destroy_to_notify_median_applet "$(bench_median "${lat[@]}")" ms
 bench_figure destroy_to_notify_max_applet "$(bench_max "${lat[@]}")" ms
 bench_figure destroy_start_to_notify_median_applet "$(bench_median "${latb[@]}")" ms
@@ -101,6 +101,6 @@ for i in $(seq "$poller_runs"); do
 done
 kill "$BENCH_POLLER_PID" && wait "$BENCH_POLLER_PID"
 BENCH_POLLER_PID=
-bench_method "poller: poller.sh watching vm1 (same VM, same server); destroy at (i - 0.5) * 5 s / runs after the poll that listed vm1 running (evenly over its cycle); latency measured the same way; ${poller_runs} runs: $(echo "${plat[@]}")"
+bench_method "poller: poller.sh watching vm1 (same VM, same server); destroy at (i - 0.5) * 5 s / runs after the poll that listed vm1 running (evenly over its cycle); latency measured the same way; ${poller_runs} runs: ${plat[*]}"
 bench_figure destroy_to_notify_median_poller "$(bench_median "${plat[@]}")" ms
 bench_figure destroy_to_notify_max_poller "$(bench_max "${plat[@]}")" ms
