@@ -101,10 +101,17 @@ bench_applet_start() {
 	BENCH_APP_PID=$!
 }
 
+# SIGTERM is a clean quit (exit 0). Anything else (a sanitizer report in
+# an ASan build, a crash) is shown, but the figures taken stand.
 bench_applet_stop() {
 	if [ -n "${BENCH_APP_PID:-}" ]; then
 		kill "$BENCH_APP_PID" 2>/dev/null
 		wait "$BENCH_APP_PID" 2>/dev/null
+		local rc=$?
+		if [ "$rc" != 0 ]; then
+			echo "WARNING: the applet exited $rc on SIGTERM; log tail:" >&2
+			tail -30 "$BENCH_APP_LOG" >&2
+		fi
 	fi
 	BENCH_APP_PID=
 }
