@@ -83,6 +83,12 @@ struct menu {
 	size_t n_clicks;
 	size_t cap_clicks;
 	struct bus_call *about_call;
+	/* The last GetLayout reply asked without property names (what hosts
+	 * send), kept until the tree changes: marshalling a large menu through
+	 * libdbus's iterators costs milliseconds, a copy microseconds. */
+	DBusMessage *layout_cache;
+	int32_t cache_parent;
+	int32_t cache_depth;
 };
 
 /* ------------------------------------------------------------- tree */
@@ -552,6 +558,10 @@ static void menu_rebuild(struct menu *menu, int32_t force_parent)
 	int32_t *parents = NULL;
 	size_t n_parents = 0;
 	diff_tree(old, next, force_parent, &b, &parents, &n_parents, false);
+	if ((n_parents > 0 || b.n > 0) && menu->layout_cache) {
+		dbus_message_unref(menu->layout_cache);
+		menu->layout_cache = NULL;
+	}
 	if (n_parents > 0) {
 		struct layout_update u = {.revision = ++menu->revision};
 		for (size_t i = 0; i < n_parents; i++) {
@@ -787,6 +797,22 @@ static DBusMessage *unknown_id(DBusMessage *msg, int32_t id)
 	return bus_error(msg, DBUS_ERROR_INVALID_ARGS, "Unknown menu item id %d", (int)id);
 }
 
+/* A reply to msg with the cached layout's body (same header fields but the
+ * ones that address this call). */
+static DBusMessage *layout_from_cache(struct menu *menu, DBusMessage *msg)
+{
+	DBusMessage *copy = dbus_message_copy(menu->layout_cache);
+	if (!copy)
+		return NULL;
+	const char *sender = dbus_message_get_sender(msg);
+	if (!dbus_message_set_reply_serial(copy, dbus_message_get_serial(msg)) ||
+	    (sender && !dbus_message_set_destination(copy, sender))) {
+		dbus_message_unref(copy);
+		return NULL;
+	}
+	return copy;
+}
+
 static DBusMessage *on_get_layout(void *data, DBusMessage *msg)
 {
 	struct menu *menu = data;
@@ -804,16 +830,35 @@ static DBusMessage *on_get_layout(void *data, DBusMessage *msg)
 		free(names);
 		return unknown_id(msg, parent);
 	}
+	if (depth < -1)
+		depth = -1;
+	if (n_names == 0 && menu->layout_cache && menu->cache_parent == parent &&
+	    menu->cache_depth == depth) {
+		free(names);
+		return layout_from_cache(menu, msg);
+	}
 	DBusMessage *reply = dbus_message_new_method_return(msg);
 	dbus_uint32_t rev = menu->revision;
 	DBusMessageIter out;
 	if (reply) {
 		dbus_message_iter_init_append(reply, &out);
 		if (!dbus_message_iter_append_basic(&out, DBUS_TYPE_UINT32, &rev) ||
-		    !put_layout(&out, item, depth < -1 ? -1 : depth, names, n_names)) {
+		    !put_layout(&out, item, depth, names, n_names)) {
 			dbus_message_unref(reply);
 			reply = NULL;
 		}
+	}
+	if (reply && n_names == 0) {
+		if (menu->layout_cache)
+			dbus_message_unref(menu->layout_cache);
+		menu->layout_cache = dbus_message_ref(reply);
+		menu->cache_parent = parent;
+		menu->cache_depth = depth;
+		/* The cached message is only ever copied: the copy sent now must
+		 * not share it. */
+		DBusMessage *copy = layout_from_cache(menu, msg);
+		dbus_message_unref(reply);
+		reply = copy;
 	}
 	free(names);
 	return reply;
@@ -1168,6 +1213,8 @@ void menu_destroy(struct menu *menu)
 	if (menu->click_timer)
 		loop_timer_remove(menu->click_timer);
 	item_free(menu->root);
+	if (menu->layout_cache)
+		dbus_message_unref(menu->layout_cache);
 	for (size_t i = 0; i < menu->n_keys; i++)
 		free(menu->keys[i].key);
 	free(menu->keys);
