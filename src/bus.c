@@ -15,6 +15,7 @@
 #include "dbus-xml-embed.h"
 #include "i18n.h"
 #include "log.h"
+#include "util.h"
 
 #define DBUS_IFACE_PROPERTIES "org.freedesktop.DBus.Properties"
 #define DBUS_IFACE_INTROSPECTABLE "org.freedesktop.DBus.Introspectable"
@@ -140,20 +141,6 @@ static char *xml_attr(xmlNode *node, const char *name)
 static bool is_element(xmlNode *n, const char *name)
 {
 	return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	free(*err);
-	*err = NULL;
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
 }
 
 static bool parse_member(xmlNode *node, bool is_signal, struct bus_member *m, const char *iface,

@@ -22,6 +22,7 @@
 #include "loop.h"
 #include "model.h"
 #include "runner.h"
+#include "util.h"
 
 #define DEMO_URI         "test:///default"
 #define DEMO_DOMAIN      "test"
@@ -43,19 +44,6 @@ static char *path_join(const char *dir, const char *name)
 	if (asprintf(&p, "%s/%s", dir, name) < 0)
 		return NULL;
 	return p;
-}
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	free(*err);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
 }
 
 /* Runs one image tool to completion; start-up only, before the loop runs. */

@@ -18,6 +18,7 @@
 #include "i18n.h"
 #include "image.h"
 #include "log.h"
+#include "util.h"
 
 static const char *const op_names[] = {
     [IMAGEOPS_COMMIT] = "commit",
@@ -40,18 +41,6 @@ bool imageops_op_from_name(const char *s, enum imageops_op *out)
 		}
 	}
 	return false;
-}
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
 }
 
 static char **argv_build(const char *first, ...)

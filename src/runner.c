@@ -22,6 +22,7 @@
 #include "i18n.h"
 #include "log.h"
 #include "loop.h"
+#include "util.h"
 
 #define RUNNER_CAP (64 * 1024)
 /* After the child exited, a grandchild could still hold the pipes open;
@@ -58,18 +59,6 @@ struct runner {
 	runner_done_cb done;
 	void *data;
 };
-
-static void set_err(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_err(char **err, const char *fmt, ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(err, fmt, ap) < 0)
-		*err = NULL;
-	va_end(ap);
-}
 
 static void buf_append(struct runner_buf *b, const char *s, size_t n)
 {
