@@ -681,6 +681,54 @@ static const char *libconfig_error_text(const char *text)
 }
 
 /* Returns false when the file does not exist and that is fine. */
+/* libconfig 1.5 opens an @include target with fopen() and, when reading it
+ * fails (a directory, `@include ""`), its scanner calls exit(2): the applet
+ * would die on SIGHUP. So every target is checked first, recursively (as
+ * libconfig resolves them: relative to the top file's directory), and
+ * anything that is not a regular file is an error at the @include line.
+ * Missing files are left to libconfig ("cannot open include file"). */
+static bool includes_ok(struct loader *l, const char *path, const char *dir, int depth)
+{
+	if (depth > 10)
+		return true; /* libconfig reports the nesting itself */
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return true;
+	bool ok = true;
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0;
+	while (ok && getline(&line, &cap, f) >= 0) {
+		lineno++;
+		const char *p = line + strspn(line, " \t");
+		if (strncmp(p, "@include", 8) != 0)
+			continue;
+		p += 8 + strspn(p + 8, " \t");
+		if (*p++ != '"')
+			continue;
+		char *name = xstrdup(p), *o = name;
+		for (; *p && *p != '"'; p++)
+			*o++ = *p == '\\' && p[1] ? *++p : *p;
+		*o = '\0';
+		char *target = name[0] == '/' || !dir ? xstrdup(name) : xasprintf("%s/%s", dir, name);
+		struct stat st;
+		if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
+			char *where = xasprintf("%s:%d: %s", path, lineno, target);
+			errlist_add(&l->errors, where, _("cannot read the configuration file: %s"),
+				    strerror(S_ISDIR(st.st_mode) ? EISDIR : EINVAL));
+			free(where);
+			ok = false;
+		} else if (stat(target, &st) == 0) {
+			ok = includes_ok(l, target, dir, depth + 1);
+		}
+		free(target);
+		free(name);
+	}
+	free(line);
+	fclose(f);
+	return ok;
+}
+
 static bool load_file(struct loader *l, const char *path, bool must_exist)
 {
 	struct stat st;
@@ -708,7 +756,9 @@ static bool load_file(struct loader *l, const char *path, bool must_exist)
 		slash[slash == dir ? 1 : 0] = '\0';
 		config_set_include_dir(&lc, dir);
 	}
-	if (config_read_file(&lc, path) != CONFIG_TRUE) {
+	if (!includes_ok(l, path, slash ? dir : NULL, 0)) {
+		/* reported at the @include line */
+	} else if (config_read_file(&lc, path) != CONFIG_TRUE) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
 			errlist_add(&l->errors, path, _("cannot read the configuration file: %s"),
 				    strerror(errno ? errno : EIO));

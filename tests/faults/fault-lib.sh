@@ -148,7 +148,8 @@ fl_wait_sni() { # STATUS [TIMEOUT_S]
 # (GetLayout); disabled ones start with "(disabled) ".
 fl_menu_labels() {
 	"$NT_PY" - "org.kde.StatusNotifierItem-$FL_APP_PID-1" <<'PY'
-import sys, dbus
+import signal, sys, dbus
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # grep -q may stop reading early
 menu = dbus.SessionBus().get_object(sys.argv[1], '/MenuBar')
 rev, layout = menu.GetLayout(0, -1, dbus.Array([], signature='s'),
                              dbus_interface='com.canonical.dbusmenu', timeout=5)
