@@ -67,4 +67,6 @@ cat >"$c/config/include.conf" <<'CONF'
 reconcile_interval = 9999999999;
 CONF
 printf 'vms = ( { name = "x" ' >"$c/config/syntax.conf"
+# Regression: libconfig 1.5 exit(2)ed on an @include of a directory.
+printf '@include ""\nvms = ();\n' >"$c/config/include-dir.conf"
 ls "$c"/* | wc -l
