@@ -687,10 +687,26 @@ static const char *libconfig_error_text(const char *text)
  * libconfig resolves them: relative to the top file's directory), and
  * anything that is not a regular file is an error at the @include line.
  * Missing files are left to libconfig ("cannot open include file"). */
-static bool includes_ok(struct loader *l, const char *path, const char *dir, int depth)
+struct include_seen {
+	char **paths;
+	size_t n;
+};
+
+static bool includes_ok(struct loader *l, const char *path, const char *dir, int depth,
+			struct include_seen *seen)
 {
 	if (depth > 10)
 		return true; /* libconfig reports the nesting itself */
+	/* Each file once: a file including itself several times would
+	 * otherwise cost (includes per file)^depth reads. */
+	for (size_t i = 0; i < seen->n; i++)
+		if (strcmp(seen->paths[i], path) == 0)
+			return true;
+	char **grown = realloc(seen->paths, (seen->n + 1) * sizeof *grown);
+	if (!grown)
+		abort();
+	seen->paths = grown;
+	seen->paths[seen->n++] = xstrdup(path);
 	FILE *f = fopen(path, "re");
 	if (!f)
 		return true;
@@ -719,7 +735,7 @@ static bool includes_ok(struct loader *l, const char *path, const char *dir, int
 			free(where);
 			ok = false;
 		} else if (stat(target, &st) == 0) {
-			ok = includes_ok(l, target, dir, depth + 1);
+			ok = includes_ok(l, target, dir, depth + 1, seen);
 		}
 		free(target);
 		free(name);
@@ -756,7 +772,12 @@ static bool load_file(struct loader *l, const char *path, bool must_exist)
 		slash[slash == dir ? 1 : 0] = '\0';
 		config_set_include_dir(&lc, dir);
 	}
-	if (!includes_ok(l, path, slash ? dir : NULL, 0)) {
+	struct include_seen seen = {0};
+	bool includes_fine = includes_ok(l, path, slash ? dir : NULL, 0, &seen);
+	for (size_t i = 0; i < seen.n; i++)
+		free(seen.paths[i]);
+	free(seen.paths);
+	if (!includes_fine) {
 		/* reported at the @include line */
 	} else if (config_read_file(&lc, path) != CONFIG_TRUE) {
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
