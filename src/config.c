@@ -714,18 +714,33 @@ static bool includes_ok(struct loader *l, const char *path, const char *dir, int
 	char *line = NULL;
 	size_t cap = 0;
 	int lineno = 0;
-	while (ok && getline(&line, &cap, f) >= 0) {
+	ssize_t len;
+	while (ok && (len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
+		const char *end = line + len;
 		const char *p = line + strspn(line, " \t");
 		if (strncmp(p, "@include", 8) != 0)
 			continue;
 		p += 8 + strspn(p + 8, " \t");
-		if (*p++ != '"')
+		if (p >= end || *p++ != '"')
 			continue;
-		char *name = xstrdup(p), *o = name;
-		for (; *p && *p != '"'; p++)
-			*o++ = *p == '\\' && p[1] ? *++p : *p;
-		*o = '\0';
+		/* Escapes, control bytes or NUL in the name: what libconfig would
+		 * open cannot be known for sure, so it is refused. */
+		const char *q = p;
+		bool odd = false;
+		for (; q < end && *q != '"'; q++)
+			odd = odd || (unsigned char)*q < 0x20 || *q == '\\';
+		if (odd || q >= end) {
+			char *where = xasprintf("%s:%d: @include", path, lineno);
+			errlist_add(&l->errors, where, _("cannot read the configuration file: %s"),
+				    strerror(EINVAL));
+			free(where);
+			ok = false;
+			break;
+		}
+		char *name = strndup(p, (size_t)(q - p));
+		if (!name)
+			abort();
 		char *target = name[0] == '/' || !dir ? xstrdup(name) : xasprintf("%s/%s", dir, name);
 		struct stat st;
 		if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
