@@ -741,7 +741,8 @@ static bool includes_ok(struct loader *l, const char *path, const char *dir, int
 		char *name = strndup(p, (size_t)(q - p));
 		if (!name)
 			abort();
-		char *target = name[0] == '/' || !dir ? xstrdup(name) : xasprintf("%s/%s", dir, name);
+		char *target =
+		    name[0] == '/' || !dir ? xstrdup(name) : xasprintf("%s/%s", dir, name);
 		struct stat st;
 		if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
 			char *where = xasprintf("%s:%d: %s", path, lineno, target);
