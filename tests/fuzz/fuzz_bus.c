@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -191,6 +192,9 @@ static char *start_daemon(void)
 	if (pid < 0)
 		die("fork");
 	if (pid == 0) {
+		/* A crash or a timeout ends the fuzzer without atexit handlers:
+		 * the daemon must not outlive it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(fds[1], 1);
 		execlp("dbus-daemon", "dbus-daemon", conf_arg, "--nofork", "--nopidfile",
 		       "--print-address=1", (char *)NULL);
