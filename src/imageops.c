@@ -5,9 +5,12 @@
 #include "imageops.h"
 
 #include <errno.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +183,35 @@ void imageops_rebuild_clear(struct imageops_rebuild *rb)
 	memset(rb, 0, sizeof *rb);
 }
 
+/* Temporary overlays (".NAME.XXXXXX" beside the overlay) left by a rebuild
+ * that was killed before its rename. Only called when a new rebuild of the
+ * same overlay starts: one operation per image at a time (and one instance
+ * per session) means no other rebuild can own them. */
+static void remove_stale_temps(const char *dir, const char *name)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	size_t n = strlen(name);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		const char *s = e->d_name;
+		if (s[0] != '.' || strncmp(s + 1, name, n) != 0 || s[1 + n] != '.' ||
+		    strlen(s + 2 + n) != 6)
+			continue;
+		bool random_suffix = true;
+		for (const char *c = s + 2 + n; *c; c++)
+			random_suffix = random_suffix && isalnum((unsigned char)*c);
+		struct stat st;
+		if (!random_suffix || fstatat(dirfd(d), s, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (unlinkat(dirfd(d), s, 0) == 0)
+			log_info("imageops: removed %s/%s left by an interrupted rebuild", dir, s);
+	}
+	closedir(d);
+}
+
 int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
 			     const char *backing_stored, const char *backing_format, char **err)
 {
@@ -213,12 +245,14 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 	char *copy1 = strdup(overlay), *copy2 = strdup(overlay);
 	char *tmp = NULL;
 	int ret = -ENOMEM;
-	if (!copy1 || !copy2 ||
-	    asprintf(&tmp, "%s/.%s.XXXXXX", dirname(copy1), basename(copy2)) < 0) {
+	const char *dir = copy1 ? dirname(copy1) : NULL;
+	const char *name = copy2 ? basename(copy2) : NULL;
+	if (!dir || !name || asprintf(&tmp, "%s/.%s.XXXXXX", dir, name) < 0) {
 		tmp = NULL;
 		set_err(err, "%s", strerror(ENOMEM));
 		goto error;
 	}
+	remove_stale_temps(dir, name);
 	int fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
