@@ -719,8 +719,10 @@ int main(int argc, char **argv)
 	log_init(getenv("VMO_TEST_VERBOSE") ? LOG_DEBUG : LOG_WARN);
 	/* A private bus: nothing of the desktop's leaks in or out. */
 	char *out = NULL;
-	if (test_sh_out(&out, "dbus-daemon --session --fork --print-address=1 --print-pid=1") !=
-		0 ||
+	if (test_sh_out(&out,
+	                "dbus-daemon --config-file='%s/tests/private-bus.conf' --fork "
+	                "--print-address=1 --print-pid=1",
+	                getenv("VMO_SRC")) != 0 ||
 	    !out) {
 		fprintf(stderr, "cannot start dbus-daemon\n");
 		return 1;

@@ -63,7 +63,7 @@ bench_check_env() {
 
 bench_bus_start() {
 	local out
-	out=$(dbus-daemon --session --fork --print-address=1 --print-pid=1) || bench_fail "cannot start dbus-daemon"
+	out=$(dbus-daemon --config-file="${VMO_SRC:?}/tests/private-bus.conf" --fork --print-address=1 --print-pid=1) || bench_fail "cannot start dbus-daemon"
 	DBUS_SESSION_BUS_ADDRESS=$(printf '%s\n' "$out" | sed -n 1p)
 	BENCH_BUS_PID=$(printf '%s\n' "$out" | sed -n 2p)
 	export DBUS_SESSION_BUS_ADDRESS BENCH_BUS_PID

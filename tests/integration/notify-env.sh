@@ -35,7 +35,7 @@ nt_bus_start() {
 		command -v "$p" >/dev/null 2>&1 || { nt__die "required program '$p' is missing"; return 1; }
 	done
 	"$NT_PY" -c 'import dbusmock' 2>/dev/null || { nt__die "python3-dbusmock is missing"; return 1; }
-	out=$(dbus-daemon --session --fork --print-address=1 --print-pid=1) || return 1
+	out=$(dbus-daemon --config-file="${VMO_SRC:?}/tests/private-bus.conf" --fork --print-address=1 --print-pid=1) || return 1
 	DBUS_SESSION_BUS_ADDRESS=$(printf '%s\n' "$out" | sed -n 1p)
 	NT_BUS_PID=$(printf '%s\n' "$out" | sed -n 2p)
 	export DBUS_SESSION_BUS_ADDRESS NT_BUS_PID

@@ -53,7 +53,8 @@ class Session:
             os.makedirs(self.env[k], mode=0o700, exist_ok=True)
         self.env['LANG'] = self.env['LC_ALL'] = 'C.UTF-8'
         self.env.pop('LANGUAGE', None)
-        p = subprocess.Popen(['dbus-daemon', '--session', '--nofork', '--nopidfile',
+        conf = os.path.join(VMO_SRC, 'tests', 'private-bus.conf')
+        p = subprocess.Popen(['dbus-daemon', '--config-file=' + conf, '--nofork', '--nopidfile',
                               '--print-address=1'], stdout=subprocess.PIPE, env=self.env)
         self.daemon = p
         self.address = p.stdout.readline().decode().strip()
