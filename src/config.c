@@ -582,8 +582,9 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 			      dup->c.line);
 		return;
 	}
-	if (bad)
-		return;
+	/* An entry with errors is still recorded (the errors already make the
+	 * load fail), so that a later entry with the same name is reported
+	 * too: every error at once, not one per --check-config run. */
 	struct vm_build *b = loader_add_vm(l, name);
 	b->c.line = config_setting_source_line(g);
 	b->c.policy = pol;

@@ -466,6 +466,10 @@ static void test_error_duplicate_and_name(void)
 	expect_error("vms = (\n  { name = \"win10\"; },\n  { name = \"lab\"; },\n\n  { name = "
 		     "\"win10\"; }\n);\n",
 		     "%s:5: VM \"win10\" is already defined on line 2");
+	/* The first entry's own error does not hide the duplicate. */
+	expect_error("vms = (\n  { name = \"a\"; policy = \"sometimes\"; },\n  { name = \"a\"; }\n);\n",
+		     "%1$s:2: unknown policy \"sometimes\" (expected ask, commit, discard or keep)\n"
+		     "%1$s:3: VM \"a\" is already defined on line 2");
 	expect_error("vms = (\n  { policy = \"ask\"; }\n);\n", "%s:2: VM entry without \"name\"");
 	expect_error("vms = (\n  { name = \"\"; }\n);\n", "%s:2: the VM name must not be empty");
 }
