@@ -1,0 +1,270 @@
+#!/bin/bash
+# The commit in Plasma's job tracker (issue 6 item 2), end to end: the
+# vmoverlay binary on a private bus (notify-env.sh) with the dbusmock
+# notification server and a second dbusmock instance owning org.kde.kuiserver
+# (jobview-server.py: org.kde.JobViewServer.requestView, and one recorded
+# org.kde.JobViewV2 object per job, built from the interface XML).
+#
+# The VM is a shut-off domain of a per-process test:///ABS/node.xml driver
+# whose overlay holds 64 MiB of data; the commit is asked for through the
+# control interface. qemu_img is the real one behind a wrapper that adds
+# qemu-img's own rate limit (-r) to commits. qemu-img commits through a
+# mirror job that copies 16 MiB (its buffer) at once and then sleeps off the
+# rate limit, so at 16 MiB/s the commit moves on by 25 % each second and
+# lasts ~4 s (with less data than the buffer it would jump to 100 % at once
+# and only then wait).
+#   1. Commit -> requestView("vmoverlay", "vmoverlay", killable); the view
+#      gets its title, the VM field, setPercent values rising to 100, then
+#      terminate("") as its last call; base holds the data.
+#   2. Commit, and the job's cancel button (cancelRequested on the view) once
+#      part of it is merged -> the commit really stops: state "interrupted",
+#      only Resume/Keep offered, the overlay still holds every byte, the
+#      journal is there, the view is terminated with the cancel message and a
+#      "commit cancelled" notification arrives; then Resume (control
+#      interface) -> a new job view that ends with terminate(""), the base
+#      holds the data, the overlay is fresh and empty, the journal is gone.
+set -u
+. "$VMO_SRC/tests/integration/notify-env.sh"
+fail() {
+	echo "FAIL: $*" >&2
+	[ -n "${applog:-}" ] && [ -f "$applog" ] && { echo "--- applet log:"; tail -30 "$applog"; } >&2
+	[ -f "${W:-}/jobview.log" ] && { echo "--- job view server log:"; tail -30 "$W/jobview.log"; } >&2
+	exit 1
+}
+[ -x "${VMO_BIN:-}" ] || fail "VMO_BIN not set or not executable"
+for p in qemu-img qemu-io; do
+	command -v "$p" >/dev/null 2>&1 || fail "required program '$p' is missing"
+done
+NT_NO_TRAP=1
+W=$(mktemp -d)
+app_pid='' jv_pid=''
+cleanup() {
+	[ -n "$app_pid" ] && kill "$app_pid" 2>/dev/null && wait "$app_pid" 2>/dev/null
+	[ -n "$jv_pid" ] && kill "$jv_pid" 2>/dev/null && wait "$jv_pid" 2>/dev/null
+	nt_cleanup
+	rm -rf "$W"
+}
+trap cleanup EXIT
+nt_bus_start || exit 1
+nt_mock_start "" || exit 1
+
+JV=/JobViewServer
+"$NT_PY" -m dbusmock --template "$VMO_SRC/tests/integration/jobview-server.py" -l "$W/jobview.log" \
+	-p "{\"view_xml\": \"$VMO_SRC/dbus-xml/org.kde.JobViewV2.xml\"}" >/dev/null 2>&1 &
+jv_pid=$!
+for _ in $(seq 200); do
+	nt_has_owner org.kde.kuiserver && break
+	sleep 0.05
+done
+nt_has_owner org.kde.kuiserver || fail "the job view server did not start"
+
+# ---- images, domain, configuration ----
+MIB=64
+RATE=$((16 * 1024 * 1024)) # bytes/s: 16 MiB a second, ~4 s in all
+img=$W/img
+mkdir -p "$img" "$W/bin" "$W/config/vmoverlay" "$W/state"
+base=$img/jv-base.qcow2 ov=$img/jv.qcow2
+journal=$W/state/vmoverlay/jv.commit
+make_images() { # OVERLAY_PATTERN: base of 0x11, overlay with MIB MiB of the pattern
+	rm -f "$base" "$ov"
+	qemu-img create -q -f qcow2 "$base" "${MIB}M" &&
+		qemu-io -f qcow2 -c "write -q -P 0x11 0 ${MIB}M" "$base" >/dev/null &&
+		qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$ov" &&
+		qemu-io -f qcow2 -c "write -q -P $1 0 ${MIB}M" "$ov" >/dev/null || fail "cannot make the images"
+}
+holds() { # IMAGE PATTERN: every byte of the first MIB MiB reads as PATTERN
+	local out
+	out=$(qemu-io -r -f qcow2 -c "read -P $2 0 ${MIB}M" "$1" 2>&1) &&
+		! grep -q "verification failed" <<<"$out" && grep -q "^read $((MIB * 1048576))/" <<<"$out"
+}
+cat >"$W/node.xml" <<XML
+<node>
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>jv</name><memory unit='MiB'>64</memory>
+    <os><type arch='x86_64' machine='pc'>hvm</type></os><test:runstate>5</test:runstate>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='$ov'/><target dev='vda' bus='virtio'/></disk></devices>
+  </domain>
+</node>
+XML
+# The real qemu-img; commits get qemu-img's own rate limit so that they last
+# long enough to show progress and to be cancelled.
+real_qemu_img=$(command -v qemu-img)
+cat >"$W/bin/qemu-img" <<WRAP
+#!/bin/bash
+if [ "\$1" = commit ]; then shift; exec "$real_qemu_img" commit -r $RATE "\$@"; fi
+exec "$real_qemu_img" "\$@"
+WRAP
+chmod 755 "$W/bin/qemu-img"
+cat >"$W/config/vmoverlay/vmoverlay.conf" <<CONF
+connect = "test://$W/node.xml";
+reconcile_interval = 0;
+qemu_img = "$W/bin/qemu-img";
+vms = ( { name = "jv"; policy = "ask"; } );
+CONF
+
+# ---- helpers ----
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+ctl() { nt_call io.github.vmoverlay /io/github/vmoverlay "io.github.vmoverlay.Control1.$1" "${@:2}"; }
+# "STATE ACTION,ACTION" of jv as the control interface reports it.
+status_of() {
+	"$NT_PY" - <<'PYEOF' 2>/dev/null
+import dbus
+ctl = dbus.SessionBus().get_object('io.github.vmoverlay', '/io/github/vmoverlay')
+for name, run, flow, policy, size, pct, actions, lines in ctl.Status(
+        dbus_interface='io.github.vmoverlay.Control1'):
+    if name == 'jv':
+        print(flow, ','.join(sorted(actions)))
+PYEOF
+}
+wait_state() { # STATE [TIMEOUT_S]
+	local end=$(($(now_ms) + ${2:-20} * 1000)) s
+	until s=$(status_of) && [ "${s%% *}" = "$1" ]; do
+		[ "$(now_ms)" -lt "$end" ] || fail "jv not '$1' (is '$s')"
+		sleep 0.05
+	done
+}
+# Every call an object of the job view server received, one per line:
+# METHOD<TAB>ARG<TAB>ARG...
+calls() { # PATH
+	"$NT_PY" - "$1" <<'PYEOF'
+import sys, dbus
+obj = dbus.SessionBus().get_object('org.kde.kuiserver', sys.argv[1])
+try:
+    rows = obj.GetCalls(dbus_interface='org.freedesktop.DBus.Mock')
+except dbus.exceptions.DBusException:
+    rows = []  # no such object (yet)
+for _, method, args in rows:
+    print('\t'.join([str(method)] + [str(a) for a in args]))
+PYEOF
+}
+views() { calls "$JV" | grep -c '^requestView' ; }
+wait_views() { # N [TIMEOUT_S]
+	local end=$(($(now_ms) + ${2:-10} * 1000))
+	until [ "$(views)" -ge "$1" ]; do
+		[ "$(now_ms)" -lt "$end" ] || fail "fewer than $1 requestView calls"
+		sleep 0.05
+	done
+}
+percents() { calls "$1" | awk -F'\t' '$1 == "setPercent" {print $2}'; }
+# The checks every job view must pass: it was asked for by "vmoverlay" with
+# its icon and the killable capability, got its title and the VM's name, and
+# its percentages never went down.
+check_view() { # N (its requestView, in order)
+	local path=$JV/JobView_$1 req
+	req=$(calls "$JV" | grep '^requestView' | sed -n "${1}p")
+	[ "$req" = "$(printf 'requestView\tvmoverlay\tvmoverlay\t1')" ] || fail "requestView $1: '$req'"
+	calls "$path" | grep -qx "$(printf 'setInfoMessage\tCommitting jv')" || fail "view $1: no title"
+	calls "$path" | grep -qx "$(printf 'setDescriptionField\t0\tVirtual machine\tjv')" ||
+		fail "view $1: no VM field"
+	percents "$path" | sort -n -c 2>/dev/null || fail "view $1: percent went down: $(percents "$path" | tr '\n' ' ')"
+}
+terminated() { calls "$1" | grep -c '^terminate'; }
+wait_terminated() { # PATH [TIMEOUT_S]
+	local end=$(($(now_ms) + ${2:-10} * 1000))
+	until [ "$(terminated "$1")" -ge 1 ]; do
+		[ "$(now_ms)" -lt "$end" ] || fail "$1 not terminated"
+		sleep 0.05
+	done
+}
+
+applog=
+start_applet() { # LOG
+	applog=$1
+	XDG_CONFIG_HOME=$W/config XDG_STATE_HOME=$W/state LC_ALL=C.UTF-8 LANGUAGE='' \
+		"$VMO_BIN" --verbose >"$applog" 2>&1 &
+	app_pid=$!
+	wait_state clean 20
+}
+stop_applet() {
+	ctl Quit >/dev/null || fail "control Quit"
+	wait "$app_pid"
+	local st=$?
+	app_pid=
+	[ "$st" = 0 ] || fail "the applet exited with $st"
+}
+
+# ---- 1. a commit runs to its end ----
+make_images 0x5a
+start_applet "$W/app1.log"
+t0=$(now_ms)
+ctl Commit jv >/dev/null || fail "control Commit"
+wait_views 1
+wait_state clean 30
+t1=$(now_ms)
+v=$JV/JobView_1
+wait_terminated "$v"
+check_view 1
+[ "$(views)" = 1 ] || fail "one commit, $(views) job views"
+p=$(percents "$v" | tr '\n' ' ')
+[ "$(percents "$v" | sort -un | wc -l)" -ge 3 ] || fail "view 1: too few progress steps: $p"
+[ "$(percents "$v" | tail -1)" = 100 ] || fail "view 1: percent does not end at 100: $p"
+[ "$(calls "$v" | tail -1)" = "$(printf 'terminate\t')" ] ||
+	fail "view 1: last call is not terminate(\"\"): $(calls "$v" | tail -1)"
+[ "$(terminated "$v")" = 1 ] || fail "view 1: terminated $(terminated "$v") times"
+holds "$base" 0x5a || fail "the base lacks the committed data"
+[ ! -e "$journal" ] || fail "journal left after a finished commit"
+stop_applet
+echo "ok finished commit: one job view, percent $p-> terminate(\"\") ($((t1 - t0)) ms)"
+
+# ---- 2. the job's cancel button, then Resume ----
+make_images 0xa5
+start_applet "$W/app2.log"
+notes_before=$(nt_calls Notify | grep -o "jv: commit cancelled" | wc -l)
+ctl Commit jv >/dev/null || fail "control Commit"
+wait_views 2
+v=$JV/JobView_2
+# Press cancel once half is merged (the base is then half-written).
+end=$(($(now_ms) + 20000))
+until [ "$(percents "$v" | tail -1)" -ge 50 ] 2>/dev/null; do
+	[ "$(now_ms)" -lt "$end" ] || fail "view 2: no progress to 50 % ($(percents "$v" | tr '\n' ' '))"
+	sleep 0.02
+done
+[ "$(status_of)" = "committing cancel" ] || fail "before cancel: '$(status_of)'"
+nt_call org.kde.kuiserver "$v" org.freedesktop.DBus.Mock.EmitSignal \
+	org.kde.JobViewV2 cancelRequested '' '[]' >/dev/null || fail "cannot emit cancelRequested"
+wait_state interrupted 10
+[ "$(status_of)" = "interrupted keep,resume" ] || fail "after cancel: '$(status_of)' (want only Resume and Keep)"
+wait_terminated "$v"
+check_view 2
+p=$(percents "$v" | tr '\n' ' ')
+last=$(percents "$v" | tail -1)
+[ "$last" -lt 100 ] || fail "view 2: the cancelled commit reached 100 %: $p"
+term=$(calls "$v" | tail -1)
+case $term in
+"$(printf 'terminate\t')"*"Nothing was lost"*) ;;
+*) fail "view 2: last call is not terminate with the cancel message: '$term'" ;;
+esac
+grep -q "cancel requested from the job view" "$applog" || fail "the applet did not log the job view's cancel"
+for _ in $(seq 100); do
+	[ "$(nt_calls Notify | grep -o "jv: commit cancelled" | wc -l)" -gt "$notes_before" ] && break
+	sleep 0.05
+done
+[ "$(nt_calls Notify | grep -o "jv: commit cancelled" | wc -l)" -gt "$notes_before" ] ||
+	fail "no 'commit cancelled' notification"
+holds "$ov" 0xa5 || fail "the overlay lost data after the cancel"
+holds "$base" 0x11 && fail "the base is untouched: the cancel came before any data moved"
+[ -f "$journal" ] || fail "no commit journal after the cancel"
+cancelled_status=$(XDG_CONFIG_HOME=$W/config XDG_STATE_HOME=$W/state LC_ALL=C.UTF-8 LANGUAGE='' "$VMO_BIN" status 2>&1)
+echo "$cancelled_status" | grep -q "jv.*commit interrupted" ||
+	fail "vmoverlay status does not show the interruption: $cancelled_status"
+echo "$cancelled_status" | sed 's/^/  vmoverlay status: /'
+
+echo "ok cancel from the job view at ${last} % (percent $p): interrupted, overlay intact, journal kept"
+
+ctl Resume jv >/dev/null || fail "control Resume"
+wait_views 3
+wait_state clean 30
+v=$JV/JobView_3
+wait_terminated "$v"
+check_view 3
+p=$(percents "$v" | tr '\n' ' ')
+[ "$(percents "$v" | tail -1)" = 100 ] || fail "view 3: percent does not end at 100: $p"
+[ "$(calls "$v" | tail -1)" = "$(printf 'terminate\t')" ] ||
+	fail "view 3: last call is not terminate(\"\"): $(calls "$v" | tail -1)"
+holds "$base" 0xa5 || fail "the base lacks the data after Resume"
+qemu-io -r -f qcow2 -c "alloc 0 ${MIB}M" "$ov" | grep -q "^0/" || fail "the overlay is not fresh after Resume"
+[ ! -e "$journal" ] || fail "journal left after the resumed commit"
+[ "$(views)" = 3 ] || fail "$(views) job views for three commits"
+stop_applet
+echo "ok resume: a new job view, percent $p-> terminate(\"\"), base holds the data, fresh overlay"
