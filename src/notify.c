@@ -594,8 +594,11 @@ static void on_job_view(GObject *src, GAsyncResult *res, gpointer data)
 	e->job_path = strdup(path);
 	g_variant_unref(v);
 	e->job = JOB_ACTIVE;
+	/* Only the server's cancel button counts: a signal is a broadcast that
+	 * any client can send on any path (another job server's view may even
+	 * use the same path), so the sender must be the job server's name. */
 	e->job_sub = g_dbus_connection_signal_subscribe(
-	    n->conn, NULL, JOB_VIEW_IFACE, "cancelRequested", e->job_path, NULL,
+	    n->conn, JOB_SERVER_NAME, JOB_VIEW_IFACE, "cancelRequested", e->job_path, NULL,
 	    G_DBUS_SIGNAL_FLAGS_NONE, on_job_cancel, e, NULL);
 	/* TRANSLATORS: job title in Plasma's job tracker; %s is the VM */
 	char *title = strdup_printf(_("Committing %s"), e->name);
@@ -614,6 +617,10 @@ static void on_job_view(GObject *src, GAsyncResult *res, gpointer data)
 
 static void job_progress(struct notifier *n, struct vm_entry *e, unsigned percent)
 {
+	/* The view already shows job_percent (sent here or in on_job_view);
+	 * qemu-img repeats its last record many times. */
+	if (e->job == JOB_ACTIVE && percent == e->job_percent)
+		return;
 	e->job_percent = percent;
 	if (e->job == JOB_NONE) {
 		e->job = JOB_REQUESTING;
