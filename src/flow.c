@@ -52,6 +52,9 @@ struct flow_job {
 	bool keep_discarded;
 	uint64_t bytes; /* overlay's allocated bytes before the commit */
 	char *journal;
+	/* Delivers a progress value held back by the rate limit, so the UI
+	 * never stays on a stale figure (armed only while a commit runs). */
+	struct loop_timer *progress_timer;
 };
 
 struct flow {
@@ -226,6 +229,8 @@ static void job_free(struct flow_job *job)
 	if (!job)
 		return;
 	imageops_rebuild_clear(&job->rb);
+	if (job->progress_timer)
+		loop_timer_remove(job->progress_timer);
 	free(job->vm_name);
 	free(job->journal);
 	free(job);
@@ -248,6 +253,23 @@ static void job_end(struct flow_job *job)
 	job_free(job);
 }
 
+static void publish_progress(struct flow_job *job, struct flow_vm *fv, struct vm *vm)
+{
+	fv->last_ui_progress_ms = loop_now_ms();
+	model_changed(job->flow->model);
+	if (job->flow->ui.progress)
+		job->flow->ui.progress(job->flow->ui.data, vm);
+}
+
+static void on_progress_timer(struct loop *loop, struct loop_timer *t, void *data)
+{
+	struct flow_job *job = data;
+	struct flow_vm *fv;
+	struct vm *vm = job_vm(job, &fv);
+	if (vm && vm->flow == FLOW_COMMITTING)
+		publish_progress(job, fv, vm);
+}
+
 static void on_job_progress(void *data, double pct)
 {
 	struct flow_job *job = data;
@@ -257,14 +279,20 @@ static void on_job_progress(void *data, double pct)
 		return;
 	vm->progress = pct;
 	/* Progress records come every ~1 %; the UI (D-Bus signals,
-	 * notifications) gets at most two updates a second. */
-	int64_t now = loop_now_ms();
-	if (now - fv->last_ui_progress_ms < FLOW_UI_PROGRESS_MS && pct < 100)
+	 * notifications) gets at most two updates a second. A value held back
+	 * is delivered when the interval is over. */
+	int64_t wait = fv->last_ui_progress_ms + FLOW_UI_PROGRESS_MS - loop_now_ms();
+	if (wait > 0 && pct < 100) {
+		if (!job->progress_timer)
+			job->progress_timer =
+			    loop_timer_add(job->flow->loop, wait, 0, on_progress_timer, job);
+		else
+			loop_timer_arm(job->progress_timer, wait, 0);
 		return;
-	fv->last_ui_progress_ms = now;
-	model_changed(job->flow->model);
-	if (job->flow->ui.progress)
-		job->flow->ui.progress(job->flow->ui.data, vm);
+	}
+	if (job->progress_timer)
+		loop_timer_arm(job->progress_timer, -1, 0);
+	publish_progress(job, fv, vm);
 }
 
 static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
