@@ -82,16 +82,12 @@ struct errlist {
 	size_t count;
 };
 
-static void errlist_add(struct errlist *e, const char *where, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void errlist_add(struct errlist *e, const char *where, const char *fmt, ...)
+static void errlist_vadd(struct errlist *e, const char *where, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void errlist_vadd(struct errlist *e, const char *where, const char *fmt, va_list ap)
 {
-	va_list ap;
 	char *msg = NULL;
-	va_start(ap, fmt);
-	int r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
+	if (vasprintf(&msg, fmt, ap) < 0)
 		abort();
 	char *line = where ? xasprintf("%s: %s\n", where, msg) : xasprintf("%s\n", msg);
 	free(msg);
@@ -104,6 +100,16 @@ static void errlist_add(struct errlist *e, const char *where, const char *fmt, .
 	e->len += n;
 	e->count++;
 	free(line);
+}
+
+static void errlist_add(struct errlist *e, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errlist_add(struct errlist *e, const char *where, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	errlist_vadd(e, where, fmt, ap);
+	va_end(ap);
 }
 
 /* Hands the collected lines over without the final newline. */
@@ -450,17 +456,12 @@ static void setting_error(struct loader *l, const config_setting_t *s, const cha
     __attribute__((format(printf, 3, 4)));
 static void setting_error(struct loader *l, const config_setting_t *s, const char *fmt, ...)
 {
-	va_list ap;
-	char *msg = NULL;
-	va_start(ap, fmt);
-	int r = vasprintf(&msg, fmt, ap);
-	va_end(ap);
-	if (r < 0)
-		abort();
 	char *where = setting_where(l, s);
-	errlist_add(&l->errors, where, "%s", msg);
+	va_list ap;
+	va_start(ap, fmt);
+	errlist_vadd(&l->errors, where, fmt, ap);
+	va_end(ap);
 	free(where);
-	free(msg);
 }
 
 static void setting_warn_unknown(struct loader *l, const config_setting_t *s)
