@@ -17,6 +17,7 @@ struct virt_watcher;
 struct flow;
 struct notifier;
 struct demo;
+struct term;
 struct statefile;
 typedef struct DBusConnection DBusConnection;
 
@@ -35,6 +36,7 @@ struct app {
 	struct flow *flow;
 	struct notifier *notifier;
 	struct demo *demo;
+	struct term *term; /* the terminal front end (term.c) */
 
 	struct statefile *state; /* $XDG_STATE_HOME/vmoverlay/state */
 	char *state_dir;          /* $XDG_STATE_HOME/vmoverlay */

@@ -132,6 +132,7 @@ enum {
 	OPT_CONFIG,
 	OPT_POLICY,
 	OPT_DEMO,
+	OPT_TERMINAL,
 	OPT_CHECK_CONFIG,
 };
 
@@ -142,6 +143,7 @@ static const struct option cli_options[] = {
     {"config", required_argument, NULL, OPT_CONFIG},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"demo", no_argument, NULL, OPT_DEMO},
+    {"terminal", no_argument, NULL, OPT_TERMINAL},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"verbose", no_argument, NULL, 'v'},
     {"version", no_argument, NULL, 'V'},
@@ -182,6 +184,8 @@ const char *cli_usage(void)
 		 "                     $XDG_CONFIG_HOME/vmoverlay/vmoverlay.conf)\n"
 		 "  --check-config     check the configuration, report and exit\n"
 		 "  --demo             try it out on a simulated VM (no set-up needed)\n"
+		 "  --terminal         ask on this terminal (the default in a terminal\n"
+		 "                     when no tray and no notification server answer)\n"
 		 "  -v, --verbose      log details to standard error\n"
 		 "  -V, --version      print the version and exit\n"
 		 "  -h, --help         print this help and exit\n"
@@ -250,6 +254,8 @@ static const char *cli_run_only_option(const struct cli *cli)
 		return "--policy";
 	if (cli->demo)
 		return "--demo";
+	if (cli->terminal)
+		return "--terminal";
 	if (cli->connect)
 		return "--connect";
 	return NULL;
@@ -297,6 +303,9 @@ bool cli_parse(int argc, char **argv, struct cli *cli, char **err)
 			break;
 		case OPT_DEMO:
 			cli->demo = true;
+			break;
+		case OPT_TERMINAL:
+			cli->terminal = true;
 			break;
 		case OPT_CHECK_CONFIG:
 			check = true;

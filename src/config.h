@@ -57,6 +57,7 @@ struct cli {
 	bool policy_set;
 	enum vmo_policy policy;
 	bool demo;
+	bool terminal;     /* --terminal: ask on the terminal */
 	bool verbose;
 };
 

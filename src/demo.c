@@ -33,6 +33,8 @@ struct demo {
 	char *dir;
 	char *base;
 	char *overlay;
+	char *qemu_img;
+	char *qemu_io;
 	struct app *app;
 	struct loop_timer *tick;
 	int countdown; /* -1 when not counting */
@@ -154,8 +156,8 @@ struct demo *demo_prepare(struct config *cfg, char **err)
 	free(cfg->connect);
 	cfg->connect = connect;
 	cfg->demo = true;
-	free(qemu_img);
-	free(qemu_io);
+	demo->qemu_img = qemu_img;
+	demo->qemu_io = qemu_io;
 	log_info("demo: images in %s (pattern 0x5a in the first MiB of the overlay)", demo->dir);
 	return demo;
 
@@ -239,6 +241,110 @@ void demo_start(struct demo *demo, struct app *app)
 	model_changed(&app->model);
 }
 
+static char *fmt_alloc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt_alloc(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
+/* Runs argv; true when it exited 0. stdout (malloc'd) into *stdout_text
+ * when asked. */
+static bool probe_tool(char *const argv[], char **stdout_text)
+{
+	struct runner_status st = {0};
+	char *rerr = NULL;
+	bool ok = runner_run_sync(argv, NULL, NULL, &st, &rerr) && st.exit_code == 0;
+	if (stdout_text) {
+		*stdout_text = st.all_stdout;
+		st.all_stdout = NULL;
+	}
+	free(rerr);
+	runner_status_clear(&st);
+	return ok;
+}
+
+/* Whether the image at path reads PATTERN in the demo's first MiB (through
+ * its backing chain, as the guest would). */
+static bool reads_pattern(struct demo *demo, const char *path, const char *pattern)
+{
+	char cmd[64];
+	snprintf(cmd, sizeof cmd, "read -P %s 0 1M", pattern);
+	char *out = NULL;
+	char *argv[] = {demo->qemu_io, "-r", "-f", "qcow2", "-c", cmd, (char *)path, NULL};
+	bool ok = probe_tool(argv, &out) && out && strstr(out, "read 1048576/1048576 bytes");
+	free(out);
+	return ok;
+}
+
+/* True when the overlay holds no data of its own (every allocated range is
+ * the base's, depth >= 1). */
+static bool overlay_fresh(struct demo *demo)
+{
+	char *out = NULL;
+	char *argv[] = {demo->qemu_img, "map", "--output=json", "-f", "qcow2", demo->overlay, NULL};
+	bool ok = probe_tool(argv, &out) && out;
+	for (char *p = out; ok && (p = strstr(p, "\"depth\": 0")); p++) {
+		char *end = strchr(p, '}');
+		char *data = strstr(p, "\"data\": true");
+		if (data && (!end || data < end))
+			ok = false;
+	}
+	free(out);
+	return ok;
+}
+
+static bool image_checks(struct demo *demo, const char *path)
+{
+	char *argv[] = {demo->qemu_img, "check", "-q", "-f", "qcow2", (char *)path, NULL};
+	return probe_tool(argv, NULL);
+}
+
+bool demo_report(struct demo *demo, bool committed, bool discarded, char **report)
+{
+	*report = NULL;
+	if (!demo)
+		return false;
+	const char *yes = _("yes"), *no = _("no");
+	bool base_ok = image_checks(demo, demo->base), ov_ok = image_checks(demo, demo->overlay);
+	bool base_has = reads_pattern(demo, demo->base, "0x5a");
+	bool base_empty = reads_pattern(demo, demo->base, "0");
+	bool chain_has = reads_pattern(demo, demo->overlay, "0x5a");
+	bool fresh = overlay_fresh(demo);
+	bool ok;
+	char *what;
+	if (committed) {
+		ok = base_ok && ov_ok && base_has && chain_has && fresh;
+		/* TRANSLATORS: demo end: what a commit proved */
+		what =
+		    fmt_alloc(_("Demo finished: the session's 1 MiB (pattern 0x5a) was committed "
+				"into the base, and the VM starts on a fresh, empty overlay."));
+	} else if (discarded) {
+		ok = base_ok && ov_ok && base_empty && !chain_has && fresh;
+		/* TRANSLATORS: demo end: what a discard proved */
+		what = fmt_alloc(_("Demo finished: the session's 1 MiB (pattern 0x5a) was "
+				   "discarded; the base is unchanged and the overlay is fresh."));
+	} else {
+		ok = base_ok && ov_ok && base_empty && chain_has && !fresh;
+		/* TRANSLATORS: demo end: nothing was changed */
+		what = fmt_alloc(_("Demo finished: nothing was changed; the overlay still holds "
+				   "the session's 1 MiB (pattern 0x5a)."));
+	}
+	/* TRANSLATORS: demo end, checks made with qemu-io/qemu-img: yes/no answers */
+	*report = fmt_alloc(_("%s\n  base holds the session's data: %s\n  overlay holds data of "
+			      "its own: %s\n  qemu-img check of base and overlay: %s\n"
+			      "  The temporary images in %s are removed now."),
+			    what, base_has ? yes : no, fresh ? no : yes,
+			    base_ok && ov_ok ? _("passed") : _("FAILED"), demo->dir);
+	free(what);
+	return ok;
+}
+
 int demo_countdown(const struct demo *demo)
 {
 	return demo ? demo->countdown : -1;
@@ -262,5 +368,7 @@ void demo_destroy(struct demo *demo)
 	free(demo->dir);
 	free(demo->base);
 	free(demo->overlay);
+	free(demo->qemu_img);
+	free(demo->qemu_io);
 	free(demo);
 }

@@ -19,6 +19,13 @@ struct demo *demo_prepare(struct config *cfg, char **err);
 void demo_start(struct demo *demo, struct app *app);
 /* Seconds left before the demo shuts the VM down, -1 when not counting. */
 int demo_countdown(const struct demo *demo);
+/* After the demo's question was answered: checks the images with qemu-io
+ * and qemu-img (the base holds the session's pattern or not, the overlay is
+ * fresh or not, both pass `qemu-img check`) and writes what was proved into
+ * *report (malloc'd, translated). Returns true when the images are what
+ * the outcome promised. Runs the tools synchronously: call it only when the
+ * demo ends. */
+bool demo_report(struct demo *demo, bool committed, bool discarded, char **report);
 void demo_destroy(struct demo *demo); /* NULL ok; removes the temp dir */
 /* The temporary directory holding the demo's images (tests, logs). */
 const char *demo_dir(const struct demo *demo);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "build-config.h"
@@ -24,6 +25,7 @@
 #include "privhelper.h"
 #include "sni.h"
 #include "statefile.h"
+#include "term.h"
 #include "virt.h"
 
 bool app_reload_config(struct app *app)
@@ -32,7 +34,8 @@ bool app_reload_config(struct app *app)
 	struct config *next = config_load(&app->cli, NULL, &err);
 	if (!next) {
 		log_err("configuration reload failed, keeping the old one: %s", err ? err : "");
-		notifier_error(app->notifier, _("vmoverlay: configuration not reloaded"), err ? err : "");
+		notifier_error(app->notifier, _("vmoverlay: configuration not reloaded"),
+			       err ? err : "");
 		free(err);
 		return false;
 	}
@@ -49,14 +52,15 @@ bool app_reload_config(struct app *app)
 	flow_reconfigure(app->flow, next);
 	config_free(old);
 	log_info("configuration reloaded from %s (%zu VMs)", next->path ? next->path : "(defaults)",
-	         next->n_vms);
+		 next->n_vms);
 	return true;
 }
 
 void app_quit(struct app *app, int code)
 {
 	if (app->flow && flow_busy(app->flow))
-		log_warn("quitting while an operation runs; its journal lets the next start resume it");
+		log_warn(
+		    "quitting while an operation runs; its journal lets the next start resume it");
 	loop_quit(app->loop, code);
 }
 
@@ -111,6 +115,99 @@ static void virt_updated(void *data, struct vm *vm)
 	flow_on_domain_updated(app->flow, vm);
 }
 
+static bool bus_has_owner(DBusConnection *conn, const char *name)
+{
+	DBusError derr;
+	dbus_error_init(&derr);
+	/* A round trip to the bus daemon itself, which always answers. */
+	bool has = dbus_bus_name_has_owner(conn, name, &derr);
+	dbus_error_free(&derr);
+	return has;
+}
+
+/* Whether a tray host or a notification server can take a question. */
+static bool desktop_present(void *data)
+{
+	struct app *app = data;
+	if ((app->sni && sni_registered(app->sni)) ||
+	    (app->notifier && notifier_server_ok(app->notifier)))
+		return true;
+	return app->conn && (bus_has_owner(app->conn, SNI_WATCHER_NAME) ||
+			     bus_has_owner(app->conn, "org.freedesktop.Notifications"));
+}
+
+/* The flow's UI hooks go to both front ends: notifications (and through
+ * them Plasma's job tracker) and the terminal, which speaks only when it
+ * should (term.c). */
+static void term_done(void *data, struct vm *vm, enum term_outcome outcome);
+
+static void ui_prompt(void *data, struct vm *vm)
+{
+	struct app *app = data;
+	notifier_prompt(app->notifier, vm);
+	term_prompt(app->term, vm);
+	/* The demo must end wherever it runs: with no one to ask (no terminal
+	 * on standard input, no tray, no notification server) it says so and
+	 * ends instead of waiting for ever. */
+	if (app->demo && !term_speaks(app->term) && !desktop_present(app))
+		term_done(app, vm, TERM_NO_ANSWER);
+}
+
+static void ui_withdraw(void *data, struct vm *vm)
+{
+	struct app *app = data;
+	notifier_withdraw(app->notifier, vm);
+	term_withdraw(app->term, vm);
+}
+
+static void ui_progress(void *data, struct vm *vm)
+{
+	struct app *app = data;
+	notifier_progress(app->notifier, vm);
+	term_progress(app->term, vm);
+}
+
+static void ui_result(void *data, struct vm *vm, enum flow_result res, unsigned long long bytes,
+		      const char *msg)
+{
+	struct app *app = data;
+	notifier_result(app->notifier, vm, res, bytes, msg);
+	term_result(app->term, vm, res, bytes, msg);
+}
+
+static void term_engage(void *data)
+{
+	struct app *app = data;
+	/* The terminal is the user's screen now: only warnings in the log. */
+	if (!app->cli.verbose)
+		log_set_level(LOG_WARN);
+}
+
+/* A question the terminal asked ended. In demo mode that is the end of the
+ * demo: say what it proved and leave nothing behind. */
+static void term_done(void *data, struct vm *vm, enum term_outcome outcome)
+{
+	struct app *app = data;
+	(void)vm;
+	if (!app->demo)
+		return;
+	if (outcome == TERM_NO_ANSWER) {
+		printf("%s\n", _("Nobody can answer here: no terminal, no tray and no notification "
+				 "server. The demo ends without changing anything; run it in a "
+				 "terminal or in a Plasma session to choose."));
+		fflush(stdout);
+		app_quit(app, 0);
+		return;
+	}
+	char *report = NULL;
+	bool ok =
+	    demo_report(app->demo, outcome == TERM_COMMITTED, outcome == TERM_DISCARDED, &report);
+	printf("%s\n", report ? report : "");
+	fflush(stdout);
+	free(report);
+	app_quit(app, ok && outcome != TERM_FAILED ? 0 : 1);
+}
+
 static int run_check_config(const struct cli *cli)
 {
 	char *err = NULL;
@@ -122,8 +219,9 @@ static int run_check_config(const struct cli *cli)
 	}
 	char *path = cfg->path ? strdup(cfg->path) : config_default_path();
 	/* TRANSLATORS: --check-config success: file name, number of VMs */
-	printf(P_("%s: configuration OK (%zu VM)\n", "%s: configuration OK (%zu VMs)\n", cfg->n_vms),
-	       path ? path : "", cfg->n_vms);
+	printf(
+	    P_("%s: configuration OK (%zu VM)\n", "%s: configuration OK (%zu VMs)\n", cfg->n_vms),
+	    path ? path : "", cfg->n_vms);
 	free(path);
 	config_free(cfg);
 	return 0;
@@ -136,7 +234,7 @@ static bool connect_session_bus(struct app *app)
 	app->conn = dbus_bus_get_private(DBUS_BUS_SESSION, &derr);
 	if (!app->conn) {
 		fprintf(stderr, _("vmoverlay: cannot connect to the session bus: %s\n"),
-		        derr.message ? derr.message : "");
+			derr.message ? derr.message : "");
 		dbus_error_free(&derr);
 		return false;
 	}
@@ -147,6 +245,7 @@ static bool connect_session_bus(struct app *app)
 
 static void app_teardown(struct app *app)
 {
+	term_destroy(app->term);
 	sni_destroy(app->sni);
 	menu_destroy(app->menu);
 	control_destroy(app->control);
@@ -185,7 +284,8 @@ static int run_applet(struct app *app)
 	if (app->cli.demo || app->config->demo) {
 		app->demo = demo_prepare(app->config, &err);
 		if (!app->demo) {
-			fprintf(stderr, _("vmoverlay: cannot prepare the demo: %s\n"), err ? err : "");
+			fprintf(stderr, _("vmoverlay: cannot prepare the demo: %s\n"),
+				err ? err : "");
 			free(err);
 			return 1;
 		}
@@ -208,7 +308,7 @@ static int run_applet(struct app *app)
 	app->state = app->state_dir ? statefile_open(app->state_dir) : NULL;
 	if (!app->state) {
 		fprintf(stderr, _("vmoverlay: cannot open the state directory %s: %s\n"),
-		        app->state_dir ? app->state_dir : "?", strerror(errno));
+			app->state_dir ? app->state_dir : "?", strerror(errno));
 		return 1;
 	}
 	if (!model_init(&app->model, app->loop, app->config))
@@ -227,17 +327,17 @@ static int run_applet(struct app *app)
 	app->notifier = notifier_create(app);
 
 	struct flow_ui ui = {
-		.prompt = notifier_prompt,
-		.withdraw = notifier_withdraw,
-		.progress = notifier_progress,
-		.result = notifier_result,
-		.data = app->notifier,
+	    .prompt = ui_prompt,
+	    .withdraw = ui_withdraw,
+	    .progress = ui_progress,
+	    .result = ui_result,
+	    .data = app,
 	};
 	struct virt_events events = {
-		.stopped = virt_stopped,
-		.started = virt_started,
-		.updated = virt_updated,
-		.data = app,
+	    .stopped = virt_stopped,
+	    .started = virt_started,
+	    .updated = virt_updated,
+	    .data = app,
 	};
 	app->virt = virt_watcher_create(app->loop, &app->model, app->config, app->state, &events);
 	app->flow = flow_create(app->loop, &app->model, app->config, app->state, app->virt, &ui);
@@ -257,11 +357,24 @@ static int run_applet(struct app *app)
 		free(err);
 		return 1;
 	}
+	/* The terminal front end: asks when no desktop UI can (term.c). */
+	app->term = term_create(app->loop, &app->model, app->flow, STDIN_FILENO, STDOUT_FILENO,
+				app->cli.terminal,
+				&(struct term_hooks){.desktop_present = desktop_present,
+						     .engage = term_engage,
+						     .done = term_done,
+						     .data = app});
+	if (!app->term)
+		return 1;
+	/* On a terminal (or with --terminal) the user reads standard output:
+	 * the developer log keeps to warnings unless --verbose. */
+	if (app->cli.terminal || (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)))
+		term_engage(app);
 	if (app->demo)
 		demo_start(app->demo, app);
 
 	log_info("vmoverlay %s: %zu VM(s), libvirt %s, config %s", VMO_VERSION, app->config->n_vms,
-	         app->config->connect, app->config->path ? app->config->path : "(defaults)");
+		 app->config->connect, app->config->path ? app->config->path : "(defaults)");
 	return loop_run(app->loop);
 }
 

@@ -10,3 +10,8 @@ vmo_script_test(NAME it_notify_demo COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integrat
 # notification and through the menu, restart withdraws, no server at all.
 vmo_script_test(NAME it_notify_vm COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/notify-vm.sh
   LABELS integration notify libvirt TIMEOUT 300)
+# The terminal front end through a real pseudo-terminal (issue 15 item 1):
+# a real VM answered on the terminal, the demo ending by itself with and
+# without a terminal; as the unprivileged test user.
+vmo_script_test(NAME it_terminal COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/terminal.sh
+  LABELS integration libvirt TIMEOUT 600)
