@@ -144,15 +144,15 @@ static char *escape_mnemonic(const char *s)
 
 /* Builds one item with id from key = "vm\x1frole" (vm may be NULL). */
 static struct menu_item *add_item(struct menu *menu, struct menu_item *parent, enum item_kind kind,
-                                  const char *vm, const char *role_key, const char *label,
-                                  bool escape)
+				  const char *vm, const char *role_key, const char *label,
+				  bool escape)
 {
 	char *key = NULL;
 	if (asprintf(&key, "%s\x1f%s", vm ? vm : "", role_key) < 0)
 		return NULL;
 	struct menu_item *it = calloc(1, sizeof(*it));
 	struct menu_item **grown =
-		realloc(parent->children, (parent->n_children + 1) * sizeof(*grown));
+	    realloc(parent->children, (parent->n_children + 1) * sizeof(*grown));
 	if (grown)
 		parent->children = grown;
 	if (!it || !grown)
@@ -186,9 +186,8 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 	if (!sub)
 		return false;
 	char line[512];
-	struct menu_item *it =
-		add_item(menu, sub, KIND_STANDARD, vm->name, "state",
-		         vm_summary_line(vm, line, sizeof line), true);
+	struct menu_item *it = add_item(menu, sub, KIND_STANDARD, vm->name, "state",
+					vm_summary_line(vm, line, sizeof line), true);
 	if (!it)
 		return false;
 	it->role = ROLE_STATE;
@@ -201,17 +200,17 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		enum vm_action action;
 		const char *label;
 	} actions[] = {
-		{"commit", ACT_COMMIT, N_("_Commit changes into base…")},
-		{"discard", ACT_DISCARD, N_("_Discard changes")},
-		{"keep", ACT_KEEP, N_("_Keep for now")},
-		{"resume", ACT_RESUME, N_("_Resume commit")},
-		{"retry", ACT_RETRY, N_("Re_try")},
-		{"undo", ACT_UNDO_DISCARD, N_("_Undo discard")},
-		{"cancel", ACT_CANCEL, N_("C_ancel commit")},
+	    {"commit", ACT_COMMIT, N_("_Commit changes into base…")},
+	    {"discard", ACT_DISCARD, N_("_Discard changes")},
+	    {"keep", ACT_KEEP, N_("_Keep for now")},
+	    {"resume", ACT_RESUME, N_("_Resume commit")},
+	    {"retry", ACT_RETRY, N_("Re_try")},
+	    {"undo", ACT_UNDO_DISCARD, N_("_Undo discard")},
+	    {"cancel", ACT_CANCEL, N_("C_ancel commit")},
 	};
 	for (size_t i = 0; i < sizeof actions / sizeof *actions; i++) {
 		it = add_item(menu, sub, KIND_STANDARD, vm->name, actions[i].key,
-		              _(actions[i].label), false);
+			      _(actions[i].label), false);
 		if (!it)
 			return false;
 		it->role = ROLE_ACTION;
@@ -241,20 +240,19 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		return false;
 
 	struct menu_item *pol = add_item(menu, sub, KIND_SUBMENU, vm->name, "policy",
-	                                 C_("menu", "_When it shuts down"), false);
+					 C_("menu", "_When it shuts down"), false);
 	if (!pol)
 		return false;
 	static const char *const policy_labels[POLICY_COUNT] = {
-		[POLICY_ASK] = N_("_Ask"),
-		[POLICY_COMMIT] = N_("_Commit"),
-		[POLICY_DISCARD] = N_("_Discard"),
-		[POLICY_KEEP] = N_("_Keep"),
+	    [POLICY_ASK] = N_("_Ask"),
+	    [POLICY_COMMIT] = N_("_Commit"),
+	    [POLICY_DISCARD] = N_("_Discard"),
+	    [POLICY_KEEP] = N_("_Keep"),
 	};
 	for (int p = 0; p < POLICY_COUNT; p++) {
 		char key[32];
 		snprintf(key, sizeof key, "policy-%s", policy_name((enum vmo_policy)p));
-		it = add_item(menu, pol, KIND_RADIO, vm->name, key,
-		              _(policy_labels[p]), false);
+		it = add_item(menu, pol, KIND_RADIO, vm->name, key, _(policy_labels[p]), false);
 		if (!it)
 			return false;
 		it->role = ROLE_POLICY;
@@ -263,7 +261,7 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		it->enabled = menu->app->flow != NULL;
 	}
 	it = add_item(menu, sub, KIND_STANDARD, vm->name, "virt-manager",
-	              C_("menu", "_Open in virt-manager"), false);
+		      C_("menu", "_Open in virt-manager"), false);
 	if (!it)
 		return false;
 	it->role = ROLE_VIRT_MANAGER;
@@ -286,7 +284,7 @@ static struct menu_item *build_tree(struct menu *menu)
 			goto error;
 	if (m->n_vms == 0) {
 		it = add_item(menu, root, KIND_STANDARD, NULL, "no-vms",
-		              C_("menu", "No virtual machines configured"), false);
+			      C_("menu", "No virtual machines configured"), false);
 		if (!it)
 			goto error;
 		it->enabled = false;
@@ -294,11 +292,11 @@ static struct menu_item *build_tree(struct menu *menu)
 	if (!add_item(menu, root, KIND_SEPARATOR, NULL, "sep-global", NULL, false))
 		goto error;
 	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "reload",
-	                    C_("menu", "_Reload configuration"), false)))
+			    C_("menu", "_Reload configuration"), false)))
 		goto error;
 	it->role = ROLE_RELOAD;
-	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "about", C_("menu", "_About vmoverlay"),
-	                    false)))
+	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "about",
+			    C_("menu", "_About vmoverlay"), false)))
 		goto error;
 	it->role = ROLE_ABOUT;
 	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "quit", C_("menu", "_Quit"), false)))
@@ -356,34 +354,50 @@ static bool put_entry(DBusMessageIter *dict, const char *key, int type, const vo
 	       dbus_message_iter_close_container(dict, &entry);
 }
 
-/* Every item always carries enabled and visible: Plasma keeps omitted
- * keys at their old value on refresh instead of resetting them. */
+/* Which properties an item carries. PROPS_FULL: every one (updates,
+ * explicit requests). PROPS_LEAN (GetLayout / GetGroupProperties asking
+ * for "all"): the DBusMenu convention, only what differs from the default
+ * ("enabled" and "visible" true, an unchecked radio's "toggle-state"
+ * are left out).
+ *
+ * Why that is safe with Plasma: its importer (libdbusmenuqt,
+ * slotGetLayoutFinished) updates an existing action only from the keys a
+ * layout carries, so an omitted key keeps its old value there. Every
+ * change therefore goes out as ItemsPropertiesUpdated with PROPS_FULL
+ * (explicit enabled/visible), emitted before any later GetLayout reply: a
+ * host on the bus has the current value before it reads a lean layout, and
+ * a host that connects later creates its actions from defaults. */
+enum props_mode { PROPS_FULL, PROPS_LEAN };
+
 static bool put_props(DBusMessageIter *it, const struct menu_item *item, const char *const *names,
-                      size_t n_names)
+		      size_t n_names, enum props_mode mode)
 {
 	DBusMessageIter dict;
 	if (!dbus_message_iter_open_container(it, DBUS_TYPE_ARRAY, "{sv}", &dict))
 		return false;
 	bool ok = true;
+	bool lean = mode == PROPS_LEAN && n_names == 0;
 	dbus_bool_t enabled = item->enabled, visible = item->visible;
 	if (item->kind == KIND_SEPARATOR && wanted("type", names, n_names))
 		ok = ok && put_entry(&dict, "type", DBUS_TYPE_STRING, &(const char *){"separator"});
 	if (item->label && wanted("label", names, n_names))
 		ok = ok && put_entry(&dict, "label", DBUS_TYPE_STRING, &item->label);
-	if (wanted("enabled", names, n_names))
+	if (!(lean && enabled) && wanted("enabled", names, n_names))
 		ok = ok && put_entry(&dict, "enabled", DBUS_TYPE_BOOLEAN, &enabled);
-	if (wanted("visible", names, n_names))
+	if (!(lean && visible) && wanted("visible", names, n_names))
 		ok = ok && put_entry(&dict, "visible", DBUS_TYPE_BOOLEAN, &visible);
 	if ((item->kind == KIND_SUBMENU || item->kind == KIND_ROOT) &&
 	    wanted("children-display", names, n_names))
-		ok = ok &&
-		     put_entry(&dict, "children-display", DBUS_TYPE_STRING, &(const char *){"submenu"});
+		ok = ok && put_entry(&dict, "children-display", DBUS_TYPE_STRING,
+				     &(const char *){"submenu"});
 	if (item->kind == KIND_RADIO) {
+		/* Lean: an unchecked radio leaves toggle-state out (a new
+		 * action starts unchecked; a change is always sent in full). */
 		dbus_int32_t state = item->toggle;
 		if (wanted("toggle-type", names, n_names))
-			ok = ok &&
-			     put_entry(&dict, "toggle-type", DBUS_TYPE_STRING, &(const char *){"radio"});
-		if (wanted("toggle-state", names, n_names))
+			ok = ok && put_entry(&dict, "toggle-type", DBUS_TYPE_STRING,
+					     &(const char *){"radio"});
+		if (!(lean && state == 0) && wanted("toggle-state", names, n_names))
 			ok = ok && put_entry(&dict, "toggle-state", DBUS_TYPE_INT32, &state);
 	}
 	if (!ok) {
@@ -395,14 +409,14 @@ static bool put_props(DBusMessageIter *it, const struct menu_item *item, const c
 
 /* (ia{sv}av), children as variants of the same, depth levels deep (-1 all). */
 static bool put_layout(DBusMessageIter *it, const struct menu_item *item, int depth,
-                       const char *const *names, size_t n_names)
+		       const char *const *names, size_t n_names)
 {
 	DBusMessageIter st, arr, var;
 	dbus_int32_t id = item->id;
 	if (!dbus_message_iter_open_container(it, DBUS_TYPE_STRUCT, NULL, &st))
 		return false;
 	if (!dbus_message_iter_append_basic(&st, DBUS_TYPE_INT32, &id) ||
-	    !put_props(&st, item, names, n_names) ||
+	    !put_props(&st, item, names, n_names, PROPS_LEAN) ||
 	    !dbus_message_iter_open_container(&st, DBUS_TYPE_ARRAY, "v", &arr)) {
 		dbus_message_iter_abandon_container(it, &st);
 		return false;
@@ -411,7 +425,7 @@ static bool put_layout(DBusMessageIter *it, const struct menu_item *item, int de
 		if (!dbus_message_iter_open_container(&arr, DBUS_TYPE_VARIANT, "(ia{sv}av)", &var))
 			goto error;
 		if (!put_layout(&var, item->children[i], depth < 0 ? -1 : depth - 1, names,
-		                n_names)) {
+				n_names)) {
 			dbus_message_iter_abandon_container(&arr, &var);
 			goto error;
 		}
@@ -463,7 +477,7 @@ static bool append_updates(void *data, DBusMessageIter *it)
 		if (!dbus_message_iter_open_container(&arr, DBUS_TYPE_STRUCT, NULL, &st))
 			goto error;
 		if (!dbus_message_iter_append_basic(&st, DBUS_TYPE_INT32, &id) ||
-		    !put_props(&st, b->items[i], NULL, 0)) {
+		    !put_props(&st, b->items[i], NULL, 0, PROPS_FULL)) {
 			dbus_message_iter_abandon_container(&arr, &st);
 			goto error;
 		}
@@ -517,8 +531,8 @@ static bool children_differ(const struct menu_item *a, const struct menu_item *b
 /* Walks the new tree: containers whose child list changed go into parents,
  * items whose properties changed (or that sit under force_parent) into b. */
 static void diff_tree(const struct menu_item *old_root, const struct menu_item *it,
-                      int32_t force_parent, struct update_batch *b, int32_t **parents,
-                      size_t *n_parents, bool under_force)
+		      int32_t force_parent, struct update_batch *b, int32_t **parents,
+		      size_t *n_parents, bool under_force)
 {
 	const struct menu_item *old = find_item((struct menu_item *)old_root, it->id);
 	if (old && (under_force || props_differ(old, it))) {
@@ -528,7 +542,8 @@ static void diff_tree(const struct menu_item *old_root, const struct menu_item *
 			b->items[b->n++] = it;
 		}
 	}
-	if (old && (it->kind == KIND_ROOT || it->kind == KIND_SUBMENU) && children_differ(old, it)) {
+	if (old && (it->kind == KIND_ROOT || it->kind == KIND_SUBMENU) &&
+	    children_differ(old, it)) {
 		int32_t *grown = realloc(*parents, (*n_parents + 1) * sizeof(*grown));
 		if (grown) {
 			*parents = grown;
@@ -537,7 +552,7 @@ static void diff_tree(const struct menu_item *old_root, const struct menu_item *
 	}
 	for (size_t i = 0; i < it->n_children; i++)
 		diff_tree(old_root, it->children[i], force_parent, b, parents, n_parents,
-		          it->id == force_parent && force_parent > 0);
+			  it->id == force_parent && force_parent > 0);
 }
 
 /* Rebuilds from the model and tells hosts what changed. force_parent > 0:
@@ -566,13 +581,13 @@ static void menu_rebuild(struct menu *menu, int32_t force_parent)
 		struct layout_update u = {.revision = ++menu->revision};
 		for (size_t i = 0; i < n_parents; i++) {
 			u.parent = parents[i];
-			bus_emit_signal(menu->bus, MENU_OBJECT_PATH, MENU_INTERFACE, "LayoutUpdated",
-			                append_layout_updated, &u);
+			bus_emit_signal(menu->bus, MENU_OBJECT_PATH, MENU_INTERFACE,
+					"LayoutUpdated", append_layout_updated, &u);
 		}
 	}
 	if (b.n > 0)
-		bus_emit_signal(menu->bus, MENU_OBJECT_PATH, MENU_INTERFACE, "ItemsPropertiesUpdated",
-		                append_updates, &b);
+		bus_emit_signal(menu->bus, MENU_OBJECT_PATH, MENU_INTERFACE,
+				"ItemsPropertiesUpdated", append_updates, &b);
 	free(b.items);
 	free(parents);
 	item_free(old);
@@ -591,24 +606,25 @@ static void on_about_reply(void *data, DBusMessage *reply)
 	menu->about_call = NULL;
 	if (dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR)
 		log_warn("About: no notification server answered (%s)",
-		         dbus_message_get_error_name(reply));
+			 dbus_message_get_error_name(reply));
 }
 
 static void show_about(struct menu *menu)
 {
-	DBusMessage *msg = dbus_message_new_method_call(
-		"org.freedesktop.Notifications", "/org/freedesktop/Notifications",
-		"org.freedesktop.Notifications", "Notify");
+	DBusMessage *msg = dbus_message_new_method_call("org.freedesktop.Notifications",
+							"/org/freedesktop/Notifications",
+							"org.freedesktop.Notifications", "Notify");
 	if (!msg)
 		return;
 	const char *app_name = "vmoverlay", *icon = "vmoverlay";
 	const char *summary = _("About vmoverlay");
 	char *body = NULL;
 	/* TRANSLATORS: About text; %s is the version */
-	if (asprintf(&body, _("vmoverlay %s\nGuards libvirt virtual machines that run on a "
-	                      "disposable overlay: when one shuts down it asks whether to commit "
-	                      "the session's changes into the base image or discard them."),
-	             VMO_VERSION) < 0)
+	if (asprintf(&body,
+		     _("vmoverlay %s\nGuards libvirt virtual machines that run on a "
+		       "disposable overlay: when one shuts down it asks whether to commit "
+		       "the session's changes into the base image or discard them."),
+		     VMO_VERSION) < 0)
 		body = NULL;
 	const char *body_c = body ? body : "";
 	dbus_uint32_t replaces = 0;
@@ -616,15 +632,15 @@ static void show_about(struct menu *menu)
 	DBusMessageIter it, arr;
 	dbus_message_iter_init_append(msg, &it);
 	bool ok = dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &app_name) &&
-	          dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &replaces) &&
-	          dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &icon) &&
-	          dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &summary) &&
-	          dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &body_c) &&
-	          dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "s", &arr) &&
-	          dbus_message_iter_close_container(&it, &arr) &&
-	          dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &arr) &&
-	          dbus_message_iter_close_container(&it, &arr) &&
-	          dbus_message_iter_append_basic(&it, DBUS_TYPE_INT32, &timeout);
+		  dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &replaces) &&
+		  dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &icon) &&
+		  dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &summary) &&
+		  dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &body_c) &&
+		  dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "s", &arr) &&
+		  dbus_message_iter_close_container(&it, &arr) &&
+		  dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &arr) &&
+		  dbus_message_iter_close_container(&it, &arr) &&
+		  dbus_message_iter_append_basic(&it, DBUS_TYPE_INT32, &timeout);
 	if (ok) {
 		bus_call_cancel(menu->about_call);
 		menu->about_call = bus_call_async(menu->bus, msg, 5000, on_about_reply, menu);
@@ -662,10 +678,10 @@ static void on_child_exit(struct loop *loop, pid_t pid, int status, void *data)
 static void open_virt_manager(struct menu *menu, const char *vm)
 {
 	const char *uri = menu->app->config && menu->app->config->connect
-	                          ? menu->app->config->connect
-	                          : "qemu:///system";
-	char *argv[] = {"virt-manager", "--connect", (char *)uri, "--show-domain-console",
-	                (char *)vm, NULL};
+			      ? menu->app->config->connect
+			      : "qemu:///system";
+	char *argv[] = {"virt-manager",          "--connect", (char *)uri,
+			"--show-domain-console", (char *)vm,  NULL};
 	size_t n_env = 0;
 	while (environ[n_env])
 		n_env++;
@@ -690,8 +706,8 @@ static void open_virt_manager(struct menu *menu, const char *vm)
 	 * inherit that mask. */
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr,
-	                         POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+					    POSIX_SPAWN_SETSIGDEF);
 	pid_t pid;
 	int r = posix_spawnp(&pid, "virt-manager", NULL, &attr, argv, envp);
 	posix_spawnattr_destroy(&attr);
@@ -920,7 +936,7 @@ static DBusMessage *on_get_group_properties(void *data, DBusMessage *msg)
 		dbus_int32_t id = item->id;
 		ok = dbus_message_iter_open_container(&arr, DBUS_TYPE_STRUCT, NULL, &st) &&
 		     dbus_message_iter_append_basic(&st, DBUS_TYPE_INT32, &id) &&
-		     put_props(&st, item, names, n_names) &&
+		     put_props(&st, item, names, n_names, PROPS_LEAN) &&
 		     dbus_message_iter_close_container(&arr, &st);
 	}
 	if (ok)
@@ -940,7 +956,7 @@ static DBusMessage *on_get_property(void *data, DBusMessage *msg)
 	dbus_int32_t id;
 	const char *name;
 	dbus_message_get_args(msg, NULL, DBUS_TYPE_INT32, &id, DBUS_TYPE_STRING, &name,
-	                      DBUS_TYPE_INVALID);
+			      DBUS_TYPE_INVALID);
 	struct menu_item *item = find_item(menu->root, id);
 	if (!item)
 		return unknown_id(msg, id);
@@ -952,13 +968,13 @@ static DBusMessage *on_get_property(void *data, DBusMessage *msg)
 		return NULL;
 	const char *names[] = {name};
 	dbus_message_iter_init_append(tmp, &it);
-	if (!put_props(&it, item, names, 1))
+	if (!put_props(&it, item, names, 1, PROPS_FULL))
 		goto out;
 	dbus_message_iter_init(tmp, &it);
 	dbus_message_iter_recurse(&it, &dict);
 	if (dbus_message_iter_get_arg_type(&dict) != DBUS_TYPE_DICT_ENTRY) {
 		reply = bus_error(msg, DBUS_ERROR_INVALID_ARGS, "Menu item %d has no property %s",
-		                  (int)id, name);
+				  (int)id, name);
 		goto out;
 	}
 	dbus_message_iter_recurse(&dict, &entry);
@@ -1039,12 +1055,13 @@ static DBusMessage *on_event_group(void *data, DBusMessage *msg)
 	}
 	DBusMessage *reply;
 	if (n_events > 0 && n_errors == n_events) {
-		reply = bus_error(msg, DBUS_ERROR_INVALID_ARGS, "No menu item with any of these ids");
+		reply =
+		    bus_error(msg, DBUS_ERROR_INVALID_ARGS, "No menu item with any of these ids");
 	} else {
 		reply = dbus_message_new_method_return(msg);
 		const int32_t *ev = errors;
 		if (reply && !dbus_message_append_args(reply, DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &ev,
-		                                       (int)n_errors, DBUS_TYPE_INVALID)) {
+						       (int)n_errors, DBUS_TYPE_INVALID)) {
 			dbus_message_unref(reply);
 			reply = NULL;
 		}
@@ -1091,8 +1108,8 @@ static DBusMessage *on_about_to_show_group(void *data, DBusMessage *msg)
 	DBusMessage *reply = dbus_message_new_method_return(msg);
 	const int32_t *none = errors, *ev = errors;
 	if (reply && !dbus_message_append_args(reply, DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &none, 0,
-	                                       DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &ev, n_errors,
-	                                       DBUS_TYPE_INVALID)) {
+					       DBUS_TYPE_ARRAY, DBUS_TYPE_INT32, &ev, n_errors,
+					       DBUS_TYPE_INVALID)) {
 		dbus_message_unref(reply);
 		reply = NULL;
 	}
@@ -1137,28 +1154,28 @@ static bool get_icon_theme_path(void *data, DBusMessageIter *it)
 }
 
 static const struct bus_method menu_methods[] = {
-	{"GetLayout", on_get_layout},
-	{"GetGroupProperties", on_get_group_properties},
-	{"GetProperty", on_get_property},
-	{"Event", on_event},
-	{"EventGroup", on_event_group},
-	{"AboutToShow", on_about_to_show},
-	{"AboutToShowGroup", on_about_to_show_group},
-	{NULL, NULL},
+    {"GetLayout", on_get_layout},
+    {"GetGroupProperties", on_get_group_properties},
+    {"GetProperty", on_get_property},
+    {"Event", on_event},
+    {"EventGroup", on_event_group},
+    {"AboutToShow", on_about_to_show},
+    {"AboutToShowGroup", on_about_to_show_group},
+    {NULL, NULL},
 };
 
 static const struct bus_property menu_properties[] = {
-	{"Version", get_version},
-	{"TextDirection", get_text_direction},
-	{"Status", get_menu_status},
-	{"IconThemePath", get_icon_theme_path},
-	{NULL, NULL},
+    {"Version", get_version},
+    {"TextDirection", get_text_direction},
+    {"Status", get_menu_status},
+    {"IconThemePath", get_icon_theme_path},
+    {NULL, NULL},
 };
 
 static const struct bus_interface menu_iface = {
-	.name = MENU_INTERFACE,
-	.methods = menu_methods,
-	.properties = menu_properties,
+    .name = MENU_INTERFACE,
+    .methods = menu_methods,
+    .properties = menu_properties,
 };
 static const struct bus_interface *const menu_ifaces[] = {&menu_iface, NULL};
 
@@ -1184,7 +1201,8 @@ struct menu *menu_create(struct bus *bus, struct app *app, char **err)
 		goto nomem;
 	char *xerr = NULL;
 	if (!bus_export(bus, MENU_OBJECT_PATH, menu_ifaces, menu, &xerr)) {
-		if (err && asprintf(err, _("cannot export the tray menu: %s"), xerr ? xerr : "") < 0)
+		if (err &&
+		    asprintf(err, _("cannot export the tray menu: %s"), xerr ? xerr : "") < 0)
 			*err = NULL;
 		free(xerr);
 		goto error;

@@ -52,11 +52,35 @@ def main():
         check(root is not None, f'GetLayout(0, -1) ({err})')
         check(root[0] == 0 and root[1].get('children-display') == 'submenu',
               'root id 0 with children-display submenu')
-        items = walk(root)
-        for d, i, p in items:
+        lean = walk(root)
+        # The DBusMenu convention (issue 16): a layout leaves out what holds
+        # its default (enabled and visible true, an unchecked radio's
+        # toggle-state). Explicitly named properties always come back.
+        names = ['type', 'label', 'enabled', 'visible', 'toggle-type', 'toggle-state',
+                 'children-display']
+        r, err = s.call(svc, '/MenuBar', MENU, 'GetGroupProperties',
+                        ([i for _, i, _ in lean], names), '(aias)')
+        check(err is None, f'GetGroupProperties with explicit names ({err})')
+        full = {i: p for i, p in (r.unpack()[0] if r else [])}
+        for d, i, p in lean:
             if i == 0:
                 continue
-            check('enabled' in p and 'visible' in p, f'item {i} carries enabled and visible')
+            f = full.get(i, {})
+            check('enabled' in f and 'visible' in f,
+                  f'item {i}: explicitly named enabled and visible come back')
+            check(p.get('enabled', True) == f.get('enabled') and
+                  p.get('visible', True) == f.get('visible') and
+                  p.get('enabled') is not True and p.get('visible') is not True,
+                  f'item {i}: enabled/visible left out exactly when true ({p} vs {f})')
+            check(all(p[k] == f[k] for k in p),
+                  f'item {i}: lean values equal the explicit ones ({p} vs {f})')
+            if f.get('toggle-type') == 'radio':
+                check(p.get('toggle-state', 0) == f.get('toggle-state') and
+                      (f['toggle-state'] == 1) == ('toggle-state' in p),
+                      f'radio {i}: toggle-state left out exactly when 0')
+        # From here on: every item with every property, as a host sees it
+        # once the defaults are applied.
+        items = [(d, i, full.get(i, p) if i else p) for d, i, p in lean]
         subs = [n for n in items if n[2].get('children-display') == 'submenu' and n[1] != 0]
         vm_sub = [n for n in subs if n[2].get('label') == 'test']
         check(len(vm_sub) == 1, 'a submenu for the watched VM "test"')
@@ -143,8 +167,21 @@ def main():
                   all(v == 0 for k, v in states.items() if k != target[1]),
                   f'radio group exclusive after the click: {states}')
         _, root2, _ = layout(s, svc)
-        now = {n[1]: n[2]['toggle-state'] for n in walk(root2) if 'toggle-state' in n[2]}
+        now = {n[1]: n[2].get('toggle-state', 0) for n in walk(root2)
+               if n[1] in {r[1] for r in radios}}
         check(now.get(target[1]) == 1 and sum(now.values()) == 1, 'GetLayout agrees')
+        # The radio that went back to its default (0) is left out of the
+        # lean layout; a host that follows the signals (libdbusmenu-glib
+        # here, Plasma alike) still ends with the right state everywhere.
+        end = time.monotonic() + 5
+        seen = {}
+        while time.monotonic() < end:
+            s.pump(0.05)
+            seen = {n[1]: got[n[1]].property_get_int('toggle-state') for n in radios
+                    if n[1] in got}
+            if seen == now:
+                break
+        check(seen == now, f'libdbusmenu follows the radio change ({seen} vs {now})')
         st = subprocess.run([T.VMO_BIN, 'status'], env=s.env, capture_output=True, text=True)
         check(st.returncode == 0 and 'on shutdown: commit' in st.stdout,
               f'vmoverlay status shows the new policy ({st.stdout.strip()})')
