@@ -5,8 +5,12 @@
 # (German, Chinese, C = English) from the build tree's translations.
 set -u
 bin=${VMO_BIN:?VMO_BIN not set}
+# vmoverlay runs as the unprivileged test user, as our users run it.
+tu=${VMO_SRC:?VMO_SRC not set}/tests/integration/test-user
+tuser=$("$tu" name) || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"
 cd "$tmp"
 fail=0
 
@@ -17,7 +21,7 @@ printf 'connect = "test:///default";\nvms = ( { name = "a"; policy = "keep"; } )
 
 # expect LANG FILE EXIT EXPECTED-STDERR-LINE
 expect() {
-	out=$(env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$1" "$bin" --check-config --config "$2" 2>&1)
+	out=$("$tu" run "$tuser" env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$1" "$bin" --check-config --config "$2" 2>&1)
 	code=$?
 	if [ "$code" -ne "$3" ]; then
 		echo "FAIL: LANG=$1 --config $2: exit $code, expected $3; output: $out"
@@ -42,7 +46,7 @@ expect zh_CN.UTF-8 policy.conf 1 'policy.conf:3: 未知策略“often”（应�
 expect zh_CN.UTF-8 dup.conf 1 'dup.conf:4: 虚拟机“a”已在第 2 行定义'
 
 # A good file: exit 0, and it names the file.
-out=$(env LANG=C "$bin" --check-config --config good.conf 2>&1)
+out=$("$tu" run "$tuser" env LANG=C "$bin" --check-config --config good.conf 2>&1)
 code=$?
 if [ "$code" -ne 0 ] || ! printf '%s' "$out" | grep -q 'good.conf'; then
 	echo "FAIL: good.conf: exit $code: $out"
@@ -52,7 +56,7 @@ else
 fi
 
 # Command-line errors are translated too and exit non-zero.
-out=$(env LANG=de_DE.UTF-8 "$bin" --policy sometimes 2>&1)
+out=$("$tu" run "$tuser" env LANG=de_DE.UTF-8 "$bin" --policy sometimes 2>&1)
 code=$?
 if [ "$code" -eq 0 ] || ! printf '%s' "$out" | grep -qF -- '--policy: unbekannte Richtlinie „sometimes“'; then
 	echo "FAIL: --policy sometimes (de): exit $code: $out"

@@ -4,6 +4,12 @@
 # server (notify-env.sh), a private libvirtd with TCG VMs (libvirt-env.sh),
 # and helpers that read what the user is shown: `vmoverlay status`, the
 # control interface's Status, the tray item's Status and the menu labels.
+#
+# The applet and its CLI run as VE_USER, the unprivileged user our users
+# are, with XDG dirs that user owns: after fl_setup "$VMO_BIN" is a wrapper
+# that runs the real binary ($FL_VMO) that way and execs all the way down,
+# so `"$VMO_BIN" ... & pid=$!` is the applet's own pid. Only the test script
+# is root (mounts, chattr, inspecting the bus: tests/private-bus.conf).
 . "$VMO_SRC/tests/integration/libvirt-env.sh"
 . "$VMO_SRC/tests/integration/notify-env.sh"
 
@@ -40,7 +46,18 @@ fl_setup() {
 	mkdir -p "$FL_CONF_DIR" "$FL_STATE" "$VE_DIR/bin"
 	FL_CONF=$FL_CONF_DIR/vmoverlay.conf
 	FL_LOG=$VE_DIR/app.log
-	export XDG_CONFIG_HOME=$VE_DIR/app/config XDG_STATE_HOME=$VE_DIR/app/state
+	ve_give -R "$VE_DIR/app"
+	FL_APP_ENV=(XDG_CONFIG_HOME="$VE_DIR/app/config" XDG_STATE_HOME="$VE_DIR/app/state")
+	FL_VMO=$VMO_BIN
+	VMO_BIN=$VE_DIR/bin/vmoverlay
+	{
+		echo '#!/bin/bash'
+		echo "# $FL_VMO as $VE_USER, as our users run it (tests/faults/fault-lib.sh)"
+		printf 'exec'
+		printf ' %q' "${VE_AS[@]}" "${FL_APP_ENV[@]}" "$FL_VMO"
+		printf ' "$@"\n'
+	} >"$VMO_BIN"
+	chmod 755 "$VMO_BIN"
 	FL_QEMU_IMG=$(command -v qemu-img) || fail "qemu-img missing"
 	fl_qemu_img_wrapper "" ""
 }
@@ -72,6 +89,10 @@ fl_vm() {
 
 # fl_config "NAME POLICY"... [-- extra lines]
 fl_config() {
+	fl__config "$@"
+	ve_give "$FL_CONF"
+}
+fl__config() {
 	{
 		echo "connect = \"$VE_URI\";"
 		echo "reconcile_interval = ${FL_RECONCILE:-0};"
@@ -94,13 +115,22 @@ fl_app_start() {
 	"$VMO_BIN" --verbose "$@" >>"$FL_LOG" 2>&1 &
 	FL_APP_PID=$!
 	ve_wait_for 20 nt_has_owner io.github.vmoverlay || fail "applet did not start"
+	fl_app_is_user
+}
+
+# The applet runs as VE_USER, not as the root test script.
+fl_app_is_user() {
+	local uid
+	uid=$(awk '/^Uid:/ {print $2}' "/proc/$FL_APP_PID/status" 2>/dev/null)
+	[ "$uid" = "$(id -u "$VE_USER")" ] || fail "the applet runs as uid '$uid', not as $VE_USER"
 }
 
 # fl_app_start_env VAR=VALUE...: the applet with a changed environment.
 fl_app_start_env() {
-	/usr/bin/env "$@" "$VMO_BIN" --verbose >>"$FL_LOG" 2>&1 &
+	"${VE_AS[@]}" "${FL_APP_ENV[@]}" "$@" "$FL_VMO" --verbose >>"$FL_LOG" 2>&1 &
 	FL_APP_PID=$!
 	ve_wait_for 20 nt_has_owner io.github.vmoverlay || fail "applet did not start"
+	fl_app_is_user
 }
 
 fl_app_kill() {

@@ -100,7 +100,9 @@ dpkg-query -W -f='${Conffiles}\n' vmoverlay | grep -q '/etc/xdg/autostart/vmover
 grep -q "/usr/libexec/vmoverlay/vmoverlay-helper" /usr/share/polkit-1/actions/io.github.vmoverlay.policy ||
 	fail "the polkit action does not name the installed helper"
 
-out=$(vmoverlay --version) || fail "vmoverlay --version failed"
+# Installing is root's; running vmoverlay is the unprivileged user's.
+tuser=$("$VMO_SRC/tests/integration/test-user" name) || fail "no unprivileged test user"
+out=$("$VMO_SRC/tests/integration/test-user" run "$tuser" vmoverlay --version) || fail "vmoverlay --version failed"
 [ "$out" = "vmoverlay ${version%%-*}" ] || fail "vmoverlay --version printed '$out', want 'vmoverlay ${version%%-*}'"
 echo "deb-build: installed; vmoverlay --version: $out"
 # The helper refuses an unprivileged caller and explains itself; as root

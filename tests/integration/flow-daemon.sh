@@ -7,6 +7,8 @@
 #      fresh overlay is in place, with no user action (time measured).
 #   3. policy discard: VM shut down -> base byte-identical, overlay fresh,
 #      the old one kept as .discarded; removed when the VM starts again.
+# The applet and its CLI run as VE_USER (unprivileged, owning the XDG dirs
+# and images), as our users run it.
 set -u
 . "$VMO_SRC/tests/integration/libvirt-env.sh"
 . "$VMO_SRC/tests/integration/notify-env.sh"
@@ -40,9 +42,11 @@ vms = (
   { name = "vmd"; policy = "discard"; }
 );
 CONF
+ve_give -R "$VE_DIR/app"
 applog=$VE_DIR/app.log
-export XDG_CONFIG_HOME=$VE_DIR/app/config XDG_STATE_HOME=$VE_DIR/app/state
-"$VMO_BIN" --verbose >"$applog" 2>&1 &
+vmo() { "${VE_AS[@]}" XDG_CONFIG_HOME="$VE_DIR/app/config" XDG_STATE_HOME="$VE_DIR/app/state" "$VMO_BIN" "$@"; }
+"${VE_AS[@]}" XDG_CONFIG_HOME="$VE_DIR/app/config" XDG_STATE_HOME="$VE_DIR/app/state" \
+	"$VMO_BIN" --verbose >"$applog" 2>&1 &
 app_pid=$!
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -68,13 +72,14 @@ overlay_fresh() { # VM
 sum() { sha256sum <"$1" | cut -d' ' -f1; }
 
 ve_wait_for 20 nt_has_owner io.github.vmoverlay || fail "applet did not start"
+[ "$(stat -c %U "/proc/$app_pid")" = "$VE_USER" ] || fail "the applet does not run as $VE_USER"
 
 # ---- 1. commit refused while the VM runs ----
 write_session vmc 0x33
 ve_start vmc || fail "start vmc"
 wait_status vmc running
 b0=$(sum "$VE_IMAGES/vmc-base.qcow2")
-out=$("$VMO_BIN" commit vmc 2>&1)
+out=$(vmo commit vmc 2>&1)
 rc=$?
 [ "$rc" = 1 ] || fail "commit while running: exit $rc ($out)"
 case $out in *running* | *"not shut off"*) ;; *) fail "refusal does not say why: $out" ;; esac

@@ -12,6 +12,9 @@
 #     another domain, a held qemu image lock, a non-root caller, --connect
 #     under pkexec: each with its exit status (doc/vmoverlay-helper.8), a clear message, and no change
 #     to any file (sha256 of every image before and after).
+# This test is about root: the helper is the one part of vmoverlay that runs
+# as root (through pkexec), so it runs as root here; the daemon and the
+# non-root caller it must refuse are VE_USER.
 set -euo pipefail
 
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -14,6 +14,8 @@
 #   - a --check-config error;
 # plus LANGUAGE and LC_MESSAGES taking precedence over LANG.
 # The Chinese menu and prompt are printed as returned over D-Bus.
+# The applet and its CLI run as the unprivileged test user (NT_USER),
+# owning their XDG dirs and TMPDIR.
 set -u
 . "$VMO_SRC/tests/integration/notify-env.sh"
 fail_count=0
@@ -34,6 +36,8 @@ work=$(mktemp -d)
 nt_bus_start || exit 1
 trap 'nt_cleanup; rm -rf "$work"' EXIT
 nt_mock_start || exit 1
+mkdir -p "$work"/{C,zh_CN,de}/tmp
+nt_user_home "$work" || exit 1
 export XDG_STATE_HOME=$work/state XDG_CONFIG_HOME=$work/config
 
 # Labels of the whole menu tree, one per line, indented by depth, with
@@ -120,7 +124,7 @@ has() {
 cli() {
 	local tag=$1 lang=$2 want=$3 out
 	shift 3
-	out=$(env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" "$VMO_BIN" "$@" 2>&1)
+	out=$("${NT_APP[@]}" env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" "$VMO_BIN" "$@" 2>&1)
 	if printf '%s\n' "$out" | grep -qxF -- "$want"; then
 		ok "$tag vmoverlay $*: $want"
 	else
@@ -133,7 +137,7 @@ run_lang() {
 	local tag=$1 lang=$2 dir=$work/$1 pid svc i
 	mkdir -p "$dir/tmp"
 	nt_mock_start || die "notification server ($tag)"
-	env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" TMPDIR="$dir/tmp" \
+	"${NT_APP[@]}" env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" TMPDIR="$dir/tmp" \
 		VMO_DEMO_COUNTDOWN=4 "$VMO_BIN" --demo >"$dir/log" 2>&1 &
 	pid=$!
 	svc=org.kde.StatusNotifierItem-$pid-1
@@ -142,6 +146,7 @@ run_lang() {
 		sleep 0.025
 	done
 	nt_has_owner "$svc" || { cat "$dir/log"; die "$tag: the tray item did not appear"; }
+	[ "$(stat -c %U "/proc/$pid")" = "$NT_USER" ] || die "$tag: the applet does not run as $NT_USER"
 
 	# While the demo VM runs: tooltip with the countdown and the size.
 	tooltip "$svc" >"$dir/tip-running"
@@ -217,7 +222,7 @@ run_lang() {
 	# --check-config error in the same language.
 	printf 'vms = (\n  { name = "a";\n    policy = "often"; }\n);\n' >"$dir/policy.conf"
 	local out
-	out=$(cd "$dir" && env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" \
+	out=$(cd "$dir" && "${NT_APP[@]}" env -u LANGUAGE -u LC_ALL -u LC_MESSAGES LANG="$lang" \
 		"$VMO_BIN" --check-config --config policy.conf 2>&1)
 	if printf '%s\n' "$out" | grep -qxF -- "policy.conf:3: $E_CHECK"; then
 		ok "$tag --check-config: policy.conf:3: $E_CHECK"
@@ -299,7 +304,7 @@ printf 'reconcile_interval = ;\n' >"$work/syntax.conf"
 check_env() { # EXPECTED-MESSAGE ENV...
 	local want=$1 out
 	shift
-	out=$(cd "$work" && env -u LANGUAGE -u LC_ALL -u LC_MESSAGES "$@" \
+	out=$(cd "$work" && "${NT_APP[@]}" env -u LANGUAGE -u LC_ALL -u LC_MESSAGES "$@" \
 		"$VMO_BIN" --check-config --config syntax.conf 2>&1)
 	if printf '%s\n' "$out" | grep -qxF -- "syntax.conf:1: $want"; then
 		ok "$* -> $want"

@@ -35,6 +35,13 @@ need python3 python3
 
 work=$(mktemp -d /tmp/vmo-install.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+# The installed files are root's, as a package's are; vmoverlay itself runs
+# as the unprivileged test user, as our users run it.
+chmod 755 "$work"
+tu=$("$VMO_SRC/tests/integration/test-user" name) || fail "no unprivileged test user"
+as_user=("$VMO_SRC/tests/integration/test-user" run "$tu" env HOME="$work/home")
+mkdir -p "$work/home"
+[ "$(id -u)" != 0 ] || chown "$tu:" "$work/home"
 dest=$work/dest
 
 DESTDIR=$dest cmake --install "$VMO_BUILD" >"$work/install.log" 2>&1 ||
@@ -157,7 +164,7 @@ for page in man1/vmoverlay.1 man5/vmoverlay.conf.5 man8/vmoverlay-helper.8; do
 	out=$(groff -man -ww -z "$dest$VMO_INSTALL_MANDIR/$page" 2>&1) || fail "groff $page: $out"
 	[ -z "$out" ] || fail "groff warns on $page: $out"
 done
-help=$("$VMO_BIN" --help) || fail "vmoverlay --help failed"
+help=$("${as_user[@]}" "$VMO_BIN" --help) || fail "vmoverlay --help failed"
 man1=$(groff -man -Tutf8 -P-cbou "$dest$VMO_INSTALL_MANDIR/man1/vmoverlay.1" 2>/dev/null | sed 's/‐/-/g')
 opts_help=$(grep -oE -- '--[a-z][a-z-]+' <<<"$help" | sort -u)
 opts_man=$(grep -oE -- '--[a-z][a-z-]+' <<<"$man1" | sort -u)
@@ -174,12 +181,12 @@ done
 checks=$((checks + 3))
 
 # The example configuration is valid as shipped.
-out=$("$VMO_BIN" --check-config --config "$dest$VMO_INSTALL_DOCDIR/vmoverlay.conf.example" 2>&1) ||
+out=$("${as_user[@]}" "$VMO_BIN" --check-config --config "$dest$VMO_INSTALL_DOCDIR/vmoverlay.conf.example" 2>&1) ||
 	fail "the example configuration does not pass --check-config: $out"
 checks=$((checks + 1))
 
 # The installed binary runs and reports the project's version.
-ver=$("$dest$VMO_INSTALL_BINDIR/vmoverlay" --version) || fail "installed vmoverlay --version failed"
+ver=$("${as_user[@]}" "$dest$VMO_INSTALL_BINDIR/vmoverlay" --version) || fail "installed vmoverlay --version failed"
 grep -q "^vmoverlay [0-9]" <<<"$ver" || fail "unexpected --version output: $ver"
 
 echo "install-check: $checks checks passed ($(find "$dest" -type f | wc -l) files installed)"

@@ -9,12 +9,14 @@
 #   * libvirtd, qemu and the image files belong to VE_USER (a non-root user:
 #     `qemu:///session` does not exist for root). As root the harness creates
 #     the system user `vmotest` (override with VE_USER) if missing; as a normal
-#     user it uses that user.
+#     user it uses that user (tests/integration/test-user).
+#   * The applet under test runs as VE_USER too, as our users run it: start it
+#     with "${VE_AS[@]}" (or ve_as_user), its XDG dirs given to VE_USER.
 #   * Clients connect with VE_URI = qemu:///session?socket=<our socket>. Root may
-#     use that URI directly (a root test process, e.g. the applet under test,
-#     connects as root). Other users can't: the socket is 0700. Use ve_as_user
-#     to run a command as VE_USER with the daemon's environment. Files a root
-#     process creates for qemu must be given to VE_USER (ve_give).
+#     use that URI directly (the test script inspecting). Other users can't:
+#     the socket is 0700. Use ve_as_user to run a command as VE_USER with the
+#     daemon's environment. Files a root process creates for VE_USER's
+#     processes must be given to VE_USER (ve_give).
 #
 # Functions (all return non-zero on failure, with a line on stderr):
 #   ve_setup                 make VE_DIR, the user, start the daemon; sets an EXIT
@@ -22,6 +24,7 @@
 #   ve_teardown              destroy our domains, stop the daemon, kill our qemus,
 #                            remove VE_DIR (VMO_KEEP_TMP=1 keeps it)
 #   ve_as_user CMD...        run CMD as VE_USER with HOME/XDG_*/LIBVIRT_AUTOSTART=0
+#                            (in the background use "${VE_AS[@]}" CMD &: $! is CMD's pid)
 #   ve_virsh ARGS...         virsh -c "$VE_URI" ARGS... (as VE_USER)
 #   ve_give PATH...          chown PATH to VE_USER (no-op when not root)
 #   ve_start_daemon          start libvirtd (tini -s) and wait for its socket
@@ -63,16 +66,20 @@ ve__need() {
 	done
 }
 
-ve_as_user() {
-	local envs=(HOME="$VE_DIR/h" XDG_RUNTIME_DIR="$VE_DIR/r" XDG_CONFIG_HOME="$VE_DIR/c"
-		XDG_CACHE_HOME="$VE_DIR/k" XDG_DATA_HOME="$VE_DIR/d" LIBVIRT_AUTOSTART=0
-		PATH="$PATH")
-	if [ "$(id -u)" = 0 ]; then
-		runuser -u "$VE_USER" -- env "${envs[@]}" "$@"
-	else
-		env "${envs[@]}" "$@"
-	fi
+VE_TU_BIN=${VMO_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/tests/integration/test-user
+
+# VE_AS: the command prefix ve_as_user uses, for starting a process as
+# VE_USER in the background: `"${VE_AS[@]}" env X=Y CMD & pid=$!` gives CMD's
+# own pid (test-user execs down to CMD; a shell function in the background
+# would be a subshell between). Set by ve_setup.
+VE_AS=()
+ve__set_as() {
+	VE_AS=("$VE_TU_BIN" run "$VE_USER" env HOME="$VE_DIR/h" XDG_RUNTIME_DIR="$VE_DIR/r"
+		XDG_CONFIG_HOME="$VE_DIR/c" XDG_CACHE_HOME="$VE_DIR/k" XDG_DATA_HOME="$VE_DIR/d"
+		LIBVIRT_AUTOSTART=0 PATH="$PATH")
 }
+
+ve_as_user() { "${VE_AS[@]}" "$@"; }
 
 ve_virsh() { ve_as_user virsh -q -c "$VE_URI" "$@"; }
 
@@ -147,16 +154,8 @@ ve__stop_reaper() {
 ve__gone() { ! kill -0 "$1" 2>/dev/null; }
 
 ve_setup() {
-	ve__need virsh libvirtd tini qemu-img qemu-io qemu-system-x86_64 as ld runuser || return 1
-	if [ "$(id -u)" = 0 ]; then
-		VE_USER=${VE_USER:-vmotest}
-		if ! id -u "$VE_USER" >/dev/null 2>&1; then
-			useradd --system --no-create-home --shell /usr/sbin/nologin "$VE_USER" ||
-				{ ve__die "cannot create user $VE_USER"; return 1; }
-		fi
-	else
-		VE_USER=$(id -un)
-	fi
+	ve__need virsh libvirtd tini qemu-img qemu-io qemu-system-x86_64 as ld setpriv || return 1
+	VE_USER=$(VMO_TEST_USER=${VE_USER:-${VMO_TEST_USER:-}} "$VE_TU_BIN" name) || return 1
 	# Short paths: qemu's monitor socket lives under XDG_CONFIG_HOME and unix
 	# socket paths are limited to 108 bytes.
 	VE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/vmolv.XXXXXX") || return 1
@@ -175,6 +174,7 @@ ve_setup() {
 	VE_SOCK=$VE_DIR/r/libvirt/libvirt-sock
 	VE_URI="qemu:///session?socket=$VE_SOCK"
 	export LIBVIRT_AUTOSTART=0 VE_DIR VE_USER VE_URI VE_SOCK VE_IMAGES
+	ve__set_as
 	[ -n "${VE_NO_TRAP:-}" ] || trap ve_teardown EXIT
 	ve_start_daemon
 }

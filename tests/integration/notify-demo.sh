@@ -4,6 +4,8 @@
 # domain down, the prompt arrives with its three actions, the answer comes
 # through the notification (first run) or the control interface (second run),
 # the commit lands in the demo's base, and nothing is left in TMPDIR.
+# The applet runs as the unprivileged test user (NT_USER), owning its XDG
+# dirs, TMPDIR and so the demo's images.
 set -u
 . "$VMO_SRC/tests/integration/notify-env.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -12,6 +14,8 @@ nt_bus_start || exit 1
 nt_mock_start || exit 1
 work=$(mktemp -d)
 trap 'nt_cleanup; rm -rf "$work"' EXIT
+mkdir -p "$work/tmp-action" "$work/tmp-control"
+nt_user_home "$work" || exit 1
 export XDG_STATE_HOME=$work/state XDG_CONFIG_HOME=$work/config VMO_DEMO_COUNTDOWN=1
 
 run_demo() { # $1: how to answer (action|control)
@@ -19,9 +23,10 @@ run_demo() { # $1: how to answer (action|control)
 	mkdir -p "$tmp"
 	before=$(nt_count Notify)
 	done_before=$(nt_calls Notify | grep -o "committed into test-base.qcow2; fresh overlay ready" | wc -l)
-	TMPDIR=$tmp "$VMO_BIN" --demo >"$work/log-$1" 2>&1 &
+	"${NT_APP[@]}" TMPDIR="$tmp" "$VMO_BIN" --demo >"$work/log-$1" 2>&1 &
 	pid=$!
 	nt_wait_count Notify $((before + 1)) 20 || { cat "$work/log-$1"; fail "no prompt ($1)"; }
+	[ "$(stat -c %U "/proc/$pid")" = "$NT_USER" ] || fail "the demo does not run as $NT_USER"
 	nt_calls Notify | grep -q "'test shut down'" || fail "prompt summary"
 	nt_calls Notify | grep -q "'commit', 'Commit', 'discard', 'Discard', 'keep', 'Keep for now'" \
 		|| fail "prompt actions"

@@ -8,7 +8,20 @@
 # when told to (Mock.EmitSignal). No X server needed, and the recorded
 # hints are exactly what arrived on the bus.
 #
-#   nt_bus_start             private dbus-daemon; exports DBUS_SESSION_BUS_ADDRESS
+#   nt_bus_start             private dbus-daemon; exports DBUS_SESSION_BUS_ADDRESS.
+#                            The bus is NT_USER's, as a desktop session's bus
+#                            is its user's: NT_USER = VE_USER when libvirt-env.sh
+#                            set it up, else the unprivileged test user
+#                            (integration/test-user). Run the applet and its
+#                            CLI as NT_USER: "${NT_AS[@]}" CMD (execs: $! of
+#                            `"${NT_AS[@]}" CMD &` is CMD's pid). The test
+#                            script itself, root in CI, may connect too
+#                            (tests/private-bus.conf admits root).
+#   nt_user_home DIR         DIR (the test's work directory) becomes NT_USER's,
+#                            with home/ and runtime/ in it; sets NT_APP, the
+#                            prefix that runs a command as NT_USER with HOME and
+#                            XDG_RUNTIME_DIR there: "${NT_APP[@]}" VAR=X CMD
+#                            (an env(1) command line; $! is CMD's pid)
 #   nt_mock_start [CAPS]     the notification server (default caps with actions)
 #   nt_mock_stop
 #   nt_calls METHOD          recorded calls (GVariant text)
@@ -19,6 +32,7 @@
 #   nt_cleanup               stop everything (set as EXIT trap by nt_bus_start)
 
 NT_PY=/usr/bin/python3
+NT_AS=() NT_APP=()
 NT_CAPS_DEFAULT="actions body body-markup persistence x-kde-urls"
 
 nt__die() { echo "notify-env: $*" >&2; return 1; }
@@ -35,11 +49,23 @@ nt_bus_start() {
 		command -v "$p" >/dev/null 2>&1 || { nt__die "required program '$p' is missing"; return 1; }
 	done
 	"$NT_PY" -c 'import dbusmock' 2>/dev/null || { nt__die "python3-dbusmock is missing"; return 1; }
-	out=$(dbus-daemon --config-file="${VMO_SRC:?}/tests/private-bus.conf" --fork --print-address=1 --print-pid=1) || return 1
+	NT_USER=${NT_USER:-${VE_USER:-}}
+	[ -n "$NT_USER" ] || NT_USER=$("$VMO_SRC/tests/integration/test-user" name) || return 1
+	NT_AS=("$VMO_SRC/tests/integration/test-user" run "$NT_USER")
+	export NT_USER
+	out=$("${NT_AS[@]}" dbus-daemon --config-file="${VMO_SRC:?}/tests/private-bus.conf" --fork --print-address=1 --print-pid=1) || return 1
 	DBUS_SESSION_BUS_ADDRESS=$(printf '%s\n' "$out" | sed -n 1p)
 	NT_BUS_PID=$(printf '%s\n' "$out" | sed -n 2p)
 	export DBUS_SESSION_BUS_ADDRESS NT_BUS_PID
 	[ -n "${NT_NO_TRAP:-}" ] || trap nt_cleanup EXIT
+}
+
+nt_user_home() {
+	local d=$1
+	[ -n "${NT_USER:-}" ] || { nt__die "nt_user_home before nt_bus_start"; return 1; }
+	mkdir -p "$d/home" "$d/runtime" && chmod 700 "$d/runtime" || return 1
+	if [ "$(id -u)" = 0 ]; then chown -R "$NT_USER:" "$d" || return 1; fi
+	NT_APP=("${NT_AS[@]}" env HOME="$d/home" XDG_RUNTIME_DIR="$d/runtime")
 }
 
 nt_has_owner() {

@@ -25,6 +25,8 @@
 #      (control interface) -> a new job view that ends with terminate(""),
 #      the base holds the data, the overlay is fresh and empty, the journal
 #      is gone.
+# The applet and its images belong to the unprivileged test user (NT_USER),
+# as our users' do.
 set -u
 . "$VMO_SRC/tests/integration/notify-env.sh"
 fail() {
@@ -69,10 +71,11 @@ base=$img/jv-base.qcow2 ov=$img/jv.qcow2
 journal=$W/state/vmoverlay/jv.commit
 make_images() { # OVERLAY_PATTERN: base of 0x11, overlay with MIB MiB of the pattern
 	rm -f "$base" "$ov"
-	qemu-img create -q -f qcow2 "$base" "${MIB}M" &&
-		qemu-io -f qcow2 -c "write -q -P 0x11 0 ${MIB}M" "$base" >/dev/null &&
-		qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$ov" &&
-		qemu-io -f qcow2 -c "write -q -P $1 0 ${MIB}M" "$ov" >/dev/null || fail "cannot make the images"
+	"${NT_AS[@]}" qemu-img create -q -f qcow2 "$base" "${MIB}M" &&
+		"${NT_AS[@]}" qemu-io -f qcow2 -c "write -q -P 0x11 0 ${MIB}M" "$base" >/dev/null &&
+		"${NT_AS[@]}" qemu-img create -q -f qcow2 -F qcow2 -b "$base" "$ov" &&
+		"${NT_AS[@]}" qemu-io -f qcow2 -c "write -q -P $1 0 ${MIB}M" "$ov" >/dev/null ||
+		fail "cannot make the images"
 }
 holds() { # IMAGE PATTERN: every byte of the first MIB MiB reads as PATTERN
 	local out
@@ -104,6 +107,7 @@ reconcile_interval = 0;
 qemu_img = "$W/bin/qemu-img";
 vms = ( { name = "jv"; policy = "ask"; } );
 CONF
+nt_user_home "$W" || fail "cannot give $W to $NT_USER"
 
 # ---- helpers ----
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -176,10 +180,11 @@ wait_terminated() { # PATH [TIMEOUT_S]
 applog=
 start_applet() { # LOG
 	applog=$1
-	XDG_CONFIG_HOME=$W/config XDG_STATE_HOME=$W/state LC_ALL=C.UTF-8 LANGUAGE='' \
+	"${NT_APP[@]}" XDG_CONFIG_HOME="$W/config" XDG_STATE_HOME="$W/state" LC_ALL=C.UTF-8 LANGUAGE='' \
 		"$VMO_BIN" --verbose >"$applog" 2>&1 &
 	app_pid=$!
 	wait_state clean 20
+	[ "$(stat -c %U "/proc/$app_pid")" = "$NT_USER" ] || fail "the applet does not run as $NT_USER"
 }
 stop_applet() {
 	ctl Quit >/dev/null || fail "control Quit"
@@ -265,7 +270,7 @@ done
 holds "$ov" 0xa5 || fail "the overlay lost data after the cancel"
 holds "$base" 0x11 && fail "the base is untouched: the cancel came before any data moved"
 [ -f "$journal" ] || fail "no commit journal after the cancel"
-cancelled_status=$(XDG_CONFIG_HOME=$W/config XDG_STATE_HOME=$W/state LC_ALL=C.UTF-8 LANGUAGE='' "$VMO_BIN" status 2>&1)
+cancelled_status=$("${NT_APP[@]}" XDG_CONFIG_HOME="$W/config" XDG_STATE_HOME="$W/state" LC_ALL=C.UTF-8 LANGUAGE='' "$VMO_BIN" status 2>&1)
 echo "$cancelled_status" | grep -q "jv.*commit interrupted" ||
 	fail "vmoverlay status does not show the interruption: $cancelled_status"
 echo "$cancelled_status" | sed 's/^/  vmoverlay status: /'

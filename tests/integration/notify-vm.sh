@@ -10,6 +10,8 @@
 #   4. VM started again before answering -> notification closed, overlay
 #      untouched.
 #   5. No notification server -> the flow completes through the menu alone.
+# The applet runs as VE_USER (unprivileged, owning its XDG dirs and the
+# images), as our users run it.
 set -u
 . "$VMO_SRC/tests/integration/libvirt-env.sh"
 . "$VMO_SRC/tests/integration/notify-env.sh"
@@ -41,8 +43,9 @@ connect = "$VE_URI";
 reconcile_interval = 0;
 vms = ( { name = "vm1"; policy = "ask"; } );
 CONF
+ve_give -R "$VE_DIR/app"
 applog=$VE_DIR/app.log
-XDG_CONFIG_HOME=$VE_DIR/app/config XDG_STATE_HOME=$VE_DIR/app/state \
+"${VE_AS[@]}" XDG_CONFIG_HOME="$VE_DIR/app/config" XDG_STATE_HOME="$VE_DIR/app/state" \
 	"$VMO_BIN" --verbose >"$applog" 2>&1 &
 app_pid=$!
 sni=org.kde.StatusNotifierItem-$app_pid-1
@@ -84,6 +87,7 @@ write_session() { # PATTERN: what the "session" changed (VM shut off)
 }
 
 ve_wait_for 20 nt_has_owner io.github.vmoverlay || fail "applet did not start"
+[ "$(stat -c %U "/proc/$app_pid")" = "$VE_USER" ] || fail "the applet does not run as $VE_USER"
 # A VM found shut off at start-up has no decision pending; nothing to wait for.
 
 # ---- 1. destroy -> Notify, 10 times ----
@@ -100,7 +104,7 @@ for i in $(seq 10); do
 	line=$(records | grep '^[0-9.]* Notify ' | sed -n "$((n0 + 1))p")
 	t1=${line%% *}
 	# From the moment `virsh destroy` returned (it can be slightly negative:
-	# runuser's own exit comes after libvirt's event), and from its start.
+	# virsh's own exit comes after libvirt's event), and from its start.
 	lat+=("$(echo "($t1 - $t0) * 1000" | bc -l | xargs printf '%.0f')")
 	latb+=("$(echo "($t1 - $tb) * 1000" | bc -l | xargs printf '%.0f')")
 	case $line in *'"vm1 shut down"'*) ;; *) fail "prompt summary: $line" ;; esac

@@ -20,6 +20,9 @@
 #   - plasmashell is still alive at the end.
 # Artifacts (screenshots, logs, the D-Bus trace) go to $VMO_BUILD/plasma-smoke.
 # Every program used is required: a missing one fails the test.
+# The session (bus, kwin, kded5, plasmashell, vmoverlay) belongs to the
+# unprivileged test user (integration/test-user), as a desktop session
+# belongs to its user; only Xvfb, started by the outer script, is root's.
 set -u
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -46,6 +49,7 @@ if [ "${1:-}" != --inner ]; then
 	rm -rf "$OUT"
 	mkdir -p "$OUT" || fail "cannot make $OUT"
 	work=$(mktemp -d /tmp/vmo-plasma.XXXXXX) || fail "mktemp"
+	tu=$("$VMO_SRC/tests/integration/test-user" name) || fail "no unprivileged test user"
 	xvfb=
 	cleanup() {
 		[ -n "$xvfb" ] && kill "$xvfb" 2>/dev/null && wait "$xvfb" 2>/dev/null
@@ -65,6 +69,8 @@ if [ "${1:-}" != --inner ]; then
 	[ -s "$work/display" ] || fail "Xvfb did not report a display"
 	export DISPLAY=:$(head -1 "$work/display")
 	xdpyinfo >/dev/null 2>&1 || fail "Xvfb on $DISPLAY does not answer"
+	# Xvfb runs without -auth: any local client, the test user's too, may
+	# connect.
 
 	# A fresh private home; everything exported BEFORE the bus starts, so
 	# the services D-Bus activates (kglobalaccel5, kactivitymanagerd, ...)
@@ -84,9 +90,11 @@ if [ "${1:-}" != --inner ]; then
 	export LANG=C.UTF-8 LC_ALL=C.UTF-8
 	unset LANGUAGE DBUS_SESSION_BUS_ADDRESS
 	export PLASMA_OUT=$OUT PLASMA_WORK=$work
+	[ "$(id -u)" != 0 ] || chown -R "$tu:" "$work" "$OUT" || fail "cannot give $work to $tu"
 	# tini -s: the services our dbus-daemon starts are orphaned when it
 	# exits; a subreaper collects them instead of leaving zombies to pid 1.
-	tini -s -- dbus-run-session -- bash "$0" --inner
+	"$VMO_SRC/tests/integration/test-user" run "$tu" \
+		tini -s -- dbus-run-session -- bash "$0" --inner
 	rc=$?
 	[ $rc = 0 ] && echo "PASS (artifacts in $OUT)" || echo "FAILED with $rc (artifacts in $OUT)"
 	exit $rc
@@ -210,6 +218,8 @@ EOF
 applet=$!
 svc=org.kde.StatusNotifierItem-$applet-1
 waitfor "$svc registered with the watcher" 20 bash -c "busctl --user get-property org.kde.StatusNotifierWatcher /StatusNotifierWatcher org.kde.StatusNotifierWatcher RegisteredStatusNotifierItems | grep -qF '\"$svc/StatusNotifierItem\"'"
+[ "$(id -u)" != 0 ] || fail "the session runs as root"
+log "vmoverlay runs as $(stat -c %U "/proc/$applet")"
 log "items now: $(items)"
 icon=$(busctl --user get-property "$svc" /StatusNotifierItem org.kde.StatusNotifierItem IconName)
 [ "$icon" = 's "vmoverlay-active"' ] || fail "IconName is $icon, expected vmoverlay-active (domain test runs)"

@@ -48,6 +48,7 @@ def main():
         svc = f'org.kde.StatusNotifierItem-{app.pid}-1'
         if not check(s.wait_owner(svc), 'item up'):
             return
+        check(s.runs_as_user(app), f'the applet runs as {s.user}')
         rev, root, err = layout(s, svc)
         check(root is not None, f'GetLayout(0, -1) ({err})')
         check(root[0] == 0 and root[1].get('children-display') == 'submenu',
@@ -182,7 +183,7 @@ def main():
             if seen == now:
                 break
         check(seen == now, f'libdbusmenu follows the radio change ({seen} vs {now})')
-        st = subprocess.run([T.VMO_BIN, 'status'], env=s.env, capture_output=True, text=True)
+        st = s.vmo('status')
         check(st.returncode == 0 and 'on shutdown: commit' in st.stdout,
               f'vmoverlay status shows the new policy ({st.stdout.strip()})')
         s.conn.signal_unsubscribe(sub_id)
@@ -261,15 +262,13 @@ def main():
         check(err is None and r.unpack() == ([], [99999]), 'AboutToShowGroup reports bad ids')
 
         # CLI exit codes.
-        c = subprocess.run([T.VMO_BIN, 'commit', 'nope'], env=s.env, capture_output=True,
-                           text=True)
+        c = s.vmo('commit', 'nope')
         check(c.returncode == 1 and 'nope' in c.stderr, f'commit of an unknown VM exits 1 ({c.stderr.strip()})')
         env2 = dict(s.env, DBUS_SESSION_BUS_ADDRESS='unix:path=/nonexistent/bus')
-        c = subprocess.run([T.VMO_BIN, 'status'], env=env2, capture_output=True, text=True)
+        c = s.vmo('status', env=env2)
         check(c.returncode == 2, f'no session bus -> exit 2 ({c.stderr.strip()})')
         try:
-            second = subprocess.run([T.VMO_BIN, 'test', '--connect', 'test:///default'],
-                                    env=s.env, capture_output=True, text=True, timeout=10)
+            second = s.vmo('test', '--connect', 'test:///default', timeout=10)
         except subprocess.TimeoutExpired as e:
             second = subprocess.CompletedProcess(e.cmd, None, '', 'still running after 10 s')
         check(second.returncode != 0 and 'already running' in second.stderr,
@@ -285,7 +284,7 @@ def main():
         except subprocess.TimeoutExpired:
             code = None
         check(code == 0, f'Quit ends the process with exit code 0 ({code})')
-        c = subprocess.run([T.VMO_BIN, 'status'], env=s.env, capture_output=True, text=True)
+        c = s.vmo('status')
         check(c.returncode == 2, f'no running instance -> exit 2 ({c.stderr.strip()})')
     finally:
         if T.failures:

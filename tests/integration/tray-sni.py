@@ -49,6 +49,7 @@ def test_registration_and_props():
         app = s.start_applet()
         svc, t = T.read_registration(w)
         check(svc == f'{SNI}-{app.pid}-1', f'registration arrives as {SNI}-PID-1 ({svc})')
+        check(s.runs_as_user(app), f'the applet runs as {s.user}')
         if not svc:
             print(s.applet_log())
             return

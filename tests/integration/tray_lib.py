@@ -2,7 +2,12 @@
 StatusNotifierWatcher (its own process, so it can be killed and restarted),
 the real vmoverlay binary on the libvirt test driver, and GDBus helpers that
 keep the exact D-Bus types (research/sni-dbusmenu.md describes what Plasma
-expects; these tests read the item the way Plasma does)."""
+expects; these tests read the item the way Plasma does).
+
+The bus, the applet and its CLI run as the unprivileged test user
+(integration/test-user), owning the XDG dirs, as our users' do; the test
+itself (root in CI) and the watcher connect as themselves
+(tests/private-bus.conf admits root)."""
 import os
 import shutil
 import signal
@@ -45,16 +50,29 @@ class Session:
         need('dbus-daemon')
         if not VMO_BIN or not os.access(VMO_BIN, os.X_OK):
             sys.exit('VMO_BIN does not name the vmoverlay binary')
+        test_user = os.path.join(HERE, 'test-user')
+        self.user = subprocess.run([test_user, 'name'], check=True, capture_output=True,
+                                   text=True).stdout.strip()
+        # Prefix that runs a command as the user; it execs, so a Popen's pid
+        # is the command's own.
+        self.as_user = [test_user, 'run', self.user]
         self.dir = tempfile.mkdtemp(prefix='vmo-tray-')
         self.env = dict(os.environ)
         for k in ('HOME', 'XDG_CONFIG_HOME', 'XDG_STATE_HOME', 'XDG_RUNTIME_DIR',
                   'XDG_CACHE_HOME'):
             self.env[k] = os.path.join(self.dir, k.lower())
             os.makedirs(self.env[k], mode=0o700, exist_ok=True)
+        if os.getuid() == 0:
+            import pwd
+            pw = pwd.getpwnam(self.user)
+            for d in [self.dir] + [self.env[k] for k in ('HOME', 'XDG_CONFIG_HOME',
+                                                           'XDG_STATE_HOME', 'XDG_RUNTIME_DIR',
+                                                           'XDG_CACHE_HOME')]:
+                os.chown(d, pw.pw_uid, pw.pw_gid)
         self.env['LANG'] = self.env['LC_ALL'] = 'C.UTF-8'
         self.env.pop('LANGUAGE', None)
         conf = os.path.join(VMO_SRC, 'tests', 'private-bus.conf')
-        p = subprocess.Popen(['dbus-daemon', '--config-file=' + conf, '--nofork', '--nopidfile',
+        p = subprocess.Popen([*self.as_user, 'dbus-daemon', '--config-file=' + conf, '--nofork', '--nopidfile',
                               '--print-address=1'], stdout=subprocess.PIPE, env=self.env)
         self.daemon = p
         self.address = p.stdout.readline().decode().strip()
@@ -68,10 +86,25 @@ class Session:
 
     def start_applet(self, *args):
         log = open(os.path.join(self.dir, 'applet.log'), 'ab')
-        p = subprocess.Popen([VMO_BIN, 'test', '--connect', 'test:///default', '-v', *args],
-                             env=self.env, stdout=log, stderr=log)
+        p = subprocess.Popen([*self.as_user, VMO_BIN, 'test', '--connect', 'test:///default',
+                              '-v', *args], env=self.env, stdout=log, stderr=log)
         self.procs.append(p)
         return p
+
+    def runs_as_user(self, p):
+        """The applet process p runs as the test user, not as root."""
+        import pwd
+        try:
+            with open(f'/proc/{p.pid}/status') as f:
+                uid = [int(ln.split()[1]) for ln in f if ln.startswith('Uid:')][0]
+        except OSError:
+            return False
+        return uid == pwd.getpwnam(self.user).pw_uid
+
+    def vmo(self, *args, env=None, **kw):
+        """The CLI, as the test user."""
+        return subprocess.run([*self.as_user, VMO_BIN, *args], env=env or self.env,
+                              capture_output=True, text=True, **kw)
 
     def start_watcher(self):
         p = subprocess.Popen(['/usr/bin/python3', os.path.join(HERE, 'tray_watcher.py')],

@@ -21,7 +21,8 @@ ve_make_overlay "$VE_IMAGES/ov.qcow2" "$VE_IMAGES/base.qcow2" 0x5a || exit 1
 ve_define_vm "$vm" "$VE_IMAGES/ov.qcow2" || exit 1
 
 out=$VE_DIR/probe.out
-VMO_PROBE_DEBUG=1 "$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out" 2>"$VE_DIR/probe.log" &
+# The probe is the applet's watcher: it runs as VE_USER, as the applet does.
+"${VE_AS[@]}" VMO_PROBE_DEBUG=1 "$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out" 2>"$VE_DIR/probe.log" &
 probe_pid=$!
 # The probe ends cleanly on SIGTERM; a sanitizer report makes it non-zero.
 stop_probe() {
@@ -116,7 +117,7 @@ echo "outage: disconnect reported $(( ($(nth DISCONNECTED 1 | cut -d' ' -f1) - t
 # The stop is recorded in the state file: a restarted watcher says nothing.
 stop_probe || fail=1
 grep -q "running" "$VE_DIR/state/state" && failed "state file still lists $vm as running"
-"$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out.2" 2>>"$VE_DIR/probe.log" &
+"${VE_AS[@]}" "$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out.2" 2>>"$VE_DIR/probe.log" &
 probe_pid=$!
 ve_wait_for 10 grep -q CONNECTED "$out.2" || failed "second probe did not connect"
 sleep 0.3
