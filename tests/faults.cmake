@@ -18,7 +18,10 @@ set(VMO_FAULT_ROWS
   notification_server_hung
   session_bus_lost
   config_broken_sighup
-  rapid_start_destroy_200)
+  rapid_start_destroy_200
+  resume_fails_image_locked
+  resume_fails_helper
+  quit_during_commit)
 foreach(row ${VMO_FAULT_ROWS})
   vmo_script_test(NAME fault_${row}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/faults/faults.sh ${row}

@@ -207,7 +207,11 @@ fl_write() { # VM PATTERN OFFSET SIZE (VM shut off): the session's writes
 }
 
 fl_reads() { # FILE PATTERN OFFSET SIZE: the disk seen through FILE holds it
-	ve_as_user qemu-io -r -U -f qcow2 -c "read -P $2 $3 $4" "$1" 2>/dev/null | grep -q "^read "
+	# qemu-io prints "read N/N bytes" even after "Pattern verification
+	# failed" (and exits 1): the status and the absence of that line count.
+	local o
+	o=$(ve_as_user qemu-io -r -U -f qcow2 -c "read -P $2 $3 $4" "$1" 2>&1) || return 1
+	! grep -q "verification failed" <<<"$o" && grep -q "^read " <<<"$o"
 }
 
 fl_overlay_fresh() { # VM: the overlay holds no data of its own

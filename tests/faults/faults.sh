@@ -440,6 +440,163 @@ row_session_bus_lost() {
 	fl_app_start
 }
 
+# ---- issue 12: the commit journal is never forgotten ----
+
+# The journal of VM's commit (the applet's state directory).
+journal_of() { echo "$FL_STATE/$1.commit"; }
+
+# interrupted_by_kill9 VM: a session's commit killed with the applet
+# (kill -9, as a power cut would), the orphaned qemu-img gone, the applet
+# restarted: VM is *interrupted*, its base half-merged, the journal kept.
+interrupted_by_kill9() {
+	fl_vm "$1"
+	fl_qemu_img_wrapper 16M ""
+	fl_config "$1 ask"
+	fl_app_start
+	pending_vm "$1"
+	"$VMO_BIN" commit "$1" >/dev/null || fail "commit request refused"
+	fl_wait_status "$1" committing 10
+	sleep 1
+	[ "$(fl_status_of "$1")" = committing ] || fail "commit ended before the kill"
+	# Power cut: the applet and qemu-img die at once (qemu-img ignores
+	# SIGPIPE, a lone kill of the applet would leave it to finish).
+	qpid=$(pgrep -f "[q]emu-img .*$VE_IMAGES/$1.qcow2") || fail "no qemu-img runs the commit"
+	kill -9 "$FL_APP_PID" $qpid
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	wait_orphan_qemu_img "$VE_IMAGES/$1.qcow2"
+	[ -e "$(journal_of "$1")" ] || fail "no commit journal after the kill"
+	# Half-merged: part of the session is in the base, not all of it.
+	fl_reads "$VE_IMAGES/$1-base.qcow2" 0x33 $SESSION_OFF $SESSION_LEN &&
+		fail "the commit finished before the kill (make the session bigger)"
+	session_kept "$1"
+	fl_qemu_img_wrapper "" ""
+	fl_app_start
+	fl_wait_status "$1" interrupted 20
+}
+
+# still_interrupted VM WHY_PATTERN: after a failed Resume the half-merged
+# base is still guarded: state, journal, offered actions, the message.
+still_interrupted() {
+	local st
+	st=$(fl_status_of "$1")
+	[ "$st" = interrupted ] || fail "after the failed Resume the state is '$st', not interrupted"
+	[ -e "$(journal_of "$1")" ] || fail "the failed Resume removed the commit journal"
+	"$VMO_BIN" discard "$1" >/dev/null 2>&1 && fail "discard accepted on a half-merged base"
+	labels=$(fl_menu_labels)
+	grep -qi "^resume commit" <<<"$labels" || fail "the menu offers no Resume: $labels"
+	grep -qiE "^(discard|commit|retry)" <<<"$labels" && fail "the menu offers more than Resume/Keep: $labels"
+	status=$(nt_call io.github.vmoverlay /io/github/vmoverlay io.github.vmoverlay.Control1.Status)
+	grep -qiE "$2" <<<"$status" || fail "Status does not say why the resume failed (/$2/): $status"
+	grep -qi "half-merged" <<<"$status" || fail "Status does not say the base is half-merged: $status"
+	session_kept "$1"
+	fl_alive || fail "the applet died"
+}
+
+# Resume while another qemu holds the overlay's image lock: qemu-img fails
+# before writing; the journal of the earlier, interrupted commit must stay.
+row_resume_fails_image_locked() {
+	interrupted_by_kill9 vm
+	mkfifo "$VE_DIR/hold"
+	ve_give "$VE_DIR/hold"
+	ve_as_user sh -c "qemu-io -f qcow2 '$VE_IMAGES/vm.qcow2' <'$VE_DIR/hold' >/dev/null" &
+	holder=$!
+	exec 9>"$VE_DIR/hold"
+	ino=$(stat -c %i "$VE_IMAGES/vm.qcow2")
+	ve_wait_for 20 grep -q ":$ino " /proc/locks || fail "qemu-io did not lock the overlay"
+	b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	fl_ctl Resume vm >/dev/null 2>&1
+	end=$(($(now_ms) + 30000))
+	until st=$(fl_status_of vm); [ "$st" != committing ] && grep -q "request resume" "$FL_LOG"; do
+		[ "$(now_ms)" -lt "$end" ] || fail "Resume never ended (is '$st')"
+		sleep 0.05
+	done
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "the base changed under the lock"
+	still_interrupted vm "in use"
+	ok "Resume with the overlay locked: still interrupted, journal kept, only Resume/Keep, says 'in use'"
+	exec 9>&-
+	wait $holder 2>/dev/null
+	fl_ctl Resume vm >/dev/null || fail "Resume after the lock went refused"
+	fl_wait_status vm clean 60
+	committed vm
+	[ -e "$(journal_of vm)" ] && fail "journal left after the commit completed"
+	ok "lock released: Resume completes, base holds the session, overlay fresh, journal gone"
+}
+
+# Resume needs root (the base became unwritable: chattr +i, EPERM even for
+# root) and the privileged path fails before the helper writes: pkexec
+# without a polkit authority/agent exits 127 (no system bus here; with
+# one: 126/127 or a refusal of the helper). The journal must stay.
+row_resume_fails_helper() {
+	command -v pkexec >/dev/null || fail "pkexec is missing (tools/debian-packages.txt)"
+	interrupted_by_kill9 vm
+	chattr +i "$VE_IMAGES/vm-base.qcow2" || fail "chattr +i (needs root on ext4/xfs/btrfs)"
+	b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	fl_ctl Resume vm >/dev/null 2>&1
+	ve_wait_for 30 grep -q "needs privilege; running the helper" "$FL_LOG" ||
+		fail "the privileged helper was never tried"
+	end=$(($(now_ms) + 30000))
+	until st=$(fl_status_of vm); [ "$st" != committing ]; do
+		[ "$(now_ms)" -lt "$end" ] || fail "the helper's Resume never ended"
+		sleep 0.05
+	done
+	chattr -i "$VE_IMAGES/vm-base.qcow2"
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "the base changed"
+	still_interrupted vm "authori[sz]|helper|permission"
+	ok "Resume through a failing pkexec/helper: still interrupted, journal kept, only Resume/Keep, says why"
+	fl_ctl Resume vm >/dev/null || fail "Resume after chattr -i refused"
+	fl_wait_status vm clean 60
+	committed vm
+	ok "base writable again: Resume completes, base holds the session, overlay fresh"
+}
+
+# quit_stop CMD: the applet is told to quit (CMD) during a commit. It must
+# stop qemu-img itself (SIGTERM, waited for) before it exits: no orphan
+# keeps the image lock, the journal stays, the next start is *interrupted*.
+quit_stop() {
+	fl_wait_status vm committing 10
+	sleep 1
+	[ "$(fl_status_of vm)" = committing ] || fail "commit ended before the quit"
+	"$@"
+	wait "$FL_APP_PID" 2>/dev/null
+	rc=$?
+	FL_APP_PID=
+	# Checked right after the applet's exit, before anything else runs.
+	no_qemu_img_on "$VE_IMAGES/vm.qcow2" || {
+		pgrep -af "[q]emu-img" >&2
+		fail "qemu-img still runs on the overlay after the applet exited ($*)"
+	}
+	[ "$rc" = 0 ] || fail "the applet exited with $rc on $*"
+	grep -q "stopped the commit of vm" "$FL_LOG" || fail "the log does not say the commit was stopped"
+	[ -e "$(journal_of vm)" ] || fail "no commit journal after quitting ($*)"
+	session_kept vm
+}
+
+row_quit_during_commit() {
+	fl_vm vm
+	fl_qemu_img_wrapper 8M ""
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit request refused"
+	quit_stop "$VMO_BIN" quit
+	ok "'vmoverlay quit' during the commit: qemu-img stopped before the exit, journal kept"
+	fl_app_start
+	fl_wait_status vm interrupted 20
+	"$VMO_BIN" discard vm >/dev/null 2>&1 && fail "discard accepted on a half-merged base"
+	# Logout: the session manager sends SIGTERM, here during the Resume.
+	fl_ctl Resume vm >/dev/null || fail "Resume refused"
+	quit_stop kill -TERM "$FL_APP_PID"
+	ok "SIGTERM during the resumed commit: qemu-img stopped before the exit, journal kept"
+	fl_qemu_img_wrapper "" ""
+	fl_app_start
+	fl_wait_status vm interrupted 20
+	fl_ctl Resume vm >/dev/null || fail "Resume refused"
+	fl_wait_status vm clean 60
+	committed vm
+	ok "restart: interrupted, Resume completes, base holds the session, overlay fresh"
+}
+
 row_config_broken_sighup() {
 	fl_vm vm
 	nt_mock_start || fail "notification server"
