@@ -4,11 +4,13 @@
 #define VMO_APP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "model.h"
 
 struct loop;
+struct loop_timer;
 struct bus;
 struct sni;
 struct menu;
@@ -41,12 +43,22 @@ struct app {
 	struct statefile *state; /* $XDG_STATE_HOME/vmoverlay/state */
 	char *state_dir;          /* $XDG_STATE_HOME/vmoverlay */
 	int exit_code;
+
+	/* app_quit() while a commit runs: the loop goes on until the flow
+	 * has stopped it (flow_stop), at most until quit_deadline_ms. */
+	bool quitting;
+	int quit_code;
+	int64_t quit_deadline_ms;
+	struct loop_timer *quit_timer;
 };
 
 /* Re-reads the configuration (SIGHUP, menu "Reload configuration"). On error
  * the old config stays and the error is shown; returns false. */
 bool app_reload_config(struct app *app);
-/* Ends the loop cleanly (menu Quit, control Quit, SIGTERM). */
+/* Ends the loop cleanly (menu Quit, control Quit, SIGTERM, session bus
+ * lost). A running commit is stopped first and waited for (flow_stop):
+ * no qemu-img outlives the applet; its journal makes the next start show
+ * it as interrupted. */
 void app_quit(struct app *app, int code);
 /* Shows the state summary (tray Activate). */
 void app_show_summary(struct app *app);

@@ -100,7 +100,7 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 	if (!lines)
 		return false;
 	lines[n_lines++] = vm_summary_line(vm, summary, sizeof summary);
-	if (vm->flow == FLOW_FAILED && vm->error)
+	if ((vm->flow == FLOW_FAILED || vm->flow == FLOW_INTERRUPTED) && vm->error)
 		lines[n_lines++] = vm->error;
 	for (size_t i = 0; i < vm->n_problems; i++)
 		lines[n_lines++] = vm->problems[i];

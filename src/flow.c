@@ -52,6 +52,10 @@ struct flow_job {
 	bool keep_discarded;
 	uint64_t bytes; /* overlay's allocated bytes before the commit */
 	char *journal;
+	/* The journal was there before this attempt (Resume, or a commit
+	 * policy after an interrupted one): the base may be half-merged, so
+	 * this attempt never removes it unless its commit exits 0. */
+	bool resumed;
 	/* Delivers a progress value held back by the rate limit, so the UI
 	 * never stays on a stale figure (armed only while a commit runs). */
 	struct loop_timer *progress_timer;
@@ -66,6 +70,7 @@ struct flow {
 	struct flow_ui ui;
 	struct flow_privileged priv;
 	int kill_grace_ms;
+	bool stopping; /* flow_stop(): quitting, nothing new starts */
 	struct flow_vm **fvs;
 	size_t n_fvs;
 };
@@ -222,6 +227,47 @@ static void interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, co
 		flow->ui.result(flow->ui.data, vm, res, 0, msg);
 }
 
+/* A commit that found a journal (Resume) failed before it could finish.
+ * Whatever this attempt did or did not write, the base is as half-merged
+ * as before: the journal stays and the VM stays INTERRUPTED (Resume/Keep
+ * only), with why it failed (DESIGN.md §4 rule 8). */
+static void resume_failed(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *why)
+{
+	char *msg = NULL;
+	/* The reason may be a whole sentence (the helper's last line). */
+	int n = why ? (int)strlen(why) : 0;
+	while (n > 0 && (why[n - 1] == '.' || why[n - 1] == ' '))
+		n--;
+	/* TRANSLATORS: VM name, why resuming failed ("the image is in use by
+	 * another process") */
+	set_msg(&msg,
+		_("%s: the commit could not be resumed: %.*s. Nothing was lost, but the base is "
+		  "still half-merged: only resuming the commit is safe; resume it again once "
+		  "this is fixed"),
+		vm->name, n ? n : 1, n ? why : "?");
+	interrupted(flow, fv, vm, msg, RESULT_FAILED);
+	free(msg);
+}
+
+/* A commit attempt failed before qemu-img (or the helper) wrote anything.
+ * The journal this attempt wrote goes with it and the VM shows FAILED
+ * (msg); a journal it found (resumed) stays: resume_failed (why). Takes
+ * neither string. */
+static void commit_not_done(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+			    const char *journal, bool resumed, const char *msg, const char *why)
+{
+	if (resumed) {
+		log_warn("flow: %s: resuming the commit failed; journal %s kept", vm->name,
+			 journal ? journal : "?");
+		resume_failed(flow, fv, vm, why);
+		return;
+	}
+	if (journal && imageops_journal_remove(journal) < 0)
+		/* Still there: update_actions keeps offering Resume only. */
+		log_warn("flow: cannot remove journal %s: %s", journal, strerror(errno));
+	fail(flow, fv, vm, IMAGEOPS_COMMIT, msg);
+}
+
 /* ---- jobs ---- */
 
 static void job_free(struct flow_job *job)
@@ -297,9 +343,24 @@ static void on_job_progress(void *data, double pct)
 
 static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 			     enum imageops_op op, bool keep_discarded, uint64_t bytes,
-			     char *journal, const char *plain_msg);
+			     char *journal, bool resumed, const char *plain_msg);
 static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
 			  uint64_t bytes, char **why);
+
+/* The commit is complete (the base holds the session, qemu-img emptied
+ * the overlay) but no fresh overlay was made: FAILED, Retry rebuilds. */
+static void rebuild_failed_after_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+					uint64_t bytes, const char *why)
+{
+	char *msg = NULL;
+	set_msg(&msg,
+		_("%s: the changes were committed, but a fresh overlay could not be made: %s"),
+		vm->name, why ? why : "");
+	if (vm->flow != FLOW_FAILED)
+		fail(flow, fv, vm, IMAGEOPS_REBUILD, msg);
+	fv->failed_bytes = bytes;
+	free(msg);
+}
 
 static void success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
 		    uint64_t bytes)
@@ -353,17 +414,8 @@ static void on_commit_done(void *data, const struct runner_result *res)
 		uint64_t bytes = job->bytes;
 		job_free(job);
 		char *why = NULL;
-		if (!start_rebuild(flow, fv, vm, IMAGEOPS_REBUILD, bytes, &why)) {
-			char *msg = NULL;
-			set_msg(&msg,
-				_("%s: the changes were committed, but a fresh overlay could not "
-				  "be made: %s"),
-				vm->name, why ? why : "");
-			if (vm->flow != FLOW_FAILED)
-				fail(flow, fv, vm, IMAGEOPS_REBUILD, msg);
-			fv->failed_bytes = bytes;
-			free(msg);
-		}
+		if (!start_rebuild(flow, fv, vm, IMAGEOPS_REBUILD, bytes, &why))
+			rebuild_failed_after_commit(flow, fv, vm, bytes, why);
 		free(why);
 		return;
 	}
@@ -375,6 +427,10 @@ static void on_commit_done(void *data, const struct runner_result *res)
 		 * half-merged, so the journal stays and only Resume/Keep remain. */
 		free(msg);
 		msg = NULL;
+		if (flow->stopping)
+			log_info("flow: stopped the commit of %s for the quit (qemu-img ended, "
+				 "signal %d); its journal %s stays: interrupted at the next start",
+				 vm->name, res->term_signal, job->journal);
 		set_msg(&msg,
 			_("%s: commit cancelled. Nothing was lost: the overlay still holds "
 			  "every change; resume the commit to finish it"),
@@ -387,13 +443,24 @@ static void on_commit_done(void *data, const struct runner_result *res)
 		char *journal = job->journal;
 		job->journal = NULL;
 		uint64_t bytes = job->bytes;
+		bool resumed = job->resumed;
 		job_free(job);
 		job = NULL;
-		start_privileged(flow, fv, vm, IMAGEOPS_COMMIT, false, bytes, journal, msg);
+		start_privileged(flow, fv, vm, IMAGEOPS_COMMIT, false, bytes, journal, resumed,
+				 msg);
 	} else {
-		/* Failed while opening: nothing was written, the journal goes. */
-		imageops_journal_remove(job->journal);
-		fail(flow, fv, vm, IMAGEOPS_COMMIT, msg);
+		/* Failed while opening: this attempt wrote nothing. Its own
+		 * journal goes; one it resumed stays (the base is half-merged). */
+		char *why = NULL;
+		if (kind == COMMIT_FAIL_IN_USE)
+			why = strdup(
+			    _("the image is in use by another process (is the VM running?)"));
+		else if (*res->last_stderr)
+			why = strdup(res->last_stderr);
+		else
+			set_msg(&why, _("qemu-img exited with status %d"), res->exit_code);
+		commit_not_done(flow, fv, vm, job->journal, job->resumed, msg, why);
+		free(why);
 	}
 	free(msg);
 	job_free(job);
@@ -427,7 +494,7 @@ static void on_rebuild_done(void *data, const struct runner_result *res)
 		if ((r == -EACCES || r == -EPERM) && flow->priv.argv) {
 			bool keep = job->keep_discarded;
 			job_free(job);
-			start_privileged(flow, fv, vm, op, keep, bytes, NULL, err);
+			start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, err);
 			free(err);
 			return;
 		}
@@ -438,7 +505,7 @@ static void on_rebuild_done(void *data, const struct runner_result *res)
 		if (perm && flow->priv.argv) {
 			bool keep = job->keep_discarded;
 			job_free(job);
-			start_privileged(flow, fv, vm, op, keep, bytes, NULL, err);
+			start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, err);
 			free(err);
 			return;
 		}
@@ -505,6 +572,24 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 		free(msg);
 		return;
 	}
+	/* Why, in the user's words: pkexec's own statuses, else the helper's
+	 * last stderr line. */
+	const char *why = res->exit_code == 126   ? _("the authorization was dismissed")
+			  : res->exit_code == 127 ? _("not authorized to change these images")
+			  : *res->last_stderr     ? res->last_stderr
+						  : _("the helper stopped");
+	if ((op == IMAGEOPS_COMMIT && res->exit_code == FLOW_HELPER_EXIT_COMMITTED) ||
+	    op == IMAGEOPS_REBUILD) {
+		/* The helper's qemu-img commit exited 0 (or this rebuild follows
+		 * a commit that did): the base holds the session, never "nothing
+		 * was changed"; only the fresh overlay is missing. */
+		if (job->journal && imageops_journal_remove(job->journal) < 0)
+			log_warn("flow: cannot remove journal %s: %s", job->journal,
+				 strerror(errno));
+		job_free(job);
+		rebuild_failed_after_commit(flow, fv, vm, bytes, why);
+		return;
+	}
 	if (res->exit_code == 126)
 		set_msg(&msg,
 			_("%s: permission denied: the authorization was dismissed; nothing "
@@ -518,11 +603,13 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 	else
 		set_msg(&msg, helper_failure_format(op), vm->name,
 			*res->last_stderr ? res->last_stderr : "?");
-	/* The helper failed before touching the base (else PARTIAL). */
-	if (job->journal)
-		imageops_journal_remove(job->journal);
+	if (op == IMAGEOPS_COMMIT)
+		/* The helper failed before touching the base (else PARTIAL): its
+		 * journal goes if this attempt wrote it, stays if it resumed. */
+		commit_not_done(flow, fv, vm, job->journal, job->resumed, msg, why);
+	else
+		fail(flow, fv, vm, op, msg);
 	job_free(job);
-	fail(flow, fv, vm, op, msg);
 	free(msg);
 }
 
@@ -544,18 +631,23 @@ static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm
 
 /* The permission hook point: a plain attempt failed with EACCES/EPERM and
  * nothing was changed. Runs the privileged helper when one is wired
- * (flow_set_privileged), else reports plain_msg. Takes journal. */
+ * (flow_set_privileged), else reports plain_msg. Takes journal; resumed:
+ * the journal was there before this attempt (commit_not_done). */
 static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 			     enum imageops_op op, bool keep_discarded, uint64_t bytes,
-			     char *journal, const char *plain_msg)
+			     char *journal, bool resumed, const char *plain_msg)
 {
 	char **argv =
 	    flow->priv.argv ? flow->priv.argv(flow->priv.data, vm, op, keep_discarded) : NULL;
 	if (!argv) {
-		if (journal)
-			imageops_journal_remove(journal);
+		if (op == IMAGEOPS_COMMIT)
+			commit_not_done(
+			    flow, fv, vm, journal, resumed, plain_msg,
+			    _("permission denied, and the privileged helper (pkexec and "
+			      "vmoverlay-helper) cannot be run"));
+		else
+			fail(flow, fv, vm, op, plain_msg);
 		free(journal);
-		fail(flow, fv, vm, op, plain_msg);
 		return false;
 	}
 	struct flow_job *job = job_new(flow, fv, vm, op);
@@ -565,19 +657,26 @@ static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *v
 		job->bytes = bytes;
 		job->keep_discarded = keep_discarded;
 		job->journal = journal;
+		job->resumed = resumed;
 		journal = NULL;
 		job->runner =
 		    runner_start(flow->loop, argv, on_job_progress, on_privileged_done, job, &err);
 	}
 	imageops_argv_free(argv);
 	if (!job || !job->runner) {
-		if (job && job->journal)
-			imageops_journal_remove(job->journal);
+		if (job) {
+			journal = job->journal;
+			job->journal = NULL;
+		}
 		job_free(job);
-		free(journal);
 		char *msg = NULL;
 		set_msg(&msg, "%s (%s)", plain_msg ? plain_msg : "", err ? err : "");
-		fail(flow, fv, vm, op, msg);
+		if (op == IMAGEOPS_COMMIT)
+			commit_not_done(flow, fv, vm, journal, resumed, msg,
+					err ? err : strerror(ENOMEM));
+		else
+			fail(flow, fv, vm, op, msg);
+		free(journal);
 		free(msg);
 		free(err);
 		return false;
@@ -622,7 +721,7 @@ static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, 
 			char *msg = why && *why ? strdup(*why) : NULL;
 			bool keep = job->keep_discarded;
 			job_free(job);
-			bool ok = start_privileged(flow, fv, vm, op, keep, bytes, NULL, msg);
+			bool ok = start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, msg);
 			if (ok && why) {
 				free(*why);
 				*why = NULL;
@@ -663,6 +762,11 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		set_msg(why, _("%s: no state directory for the commit journal"), vm->name);
 		return false;
 	}
+	/* Any journal there (even one we cannot parse) is an earlier,
+	 * unfinished commit: this attempt resumes it and never removes it
+	 * unless its commit exits 0. */
+	struct stat jst;
+	bool resumed = lstat(journal, &jst) == 0;
 	struct imageops_journal j;
 	if (imageops_journal_read(journal, &j) == 0) {
 		/* Resuming: it must be the same overlay, or the journal is about
@@ -695,13 +799,21 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 			vm->name);
 		goto error;
 	}
-	if (imageops_journal_write(journal, vm->name, vm->overlay, vm->base, why) < 0)
+	/* The journal must be on disk (file and directory entry) before
+	 * qemu-img may write into the base; if that cannot be made sure, the
+	 * commit does not start (*why names the error). */
+	if (imageops_journal_write(journal, vm->name, vm->overlay, vm->base, why) < 0) {
+		if (!resumed)
+			imageops_journal_remove(journal);
 		goto error;
+	}
 	job->journal = journal;
+	job->resumed = resumed;
 	journal = NULL;
 	job->runner = runner_start(flow->loop, argv, on_job_progress, on_commit_done, job, why);
 	if (!job->runner) {
-		imageops_journal_remove(job->journal);
+		if (!resumed)
+			imageops_journal_remove(job->journal);
 		goto error;
 	}
 	runner_set_kill_grace(job->runner, flow->kill_grace_ms);
@@ -728,7 +840,7 @@ static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, cha
 	char *err = NULL;
 	int r = imageops_undo_discard(vm->overlay, &err);
 	if (r == -EACCES || r == -EPERM) {
-		start_privileged(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, false, 0, NULL, err);
+		start_privileged(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, false, 0, NULL, false, err);
 		free(err);
 		return true;
 	}
@@ -748,6 +860,10 @@ static bool start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum 
 {
 	if (fv->job) {
 		set_msg(why, _("%s: another operation is still running on its image"), vm->name);
+		return false;
+	}
+	if (flow->stopping) {
+		set_msg(why, _("%s: vmoverlay is quitting; nothing was started"), vm->name);
 		return false;
 	}
 	if (!flow->virt) {
@@ -803,6 +919,10 @@ static void auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum i
 		log_info("flow: %s: %s by policy not started: %s", vm->name, imageops_op_name(op),
 			 why ? why : "");
 		set_state(flow, fv, vm, FLOW_RUNNING);
+	} else if (op == IMAGEOPS_COMMIT && journal_exists(flow, vm)) {
+		/* Finishing an interrupted commit by policy: the base is still
+		 * half-merged, so INTERRUPTED (Resume/Keep), never FAILED. */
+		resume_failed(flow, fv, vm, why);
 	} else {
 		fail(flow, fv, vm, op, why);
 	}
@@ -1125,6 +1245,59 @@ bool flow_busy(const struct flow *flow)
 	return false;
 }
 
+/* Quit or logout while qemu-img runs (issue 12, defect 8). We stop the
+ * commit rather than leave it running: an orphan would hold qemu's image
+ * lock with nobody watching, its end (success or failure) would go
+ * unrecorded, and the next start could only guess (the journal says
+ * "interrupted" while the orphan may still be writing, and a Resume would
+ * fail on its lock). A commit stopped by SIGTERM leaves exactly what the
+ * journal describes: a possibly half-merged base, every change still in
+ * the overlay, Resume at the next start. So: Cancel's path (SIGTERM,
+ * SIGKILL after the grace), awaited by main before it exits. A rebuild is
+ * short and never touches the base: it is left to finish. */
+bool flow_stop(struct flow *flow)
+{
+	if (!flow)
+		return false;
+	flow->stopping = true;
+	bool running = false;
+	for (size_t i = 0; i < flow->n_fvs; i++) {
+		struct flow_vm *fv = flow->fvs[i];
+		struct flow_job *job = fv->job;
+		if (!job)
+			continue;
+		if (!job->runner || job->op != IMAGEOPS_COMMIT) {
+			running = true;
+			continue;
+		}
+		pid_t pid = runner_pid(job->runner);
+		log_info("flow: %s: quitting: stopping the commit (pid %d); the journal stays",
+			 fv->name, (int)pid);
+		if (runner_cancel(job->runner)) {
+			running = true;
+			continue;
+		}
+		/* A helper running as root cannot be signalled by us. Our end
+		 * of its pipes closes now: it dies at its next progress line
+		 * (SIGPIPE), the qemu-img under it may finish on its own; the
+		 * next start shows INTERRUPTED (its lock, if it still runs,
+		 * makes Resume say "in use" and the journal stays). */
+		log_warn("flow: %s: cannot stop pid %d (%s); leaving it, the journal stays",
+			 fv->name, (int)pid, strerror(errno));
+		runner_detach(job->runner);
+		job->runner = NULL;
+		job_end(job);
+	}
+	return running;
+}
+
+int flow_stop_deadline_ms(const struct flow *flow)
+{
+	/* SIGKILL after the kill grace, then up to 2 s for the pipes (runner)
+	 * and a margin for the loop. */
+	return (flow ? flow->kill_grace_ms : RUNNER_KILL_GRACE_MS) + 3000;
+}
+
 void flow_set_privileged(struct flow *flow, const struct flow_privileged *priv)
 {
 	if (flow)
@@ -1172,7 +1345,9 @@ static void check_journals(struct flow *flow)
 		if (!fv || fv->job)
 			continue;
 		char *p = journal_path(flow, vm);
-		struct imageops_journal j;
+		/* Cleared first: without a path (no state directory) nothing is
+		 * read into it, and it is cleared below all the same. */
+		struct imageops_journal j = {0};
 		int r = p ? imageops_journal_read(p, &j) : -ENOENT;
 		if (r != -ENOENT) {
 			log_warn(
@@ -1250,9 +1425,11 @@ void flow_destroy(struct flow *flow)
 	for (size_t i = 0; i < flow->n_fvs; i++) {
 		struct flow_vm *fv = flow->fvs[i];
 		if (fv->job) {
-			/* Nothing on disk is undone: a commit keeps its journal
-			 * (INTERRUPTED at the next start); a rebuild's temp file
-			 * is removed, the old overlay was never touched. */
+			/* Only when flow_stop() could not end it in time (or was
+			 * not called). Nothing on disk is undone: a commit keeps
+			 * its journal (INTERRUPTED at the next start); a
+			 * rebuild's temp file is removed, the old overlay was
+			 * never touched. */
 			log_warn("flow: %s: %s still running at exit", fv->name,
 				 imageops_op_name(fv->job->op));
 			runner_detach(fv->job->runner);

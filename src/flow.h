@@ -53,18 +53,33 @@ bool flow_request(struct flow *flow, struct vm *vm, enum vm_action action, char 
 bool flow_set_policy(struct flow *flow, struct vm *vm, enum vmo_policy policy, char **why);
 /* True while any commit/rebuild runs (quit waits / asks). */
 bool flow_busy(const struct flow *flow);
+/* Quit or logout (issue 12, defect 8): every running commit is stopped like
+ * Cancel (SIGTERM, SIGKILL after the kill grace; its journal stays, so the
+ * next start shows *interrupted*), a rebuild is left to finish (it takes a
+ * moment and never touches the base), and no new operation starts. Returns
+ * true while something still runs: the caller keeps the loop going until
+ * flow_busy() is false, bounded by flow_stop_deadline_ms(). */
+bool flow_stop(struct flow *flow);
+/* How long a quit waits for flow_stop() at most: the kill grace plus the
+ * runner's pipe grace, and a margin. */
+int flow_stop_deadline_ms(const struct flow *flow);
 
 /* The privileged path (issue 7): used only when a plain attempt failed with
  * EACCES/EPERM. argv returns the command to run (e.g. pkexec
  * vmoverlay-helper OP UUID TARGET), malloc'd and NULL-terminated, or NULL
  * when no helper is available; the flow frees it. The command's exit
  * status: 0 done (for commit: commit + rebuild), FLOW_HELPER_EXIT_PARTIAL a
- * commit stopped after writing into the base (the journal stays), 126
+ * commit stopped after writing into the base (the journal stays),
+ * FLOW_HELPER_EXIT_COMMITTED the commit completed but the fresh overlay
+ * could not be made (the base holds the session: Retry rebuilds), 126
  * authorization dismissed, 127 not authorised, anything else failed with
- * nothing changed (its last stderr line is shown). Progress records on
+ * nothing changed (its last stderr line is shown). A resumed commit's
+ * journal stays whatever the helper says, except after exit 0 or
+ * FLOW_HELPER_EXIT_COMMITTED (DESIGN.md §4 rule 8). Progress records on
  * its stdout are shown like qemu-img's. Without a hook, a permission
  * failure is reported as FAILED "permission denied: ...". */
-#define FLOW_HELPER_EXIT_PARTIAL 3
+#define FLOW_HELPER_EXIT_PARTIAL   3
+#define FLOW_HELPER_EXIT_COMMITTED 8
 enum imageops_op;
 struct flow_privileged {
 	char **(*argv)(void *data, const struct vm *vm, enum imageops_op op, bool keep_discarded);

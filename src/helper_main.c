@@ -36,6 +36,9 @@
 /* The flow reads this status as "commit interrupted, keep the journal". */
 _Static_assert(PRIVHELPER_EXIT_PARTIAL == FLOW_HELPER_EXIT_PARTIAL,
 	       "helper and flow disagree on the partial-commit exit status");
+/* ... and this one as "committed, only the fresh overlay is missing". */
+_Static_assert(PRIVHELPER_EXIT_COMMITTED == FLOW_HELPER_EXIT_COMMITTED,
+	       "helper and flow disagree on the committed-but-no-overlay exit status");
 
 #define SYSTEM_URI         "qemu:///system"
 #define CONNECT_TIMEOUT_MS 15000
@@ -368,11 +371,12 @@ static int run(const struct helper_args *a, const char *uri)
 	int r = 0;
 	char *err = NULL;
 	enum imageops_commit_failure failure = COMMIT_FAIL_UNTOUCHED;
+	bool committed = false;
 	switch (a->op) {
 	case IMAGEOPS_COMMIT:
 		r = imageops_commit_sync(qemu_img, vm->overlay, vm->backing_stored,
 					 vm->backing_format, a->name, print_progress, NULL,
-					 &failure, &err);
+					 &failure, &committed, &err);
 		break;
 	case IMAGEOPS_REBUILD:
 		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
@@ -390,6 +394,9 @@ static int run(const struct helper_args *a, const char *uri)
 		printf("\n"); /* end the progress records, as qemu-img does */
 	if (r == 0) {
 		code = finish(PRIVHELPER_EXIT_OK, "%s: %s", a->name, imageops_op_name(a->op));
+	} else if (a->op == IMAGEOPS_COMMIT && committed) {
+		/* The base holds the session; only the fresh overlay failed. */
+		code = finish(PRIVHELPER_EXIT_COMMITTED, "%s", err ? err : strerror(-r));
 	} else if (a->op == IMAGEOPS_COMMIT && failure == COMMIT_FAIL_PARTIAL) {
 		code = finish(PRIVHELPER_EXIT_PARTIAL, "%s", err ? err : "");
 	} else if (r == -EBUSY) {

@@ -562,7 +562,13 @@ int imageops_journal_write(const char *path, const char *vm, const char *overlay
 		ret = -errno;
 		goto error;
 	}
-	fsync_dir_of(path);
+	/* The journal counts only once its directory entry is durable: a
+	 * crash must not lose it while qemu-img writes into the base. The
+	 * caller then does not start the commit (and removes a journal of
+	 * its own). */
+	ret = fsync_dir_of(path);
+	if (ret < 0)
+		goto error;
 	free(tmp);
 	return 0;
 
@@ -664,10 +670,13 @@ int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char 
 
 int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
 			 const char *backing_format, const char *vm_name, runner_progress_cb cb,
-			 void *data, enum imageops_commit_failure *failure, char **err)
+			 void *data, enum imageops_commit_failure *failure, bool *committed,
+			 char **err)
 {
 	if (failure)
 		*failure = COMMIT_FAIL_UNTOUCHED;
+	if (committed)
+		*committed = false;
 	char **argv = imageops_commit_argv(qemu_img, overlay);
 	if (!argv)
 		return -ENOMEM;
@@ -688,6 +697,8 @@ int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *
 						   : -EIO;
 	}
 	runner_status_clear(&st);
+	if (committed)
+		*committed = true;
 	/* The commit is complete: the base holds everything; the rebuild only
 	 * replaces an overlay that qemu-img already emptied. */
 	return imageops_rebuild_sync(qemu_img, overlay, backing_stored, backing_format, false, err);

@@ -101,10 +101,13 @@ void imageops_journal_clear(struct imageops_journal *j);
 
 /* ---- synchronous wrappers (vmoverlay-helper, tests) ---- */
 /* Commit + rebuild as one step; progress goes to cb. Returns 0 or a
- * negative errno; on failure *failure says how the base was left. */
+ * negative errno; on failure *failure says how the base was left and
+ * *committed whether qemu-img commit itself exited 0 (then only the
+ * rebuild failed: the base holds the session). */
 int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
 			 const char *backing_format, const char *vm_name, runner_progress_cb cb,
-			 void *data, enum imageops_commit_failure *failure, char **err);
+			 void *data, enum imageops_commit_failure *failure, bool *committed,
+			 char **err);
 int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
 			  const char *backing_format, bool keep_discarded, char **err);
 

@@ -56,12 +56,36 @@ bool app_reload_config(struct app *app)
 	return true;
 }
 
+static void on_quit_wait(struct loop *loop, struct loop_timer *t, void *data)
+{
+	struct app *app = data;
+	if (flow_busy(app->flow) && loop_now_ms() < app->quit_deadline_ms)
+		return;
+	if (flow_busy(app->flow))
+		log_warn("quitting: an operation still runs after %d ms; leaving it",
+			 flow_stop_deadline_ms(app->flow));
+	loop_timer_arm(t, -1, 0);
+	loop_quit(loop, app->quit_code);
+}
+
 void app_quit(struct app *app, int code)
 {
-	if (app->flow && flow_busy(app->flow))
-		log_warn(
-		    "quitting while an operation runs; its journal lets the next start resume it");
-	loop_quit(app->loop, code);
+	if (code != 0)
+		app->quit_code = code;
+	if (app->quitting)
+		return; /* already waiting (a second signal, the bus going away) */
+	app->quitting = true;
+	/* A commit is stopped, not left behind (flow.c, flow_stop, says why):
+	 * the loop runs on until qemu-img has exited, bounded. */
+	if (!app->flow || !flow_stop(app->flow)) {
+		loop_quit(app->loop, app->quit_code);
+		return;
+	}
+	log_info("quitting: waiting for the running operation to stop");
+	app->quit_deadline_ms = loop_now_ms() + flow_stop_deadline_ms(app->flow);
+	app->quit_timer = loop_timer_add(app->loop, 50, 50, on_quit_wait, app);
+	if (!app->quit_timer)
+		loop_quit(app->loop, app->quit_code);
 }
 
 void app_show_summary(struct app *app)
@@ -266,6 +290,8 @@ static void app_teardown(struct app *app)
 		statefile_close(app->state);
 	}
 	demo_destroy(app->demo);
+	if (app->quit_timer)
+		loop_timer_remove(app->quit_timer);
 	loop_destroy(app->loop);
 	config_free(app->config);
 	free(app->state_dir);

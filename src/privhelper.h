@@ -25,6 +25,8 @@ enum {
 	PRIVHELPER_EXIT_REFUSED = 5,          /* a precondition does not hold; nothing touched */
 	PRIVHELPER_EXIT_LIBVIRT = 6,          /* cannot connect to libvirt */
 	PRIVHELPER_EXIT_NOT_ROOT = 7,         /* not run as root / option not allowed */
+	PRIVHELPER_EXIT_COMMITTED = 8,        /* commit done (base holds the session), but the
+					       * fresh overlay failed (= FLOW_HELPER_EXIT_COMMITTED) */
 	PRIVHELPER_EXIT_DISMISSED = 126,      /* pkexec: the user dismissed the dialog */
 	PRIVHELPER_EXIT_NOT_AUTHORIZED = 127, /* pkexec: not authorised, or no agent */
 };

@@ -453,15 +453,22 @@ error:
 	return NULL;
 }
 
-void runner_cancel(struct runner *r)
+bool runner_cancel(struct runner *r)
 {
 	if (!r || r->exited)
-		return;
-	r->cancelled = true;
+		return true;
 	log_info("runner: cancelling pid %d (SIGTERM)", (int)r->pid);
-	kill(r->pid, SIGTERM);
+	if (kill(r->pid, SIGTERM) < 0) {
+		/* Not cancelled: its result stays what it really is. */
+		int e = errno;
+		log_warn("runner: cannot signal pid %d: %s", (int)r->pid, strerror(e));
+		errno = e;
+		return false;
+	}
+	r->cancelled = true;
 	if (!r->kill_timer)
 		r->kill_timer = loop_timer_add(r->loop, r->kill_grace_ms, 0, on_kill_timer, r);
+	return true;
 }
 
 pid_t runner_pid(const struct runner *r)

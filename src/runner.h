@@ -37,8 +37,10 @@ typedef void (*runner_done_cb)(void *data, const struct runner_result *res);
  * child was reaped and both pipes reached EOF. */
 struct runner *runner_start(struct loop *loop, char *const argv[], runner_progress_cb progress,
 			    runner_done_cb done, void *data, char **err);
-/* SIGTERM now, SIGKILL after the grace period if it still runs. */
-void runner_cancel(struct runner *r);
+/* SIGTERM now, SIGKILL after the grace period if it still runs. False
+ * (errno set) if the child cannot be signalled (a root helper under
+ * pkexec: EPERM); true if it was, or had already exited. */
+bool runner_cancel(struct runner *r);
 pid_t runner_pid(const struct runner *r);
 /* Grace between SIGTERM and SIGKILL (default RUNNER_KILL_GRACE_MS). */
 void runner_set_kill_grace(struct runner *r, int64_t ms);

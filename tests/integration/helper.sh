@@ -167,6 +167,32 @@ reads "$R/ov.qcow2" 1M 0x5a || fail "rebuild: the base's data does not show thro
 echo "ok: rebuild"
 checks=$((checks + 3))
 
+# ---- commit done, rebuild fails: exit 8, the base holds the session ----
+# (issue 12, defect 9: the applet must not say "nothing was changed".) The
+# overlay's directory is immutable: qemu-img commit writes into the
+# existing files, the fresh overlay's temporary file cannot be created.
+mkdir -m 0755 "$R/c8"
+mkroot_base "$R/c8-base.qcow2" 0x11
+mkroot_overlay "$R/c8/ov.qcow2" "$R/c8-base.qcow2" 0x5b
+ve_define_vm c8vm "$R/c8/ov.qcow2"
+C8UUID=$(ve_virsh domuuid c8vm | tr -d '[:space:]')
+chattr +i "$R/c8" || fail "chattr +i (needs root on ext4/xfs/btrfs)"
+helper --connect "$VE_URI" commit c8vm "$C8UUID" vda
+chattr -i "$R/c8"
+[ "$rc" = 8 ] || fail "commit with a failing rebuild: exit $rc, want 8; stderr: $err"
+reads "$R/c8-base.qcow2" 1M 0x5b || fail "commit with a failing rebuild: the base lacks the session"
+reads "$R/c8/ov.qcow2" 1M 0x5b || fail "commit with a failing rebuild: the chain lost the session"
+ls "$R"/c8/.ov.qcow2.* >/dev/null 2>&1 && fail "commit with a failing rebuild: a temporary file was left"
+echo "ok: commit done, rebuild failed: exit 8 ($(tail -n 1 <<<"$err"))"
+helper --connect "$VE_URI" rebuild c8vm "$C8UUID" vda
+[ "$rc" = 0 ] || fail "rebuild after exit 8: exit $rc: $err"
+reads "$R/c8/ov.qcow2" 1M 0x5b || fail "rebuild after exit 8: the base's data does not show through"
+[ "$(qemu-img map --output=json "$R/c8/ov.qcow2" | grep -c '"depth": 0, .*"data": true' || true)" = 0 ] ||
+	fail "rebuild after exit 8: the overlay is not fresh"
+echo "ok: rebuild after exit 8"
+ve_virsh undefine c8vm >/dev/null
+checks=$((checks + 2))
+
 # ---- symbolic links ----
 mkroot_overlay "$R/real-ov.qcow2" "$R/base.qcow2" 0x44
 ln -s "$R/real-ov.qcow2" "$R/link-ov.qcow2"
