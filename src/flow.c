@@ -1277,11 +1277,11 @@ bool flow_stop(struct flow *flow)
 			running = true;
 			continue;
 		}
-		/* A helper running as root cannot be signalled by us. Our end
-		 * of its pipes closes now: it dies at its next progress line
-		 * (SIGPIPE), the qemu-img under it may finish on its own; the
-		 * next start shows INTERRUPTED (its lock, if it still runs,
-		 * makes Resume say "in use" and the journal stays). */
+		/* A helper running as root cannot be signalled by us: it is
+		 * left to end on its own (our end of its pipes closes). The
+		 * journal stays, the next start shows INTERRUPTED, and a
+		 * Resume while its qemu-img still holds the lock says "in
+		 * use" and keeps the journal. */
 		log_warn("flow: %s: cannot stop pid %d (%s); leaving it, the journal stays",
 			 fv->name, (int)pid, strerror(errno));
 		runner_detach(job->runner);
