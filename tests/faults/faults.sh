@@ -559,9 +559,11 @@ quit_stop() {
 	fl_wait_status vm committing 10
 	sleep 1
 	[ "$(fl_status_of vm)" = committing ] || fail "commit ended before the quit"
+	t0=$(now_ms)
 	"$@"
 	wait "$FL_APP_PID" 2>/dev/null
 	rc=$?
+	echo "   the applet exited $(($(now_ms) - t0)) ms after: $*"
 	FL_APP_PID=
 	# Checked right after the applet's exit, before anything else runs.
 	no_qemu_img_on "$VE_IMAGES/vm.qcow2" || {
