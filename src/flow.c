@@ -262,9 +262,10 @@ static void commit_not_done(struct flow *flow, struct flow_vm *fv, struct vm *vm
 		resume_failed(flow, fv, vm, why);
 		return;
 	}
-	if (journal && imageops_journal_remove(journal) < 0)
+	int r = journal ? imageops_journal_remove(journal) : 0;
+	if (r < 0)
 		/* Still there: update_actions keeps offering Resume only. */
-		log_warn("flow: cannot remove journal %s: %s", journal, strerror(errno));
+		log_warn("flow: cannot remove journal %s: %s", journal, strerror(-r));
 	fail(flow, fv, vm, IMAGEOPS_COMMIT, msg);
 }
 
@@ -583,9 +584,9 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 		/* The helper's qemu-img commit exited 0 (or this rebuild follows
 		 * a commit that did): the base holds the session, never "nothing
 		 * was changed"; only the fresh overlay is missing. */
-		if (job->journal && imageops_journal_remove(job->journal) < 0)
-			log_warn("flow: cannot remove journal %s: %s", job->journal,
-				 strerror(errno));
+		int r = job->journal ? imageops_journal_remove(job->journal) : 0;
+		if (r < 0)
+			log_warn("flow: cannot remove journal %s: %s", job->journal, strerror(-r));
 		job_free(job);
 		rebuild_failed_after_commit(flow, fv, vm, bytes, why);
 		return;
