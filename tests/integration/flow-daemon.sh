@@ -91,8 +91,7 @@ t0=$(now_ms)
 ve_destroy vmc || fail "destroy vmc"
 wait_status vmc clean 30
 t1=$(now_ms)
-ve_as_user qemu-io -r -f qcow2 -c 'read -P 0x33 2M 1M' "$VE_IMAGES/vmc-base.qcow2" |
-	grep -q 'read 1048576' || fail "vmc base lacks the pattern"
+ve_reads "$VE_IMAGES/vmc-base.qcow2" 0x33 2M 1M || fail "vmc base lacks the pattern"
 ve_as_user qemu-img check -q "$VE_IMAGES/vmc-base.qcow2" || fail "check vmc base"
 ve_as_user qemu-img check -q "$VE_IMAGES/vmc.qcow2" || fail "check vmc overlay"
 overlay_fresh vmc || fail "vmc overlay not fresh"

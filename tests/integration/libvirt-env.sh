@@ -88,6 +88,17 @@ ve_give() {
 	chown "$VE_USER:" "$@"
 }
 
+# ve_reads FILE PATTERN OFFSET SIZE [QEMU-IO OPTION...]: the disk seen
+# through FILE (as VE_USER) holds PATTERN there. qemu-io prints "read N/N
+# bytes" even after "Pattern verification failed" (and exits 1): its status
+# and the absence of that line count, not the "read" line alone.
+ve_reads() {
+	local f=$1 pat=$2 off=$3 len=$4 o
+	shift 4
+	o=$(ve_as_user qemu-io -r "$@" -f qcow2 -c "read -P $pat $off $len" "$f" 2>&1) || return 1
+	! grep -q "verification failed" <<<"$o" && grep -q "^read " <<<"$o"
+}
+
 ve_wait_for() {
 	local timeout=$1; shift
 	local end=$(( $(date +%s%N) + timeout * 1000000000 ))

@@ -136,7 +136,7 @@ wait_notify $((n0 + 1)) 5
 wait_status pending
 nt_emit_action "$(last_notify_id)" commit
 wait_status clean 30
-ve_as_user qemu-io -r -f qcow2 -c 'read -P 0x22 2M 1M' "$base" | grep -q 'read 1048576' || fail "base lacks the pattern"
+ve_reads "$base" 0x22 2M 1M || fail "base lacks the pattern"
 overlay_fresh || fail "overlay not fresh after commit"
 for _ in $(seq 100); do grep -q 'committed into vm1-base.qcow2; fresh overlay ready' "$NT_MOCK_LOG" && break; sleep 0.05; done
 grep -q 'committed into vm1-base.qcow2; fresh overlay ready' "$NT_MOCK_LOG" || fail "no result notification"
@@ -154,7 +154,7 @@ wait_notify $((n0 + 1)) 5
 wait_status pending
 nt_menu_click "$sni" "Commit changes" || fail "menu click"
 wait_status clean 30
-ve_as_user qemu-io -r -f qcow2 -c 'read -P 0x33 2M 1M' "$base" | grep -q 'read 1048576' || fail "base lacks the menu-committed pattern"
+ve_reads "$base" 0x33 2M 1M || fail "base lacks the menu-committed pattern"
 overlay_fresh || fail "overlay not fresh after the menu commit"
 [ "$(grep -c ' CloseNotification ' "$NT_MOCK_LOG")" -gt "$c0" ] || fail "notification not withdrawn after the menu answer"
 [ "$(sni_status)" = Active ] || fail "SNI Status $(sni_status) after the menu commit"
@@ -170,7 +170,7 @@ wait_notify $((n0 + 1)) 5
 wait_status pending
 ve_start vm1 && wait_status running
 ve_wait_for 5 sh -c "[ \$(grep -c ' CloseNotification ' '$NT_MOCK_LOG') -gt $c0 ]" || fail "prompt not closed on start"
-ve_as_user qemu-io -r -U -f qcow2 -c 'read -P 0x44 2M 1M' "$ov" | grep -q 'read 1048576' || fail "overlay changed"
+ve_reads "$ov" 0x44 2M 1M -U || fail "overlay changed"
 ve_destroy vm1
 wait_status pending
 nt_emit_action "$(last_notify_id)" keep
@@ -187,6 +187,6 @@ wait_status pending
 [ "$(sni_status)" = NeedsAttention ] || fail "SNI Status $(sni_status) without a server"
 nt_menu_click "$sni" "Commit changes" || fail "menu click without server"
 wait_status clean 30
-ve_as_user qemu-io -r -f qcow2 -c 'read -P 0x55 2M 1M' "$base" | grep -q 'read 1048576' || fail "base lacks the pattern (no server)"
+ve_reads "$base" 0x55 2M 1M || fail "base lacks the pattern (no server)"
 overlay_fresh || fail "overlay not fresh (no server)"
 echo "ok menu alone without a notification server"

@@ -62,9 +62,9 @@ cat "$VE_DIR/term1.txt"
 grep -q 'committed into vm1-base.qcow2; fresh overlay ready' "$VE_DIR/term1.txt" ||
 	fail "no result line on the terminal"
 grep -q 'committing \[' "$VE_DIR/term1.txt" || fail "no progress bar"
-ve_as_user qemu-io -r -f qcow2 -c 'read -P 0x66 2M 1M' "$base" | grep -q 'read 1048576' ||
+ve_reads "$base" 0x66 2M 1M ||
 	fail "the base lacks the session's bytes"
-ve_as_user qemu-io -r -f qcow2 -c 'read -P 0x11 1M 1M' "$base" | grep -q 'read 1048576' ||
+ve_reads "$base" 0x11 1M 1M ||
 	fail "the base lost its own bytes"
 ! ve_as_user qemu-img map --output=json -f qcow2 "$ov" | grep '"depth": 0' | grep -q '"data": true' ||
 	fail "the overlay is not fresh"
