@@ -113,8 +113,19 @@ static void view_compute(const struct sni *sni, struct sni_view *v)
 	if (m->n_vms == 0)
 		fputs(_("No virtual machines are configured"), f);
 	for (size_t i = 0; i < m->n_vms; i++) {
+		const struct vm *vm = m->vms[i];
 		char line[512];
-		fprintf(f, "%s%s", i ? "\n" : "", vm_summary_line(m->vms[i], line, sizeof line));
+		/* A running VM's overlay grows all the time and the reconcile
+		 * timer re-reads its size: in the tooltip it would change the
+		 * tooltip on a timer, and Plasma re-reads GetAll on every
+		 * NewToolTip. The size is read on demand instead (Activate's
+		 * summary, `vmoverlay status`); the demo's countdown is the one
+		 * line that changes by itself. */
+		if (vm->flow == FLOW_RUNNING && vm->shutdown_in_s < 0)
+			snprintf(line, sizeof line, _("%s — %s"), vm->name, flow_state_label(vm->flow));
+		else
+			vm_summary_line(vm, line, sizeof line);
+		fprintf(f, "%s%s", i ? "\n" : "", line);
 	}
 	if (fclose(f) != 0) {
 		free(text);

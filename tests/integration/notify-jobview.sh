@@ -250,7 +250,8 @@ stop_applet() {
 # ---- 1. a commit runs to its end (V2) ----
 make_images 0x5a
 start_applet "$W/app1.log"
-prog0=$(n_notes "jv: committing changes") res0=$(n_notes "jv: changes committed")
+prog0=$(($(n_notes "jv: committing changes") + $(n_notes "jv: preparing a fresh overlay")))
+res0=$(n_notes "jv: changes committed")
 t0=$(now_ms)
 ctl Commit jv >/dev/null || fail "control Commit"
 wait_views 1
@@ -262,7 +263,8 @@ for _ in $(seq 100); do
 	[ "$(n_notes "jv: changes committed")" -gt "$res0" ] && break
 	sleep 0.05
 done
-prog=$(($(n_notes "jv: committing changes") - prog0)) res=$(($(n_notes "jv: changes committed") - res0))
+prog=$(($(n_notes "jv: committing changes") + $(n_notes "jv: preparing a fresh overlay") - prog0))
+res=$(($(n_notes "jv: changes committed") - res0))
 echo "one commit with the job view: $prog progress notifications of ours, $res result notifications"
 check_view 1 v2
 [ "$(views)" = 1 ] || fail "one commit, $(views) job views"

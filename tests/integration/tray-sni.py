@@ -186,6 +186,72 @@ def test_installed_location():
         s.close()
 
 
+NODE_XML = """<node>
+  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>tt</name><memory unit='MiB'>64</memory>
+    <os><type arch='x86_64' machine='pc'>hvm</type></os><test:runstate>1</test:runstate>
+    <devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='{ov}'/><target dev='vda' bus='virtio'/></disk></devices>
+  </domain>
+</node>
+"""
+
+
+def test_tooltip_steady():
+    """A running VM whose overlay grows, reconciled every second: the
+    tooltip (and so Plasma's GetAll) does not change on that timer."""
+    T.need('qemu-img')
+    T.need('qemu-io')
+    s = T.Session()
+    try:
+        import subprocess
+        base, ov = os.path.join(s.dir, 'tt-base.qcow2'), os.path.join(s.dir, 'tt.qcow2')
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '16M'], check=True)
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, ov],
+                       check=True)
+        node = os.path.join(s.dir, 'node.xml')
+        with open(node, 'w') as f:
+            f.write(NODE_XML.format(ov=ov))
+        conf = os.path.join(s.dir, 'vmoverlay.conf')
+        with open(conf, 'w') as f:
+            f.write(f'connect = "test://{node}";\nreconcile_interval = 1;\n'
+                    'vms = ( { name = "tt"; policy = "ask"; } );\n')
+        log = open(os.path.join(s.dir, 'applet.log'), 'ab')
+        app = subprocess.Popen([T.VMO_BIN, '--config', conf, '-v'], env=s.env, stdout=log,
+                               stderr=log)
+        s.procs.append(app)
+        svc = f'{SNI}-{app.pid}-1'
+        if not check(s.wait_owner(svc), 'item up'):
+            return
+        r, _ = s.call(svc, '/StatusNotifierItem', 'org.freedesktop.DBus.Properties', 'Get',
+                      (SNI, 'ToolTip'), '(ss)')
+        tip = r.unpack()[0][3] if r else None
+        check(tip == 'tt — running', f'the running VM\'s tooltip line: "{tip}"')
+        owner, _ = s.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                          'GetNameOwner', (svc,), '(s)')
+        tips = []
+        sub = s.conn.signal_subscribe(owner.unpack()[0], SNI, 'NewToolTip', '/StatusNotifierItem',
+                                      None, 0, lambda *a: tips.append(a))
+        reconciles0 = s.applet_log().count('reconcile (interval)')
+        for i in range(4):
+            subprocess.run(['qemu-io', '-f', 'qcow2', '-c', f'write -q -P 0x5a {i}M 1M', ov],
+                           check=True, stdout=subprocess.DEVNULL)
+            s.pump(1.2)
+        reconciles = s.applet_log().count('reconcile (interval)') - reconciles0
+        s.conn.signal_unsubscribe(sub)
+        check(reconciles >= 3, f'the reconcile timer ran ({reconciles} times) while 4 MiB were'
+              ' written to the overlay')
+        check(tips == [], f'no NewToolTip on the timer ({len(tips)})')
+        st = subprocess.run([T.VMO_BIN, 'status'], env=s.env, capture_output=True, text=True)
+        import re
+        check(re.search(r'tt — running · overlay [4-9]\.[0-9] MiB', st.stdout) is not None,
+              f'the size is read on demand: vmoverlay status says {st.stdout.strip()}')
+    finally:
+        if T.failures:
+            print(s.applet_log())
+        s.close()
+
+
 def test_late_watcher():
     s = T.Session()
     try:
@@ -228,6 +294,7 @@ def measure_start_to_register(runs=10):
 
 test_registration_and_props()
 test_installed_location()
+test_tooltip_steady()
 test_late_watcher()
 measure_start_to_register()
 print('failures:', T.failures)
