@@ -19,7 +19,6 @@ a display and libvirtd), not a stand-in for a part under test.
      "default") (what plasmashell emits on a click), then a click: the newer,
      the notification's token; the next click gets none (both used up)."""
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -46,10 +45,15 @@ def setup_probe(s):
     launches = os.path.join(s.dir, 'launches')
     os.makedirs(bindir)
     os.makedirs(launches)
+    if os.getuid() == 0:
+        # The applet (and so the probe) runs as the test user.
+        import pwd
+        pw = pwd.getpwnam(s.user)
+        os.chown(launches, pw.pw_uid, pw.pw_gid)
     prog = os.path.join(bindir, 'virt-manager')
     with open(prog, 'w') as f:
         f.write(PROBE)
-    os.chmod(prog, stat.S_IRWXU)
+    os.chmod(prog, 0o755)
     s.env['PATH'] = bindir + ':' + s.env.get('PATH', '/usr/bin:/bin')
     s.env['VMO_TEST_LAUNCHES'] = launches
     # Tokens the applet itself was started with belong to its own window
@@ -123,6 +127,7 @@ def test_tray_tokens():
         svc = f'{SNI}-{app.pid}-1'
         if not check(s.wait_owner(svc), 'item up'):
             return
+        check(s.runs_as_user(app), f'the applet runs as {s.user}')
         mid, err = vm_item(s, svc)
         if not check(mid is not None, f'"Open in virt-manager" shown with virt-manager on PATH ({err})'):
             return
@@ -187,6 +192,10 @@ def test_notification_token():
         s.env['VMO_DEMO_COUNTDOWN'] = '1'
         s.env['TMPDIR'] = os.path.join(s.dir, 'tmp')
         os.makedirs(s.env['TMPDIR'])
+        if os.getuid() == 0:
+            import pwd
+            pw = pwd.getpwnam(s.user)
+            os.chown(s.env['TMPDIR'], pw.pw_uid, pw.pw_gid)
         mock = subprocess.Popen([PY, '-m', 'dbusmock', '--template', 'notification_daemon', '-p',
                                  '{"capabilities": "actions body body-markup persistence"}'],
                                 env=s.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -194,11 +203,13 @@ def test_notification_token():
         if not check(s.wait_owner('org.freedesktop.Notifications'), 'notification server up'):
             return
         log = open(os.path.join(s.dir, 'applet.log'), 'ab')
-        app = subprocess.Popen([T.VMO_BIN, '--demo', '-v'], env=s.env, stdout=log, stderr=log)
+        app = subprocess.Popen([*s.as_user, T.VMO_BIN, '--demo', '-v'], env=s.env, stdout=log,
+                               stderr=log)
         s.procs.append(app)
         svc = f'{SNI}-{app.pid}-1'
         if not check(s.wait_owner(svc), 'item up'):
             return
+        check(s.runs_as_user(app), f'the demo runs as {s.user}')
         end = time.monotonic() + 20
         prompt = None
         while time.monotonic() < end and prompt is None:

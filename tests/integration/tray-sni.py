@@ -156,11 +156,12 @@ def test_installed_location():
         w = s.start_watcher()
         log = open(os.path.join(s.dir, 'applet.log'), 'ab')
         import subprocess
-        app = subprocess.Popen([copy, 'test', '--connect', 'test:///default', '-v'], env=s.env,
-                               stdout=log, stderr=log)
+        app = subprocess.Popen([*s.as_user, copy, 'test', '--connect', 'test:///default', '-v'],
+                               env=s.env, stdout=log, stderr=log)
         s.procs.append(app)
         svc, _ = T.read_registration(w)
         check(svc is not None, 'the copy registers')
+        check(s.runs_as_user(app), f'the copy runs as {s.user}')
         if not svc:
             print(s.applet_log())
             return
@@ -206,9 +207,10 @@ def test_tooltip_steady():
     try:
         import subprocess
         base, ov = os.path.join(s.dir, 'tt-base.qcow2'), os.path.join(s.dir, 'tt.qcow2')
-        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', base, '16M'], check=True)
-        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', base, ov],
+        subprocess.run([*s.as_user, 'qemu-img', 'create', '-q', '-f', 'qcow2', base, '16M'],
                        check=True)
+        subprocess.run([*s.as_user, 'qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b',
+                        base, ov], check=True)
         node = os.path.join(s.dir, 'node.xml')
         with open(node, 'w') as f:
             f.write(NODE_XML.format(ov=ov))
@@ -217,12 +219,13 @@ def test_tooltip_steady():
             f.write(f'connect = "test://{node}";\nreconcile_interval = 1;\n'
                     'vms = ( { name = "tt"; policy = "ask"; } );\n')
         log = open(os.path.join(s.dir, 'applet.log'), 'ab')
-        app = subprocess.Popen([T.VMO_BIN, '--config', conf, '-v'], env=s.env, stdout=log,
-                               stderr=log)
+        app = subprocess.Popen([*s.as_user, T.VMO_BIN, '--config', conf, '-v'], env=s.env,
+                               stdout=log, stderr=log)
         s.procs.append(app)
         svc = f'{SNI}-{app.pid}-1'
         if not check(s.wait_owner(svc), 'item up'):
             return
+        check(s.runs_as_user(app), f'the applet runs as {s.user}')
         r, _ = s.call(svc, '/StatusNotifierItem', 'org.freedesktop.DBus.Properties', 'Get',
                       (SNI, 'ToolTip'), '(ss)')
         tip = r.unpack()[0][3] if r else None
@@ -234,15 +237,16 @@ def test_tooltip_steady():
                                       None, 0, lambda *a: tips.append(a))
         reconciles0 = s.applet_log().count('reconcile (interval)')
         for i in range(4):
-            subprocess.run(['qemu-io', '-f', 'qcow2', '-c', f'write -q -P 0x5a {i}M 1M', ov],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([*s.as_user, 'qemu-io', '-f', 'qcow2', '-c',
+                            f'write -q -P 0x5a {i}M 1M', ov], check=True,
+                           stdout=subprocess.DEVNULL)
             s.pump(1.2)
         reconciles = s.applet_log().count('reconcile (interval)') - reconciles0
         s.conn.signal_unsubscribe(sub)
         check(reconciles >= 3, f'the reconcile timer ran ({reconciles} times) while 4 MiB were'
               ' written to the overlay')
         check(tips == [], f'no NewToolTip on the timer ({len(tips)})')
-        st = subprocess.run([T.VMO_BIN, 'status'], env=s.env, capture_output=True, text=True)
+        st = s.vmo('status')
         import re
         check(re.search(r'tt — running · overlay [4-9]\.[0-9] MiB', st.stdout) is not None,
               f'the size is read on demand: vmoverlay status says {st.stdout.strip()}')
