@@ -21,6 +21,7 @@
 #include "config.h"
 #include "flow.h"
 #include "i18n.h"
+#include "icons.h"
 #include "log.h"
 #include "loop.h"
 #include "menu.h"
@@ -75,6 +76,7 @@ struct menu {
 	size_t n_keys;
 	int32_t next_id;
 	char *icon_theme_dir;
+	char *notify_icon;
 	bool have_virt_manager;
 	bool exported;
 	bool listening;
@@ -185,9 +187,11 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 	struct menu_item *sub = add_item(menu, root, KIND_SUBMENU, vm->name, "vm", vm->name, true);
 	if (!sub)
 		return false;
-	char line[512];
-	struct menu_item *it = add_item(menu, sub, KIND_STANDARD, vm->name, "state",
-					vm_summary_line(vm, line, sizeof line), true);
+	/* Short: the submenu already carries the name, and a long first line
+	 * made Plasma 6 slide the submenu over its parent. The details (size,
+	 * countdown, error) are in the tooltip. */
+	struct menu_item *it =
+		add_item(menu, sub, KIND_STANDARD, vm->name, "state", flow_state_label(vm->flow), true);
 	if (!it)
 		return false;
 	it->role = ROLE_STATE;
@@ -616,7 +620,7 @@ static void show_about(struct menu *menu)
 							"org.freedesktop.Notifications", "Notify");
 	if (!msg)
 		return;
-	const char *app_name = "vmoverlay", *icon = "vmoverlay";
+	const char *app_name = "vmoverlay", *icon = menu->notify_icon;
 	const char *summary = _("About vmoverlay");
 	char *body = NULL;
 	/* TRANSLATORS: About text; %s is the version */
@@ -673,8 +677,17 @@ static void on_child_exit(struct loop *loop, pid_t pid, int status, void *data)
 	log_debug("virt-manager (pid %d) exited with status %d", (int)pid, status);
 }
 
+static bool is_activation_var(const char *kv)
+{
+	return strncmp(kv, "XDG_ACTIVATION_TOKEN=", 21) == 0 ||
+	       strncmp(kv, "DESKTOP_STARTUP_ID=", 19) == 0;
+}
+
 /* Detached, no shell: virt-manager --connect URI --show-domain-console NAME,
- * with the host's xdg-activation token so the window may take focus. */
+ * with the desktop's xdg-activation token so the window may take focus on
+ * Wayland: in XDG_ACTIVATION_TOKEN (the xdg-activation convention) and in
+ * DESKTOP_STARTUP_ID (GTK3, virt-manager's toolkit, reads only that). The
+ * token is used once; tokens we were started with are never passed on. */
 static void open_virt_manager(struct menu *menu, const char *vm)
 {
 	const char *uri = menu->app->config && menu->app->config->connect
@@ -685,17 +698,33 @@ static void open_virt_manager(struct menu *menu, const char *vm)
 	size_t n_env = 0;
 	while (environ[n_env])
 		n_env++;
-	char **envp = calloc(n_env + 2, sizeof(*envp));
-	char *token_env = NULL;
-	const char *token = sni_activation_token(menu->app->sni);
-	if (!envp)
+	char **envp = calloc(n_env + 3, sizeof(*envp));
+	char *xdg_env = NULL, *startup_env = NULL;
+	/* The newer of the tray's and the notification server's tokens (KWin
+	 * has invalidated the older one); both are used up now. */
+	int64_t t_tray = 0, t_note = 0;
+	char *token = sni_take_activation_token(menu->app->sni, &t_tray);
+	char *note_token = notifier_take_activation_token(menu->app->notifier, &t_note);
+	if (note_token && (!token || t_note > t_tray)) {
+		free(token);
+		token = note_token;
+	} else {
+		free(note_token);
+	}
+	if (!envp) {
+		free(token);
 		return;
+	}
 	size_t j = 0;
 	for (size_t i = 0; i < n_env; i++)
-		if (strncmp(environ[i], "XDG_ACTIVATION_TOKEN=", 21) != 0)
+		if (!is_activation_var(environ[i]))
 			envp[j++] = environ[i];
-	if (token && asprintf(&token_env, "XDG_ACTIVATION_TOKEN=%s", token) >= 0)
-		envp[j++] = token_env;
+	if (token && asprintf(&xdg_env, "XDG_ACTIVATION_TOKEN=%s", token) >= 0)
+		envp[j++] = xdg_env;
+	if (token && asprintf(&startup_env, "DESKTOP_STARTUP_ID=%s", token) >= 0)
+		envp[j++] = startup_env;
+	log_debug("starting virt-manager for %s %s an activation token", vm,
+	          token ? "with" : "without");
 
 	posix_spawnattr_t attr;
 	posix_spawnattr_init(&attr);
@@ -711,7 +740,9 @@ static void open_virt_manager(struct menu *menu, const char *vm)
 	pid_t pid;
 	int r = posix_spawnp(&pid, "virt-manager", NULL, &attr, argv, envp);
 	posix_spawnattr_destroy(&attr);
-	free(token_env);
+	free(xdg_env);
+	free(startup_env);
+	free(token);
 	free(envp);
 	if (r != 0) {
 		log_warn("cannot start virt-manager: %s", strerror(r));
@@ -1190,9 +1221,10 @@ struct menu *menu_create(struct bus *bus, struct app *app, char **err)
 	menu->app = app;
 	menu->revision = 1;
 	menu->have_virt_manager = on_path("virt-manager");
-	menu->icon_theme_dir = sni_icon_theme_dir();
+	menu->icon_theme_dir = icons_theme_dir();
+	menu->notify_icon = icons_notification_icon();
 	menu->click_timer = loop_timer_add(bus_loop(bus), -1, 0, on_click_timer, menu);
-	if (!menu->icon_theme_dir || !menu->click_timer)
+	if (!menu->icon_theme_dir || !menu->notify_icon || !menu->click_timer)
 		goto nomem;
 	/* Built before export: Plasma fetches GetLayout(0, 1) the moment the
 	 * item appears, and an empty first answer shows an empty menu. */
@@ -1238,5 +1270,6 @@ void menu_destroy(struct menu *menu)
 	free(menu->keys);
 	free(menu->clicks);
 	free(menu->icon_theme_dir);
+	free(menu->notify_icon);
 	free(menu);
 }

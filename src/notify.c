@@ -36,17 +36,24 @@
 #include "log.h"
 #include "loop.h"
 #include "model.h"
+#include "icons.h"
 
-#define NOTIFY_NAME      "org.freedesktop.Notifications"
-#define NOTIFY_PATH      "/org/freedesktop/Notifications"
-#define NOTIFY_IFACE     "org.freedesktop.Notifications"
-#define JOB_SERVER_NAME  "org.kde.kuiserver"
-#define JOB_SERVER_PATH  "/JobViewServer"
-#define JOB_SERVER_IFACE "org.kde.JobViewServer"
-#define JOB_VIEW_IFACE   "org.kde.JobViewV2"
+#define NOTIFY_NAME  "org.freedesktop.Notifications"
+#define NOTIFY_PATH  "/org/freedesktop/Notifications"
+#define NOTIFY_IFACE "org.freedesktop.Notifications"
+/* plasmashell owns org.kde.JobViewServer and org.kde.kuiserver; KF6 talks
+ * to the former. */
+#define JOB_SERVER_NAME "org.kde.JobViewServer"
+#define JOB_SERVER_PATH "/JobViewServer"
+#define JOB_SERVER_V1   "org.kde.JobViewServer"
+#define JOB_SERVER_V2   "org.kde.JobViewServerV2"
+#define JOB_VIEW_V2     "org.kde.JobViewV2"
+#define JOB_VIEW_V3     "org.kde.JobViewV3"
+/* terminate() error codes: KIO::ERR_USER_CANCELED, KJob::UserDefinedError */
+#define JOB_ERR_CANCELLED 1u
+#define JOB_ERR_FAILED    100u
 
 #define APP_NAME         "vmoverlay"
-#define APP_ICON         "vmoverlay"
 #define PROBE_TIMEOUT_MS 2000
 /* After a failed probe, new operations re-probe at most this often (an
  * owner change re-probes at once). No timer: idle stays idle. */
@@ -75,7 +82,8 @@ struct note {
 	bool actions;  /* Commit / Discard / Keep for now */
 	bool resident; /* stays in the history until answered */
 	bool transient;
-	int value; /* progress 0..100, -1 none */
+	bool persistent; /* expire_timeout 0 */
+	int value;       /* progress 0..100, -1 none */
 	int64_t last_show_ms;
 	struct loop_timer *throttle;
 };
@@ -86,7 +94,11 @@ struct vm_entry {
 	enum job_state job;
 	char *job_path;
 	guint job_sub;
-	bool job_finish_pending; /* result arrived while requestView ran */
+	GCancellable *job_cancel; /* the requestView on its way */
+	bool job_v3;              /* the view came from JobViewServerV2 */
+	bool job_wanted;          /* a commit runs: a new server gets asked too */
+	bool job_finish_pending;  /* result arrived while requestView ran */
+	unsigned job_finish_code;
 	char *job_finish_msg;
 	unsigned job_percent;
 	struct vm_entry *next;
@@ -97,6 +109,11 @@ struct notifier {
 	GDBusConnection *conn;
 	GCancellable *cancel;
 	guint owner_sub;
+	guint job_owner_sub;
+	bool job_v1_only; /* the job server has no JobViewServerV2 */
+	char *icon;       /* app_icon: our name, or a file:// URI when not installed */
+	char *token;      /* xdg-activation token from the last action, until used */
+	int64_t token_ms;
 	bool inited; /* notify_init done */
 
 	bool probing;
@@ -109,7 +126,7 @@ struct notifier {
 	bool logged_absent;
 	bool cap_actions;
 	bool cap_markup;
-	bool cap_value; /* Plasma: "value" hint draws a progress bar */
+	bool cap_value; /* Plasma 5: "value" hint draws a progress bar (6 does not) */
 	char *server_name;
 
 	struct vm_entry *vms;
@@ -159,6 +176,7 @@ static void note_set(struct note *note, enum note_kind kind, const char *summary
 	note->actions = false;
 	note->resident = false;
 	note->transient = false;
+	note->persistent = kind == NOTE_PROMPT || kind == NOTE_PROGRESS;
 	note->value = -1;
 	note->urgency = NOTIFY_URGENCY_NORMAL;
 	note->op = OP_SHOW;
@@ -210,6 +228,15 @@ static void on_action(NotifyNotification *nn, char *action, gpointer data)
 	struct note *note = data;
 	struct notifier *n = note->n;
 	enum vm_action act;
+	/* Plasma emits ActivationToken right before ActionInvoked; libnotify
+	 * hands it out only inside this callback. Kept for the next program we
+	 * start (Wayland lets only a window with a token take focus). */
+	const char *token = notify_notification_get_activation_token(nn);
+	if (token && *token) {
+		free(n->token);
+		n->token = strdup(token);
+		n->token_ms = loop_now_ms();
+	}
 	if (strcmp(action, "commit") == 0) {
 		act = ACT_COMMIT;
 	} else if (strcmp(action, "discard") == 0) {
@@ -301,10 +328,10 @@ static void note_flush(struct notifier *n, struct note *note)
 		return;
 	char *body = render_body(n, note);
 	if (!note->nn) {
-		note->nn = notify_notification_new(note->summary, body, APP_ICON);
+		note->nn = notify_notification_new(note->summary, body, n->icon);
 		g_signal_connect(note->nn, "closed", G_CALLBACK(on_note_closed), note);
 	} else {
-		notify_notification_update(note->nn, note->summary, body, APP_ICON);
+		notify_notification_update(note->nn, note->summary, body, n->icon);
 	}
 	free(body);
 	NotifyNotification *nn = note->nn;
@@ -333,8 +360,12 @@ static void note_flush(struct notifier *n, struct note *note)
 		notify_notification_add_action(nn, "default", _("Show in the tray menu"), on_action,
 					       note, NULL);
 	}
-	notify_notification_set_timeout(nn, note->kind == NOTE_PROGRESS ? NOTIFY_EXPIRES_NEVER
-									: NOTIFY_EXPIRES_DEFAULT);
+	/* A question that guards someone's disk, a running operation and a
+	 * failure stay until answered, replaced or closed (expire_timeout 0;
+	 * the server's default, -1, let Plasma 6 drop the prompt after ~9 s).
+	 * Everything else expires as the server likes. */
+	notify_notification_set_timeout(nn, note->persistent ? NOTIFY_EXPIRES_NEVER
+							     : NOTIFY_EXPIRES_DEFAULT);
 	int64_t t0 = loop_now_ms();
 	if (!notify_notification_show(nn, &err)) {
 		log_warn("showing a notification failed: %s", err->message);
@@ -527,31 +558,84 @@ static void on_owner_changed(GDBusConnection *conn, const char *sender, const ch
 		kick(n);
 }
 
-/* ---- Plasma's job view (org.kde.JobViewServer) ---- */
+/* ---- Plasma's job view (org.kde.JobViewServer) ----
+ *
+ * The KF6 way (kjobwidgets' KUiServerV2JobTracker): JobViewServerV2
+ * requestView(desktopEntry, capabilities, hints) with "immediate" (Plasma
+ * otherwise waits 500 ms, so a short commit would never be shown) and
+ * "transient" (no "Finished" popup from the tracker: our result
+ * notification is the one result the user gets), then JobViewV3
+ * update(a{sv}) and terminate(u, s, a{sv}). Only a server without V2 gets
+ * the old JobViewServer.requestView(ssi) and JobViewV2's setters. When the
+ * server's owner changes (plasmashell restarted) a running commit asks the
+ * new owner for a view, as KF6 does. Facts: research/plasma6-protocol.md. */
+
+static void job_request(struct notifier *n, struct vm_entry *e);
 
 static void job_call(struct notifier *n, struct vm_entry *e, const char *method, GVariant *args)
 {
-	g_dbus_connection_call(n->conn, JOB_SERVER_NAME, e->job_path, JOB_VIEW_IFACE, method, args,
-			       NULL, G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, NULL, NULL,
-			       NULL);
+	g_dbus_connection_call(n->conn, JOB_SERVER_NAME, e->job_path,
+			       e->job_v3 ? JOB_VIEW_V3 : JOB_VIEW_V2, method, args, NULL,
+			       G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, NULL, NULL, NULL);
 }
 
-static void job_finish(struct notifier *n, struct vm_entry *e, const char *msg)
+/* V3: one update() with these properties (NULL title: percent only). */
+static void job_update(struct notifier *n, struct vm_entry *e, const char *title)
 {
+	GVariantBuilder b;
+	g_variant_builder_init(&b, G_VARIANT_TYPE("a{sv}"));
+	if (title) {
+		g_variant_builder_add(&b, "{sv}", "title", g_variant_new_string(title));
+		g_variant_builder_add(&b, "{sv}", "descriptionLabel1",
+				      g_variant_new_string(_("Virtual machine")));
+		g_variant_builder_add(&b, "{sv}", "descriptionValue1",
+				      g_variant_new_string(e->name));
+	}
+	g_variant_builder_add(&b, "{sv}", "percent", g_variant_new_uint32(e->job_percent));
+	job_call(n, e, "update", g_variant_new("(a{sv})", &b));
+}
+
+/* Forgets the view (the server is gone, or the job is over) without a call. */
+static void job_drop(struct notifier *n, struct vm_entry *e)
+{
+	if (e->job_sub)
+		g_dbus_connection_signal_unsubscribe(n->conn, e->job_sub);
+	e->job_sub = 0;
+	if (e->job_cancel) {
+		/* A requestView still on its way must not land on this entry. */
+		g_cancellable_cancel(e->job_cancel);
+		g_object_unref(e->job_cancel);
+		e->job_cancel = NULL;
+	}
+	free(e->job_path);
+	e->job_path = NULL;
+	e->job = JOB_NONE;
+}
+
+/* The commit is over: terminate the view (error 0: finished; 1 is
+ * KIO::ERR_USER_CANCELED, which Plasma removes without a word; anything
+ * else shows msg). */
+static void job_finish(struct notifier *n, struct vm_entry *e, unsigned code, const char *msg)
+{
+	e->job_wanted = false;
 	if (e->job == JOB_REQUESTING) {
 		e->job_finish_pending = true;
+		e->job_finish_code = code;
 		free(e->job_finish_msg);
 		e->job_finish_msg = strdup(msg ? msg : "");
 		return;
 	}
 	if (e->job == JOB_ACTIVE) {
-		job_call(n, e, "terminate", g_variant_new("(s)", msg ? msg : ""));
-		g_dbus_connection_signal_unsubscribe(n->conn, e->job_sub);
-		e->job_sub = 0;
+		if (e->job_v3) {
+			job_call(
+			    n, e, "terminate",
+			    g_variant_new("(us@a{sv})", code, msg ? msg : "",
+					  g_variant_new_array(G_VARIANT_TYPE("{sv}"), NULL, 0)));
+		} else {
+			job_call(n, e, "terminate", g_variant_new("(s)", msg ? msg : ""));
+		}
 	}
-	free(e->job_path);
-	e->job_path = NULL;
-	e->job = JOB_NONE;
+	job_drop(n, e);
 }
 
 static void on_job_cancel(GDBusConnection *conn, const char *sender, const char *path,
@@ -569,7 +653,16 @@ static void on_job_cancel(GDBusConnection *conn, const char *sender, const char 
 	free(why);
 }
 
-static void on_job_view(GObject *src, GAsyncResult *res, gpointer data)
+static bool is_missing_method(const GError *err)
+{
+	return g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD) ||
+	       g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_INTERFACE) ||
+	       g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_OBJECT);
+}
+
+static void show_held_progress(struct notifier *n, struct vm_entry *e);
+
+static void on_job_view(GObject *src, GAsyncResult *res, gpointer data, bool v3)
 {
 	GError *err = NULL;
 	GVariant *v = g_dbus_connection_call_finish(G_DBUS_CONNECTION(src), res, &err);
@@ -579,14 +672,25 @@ static void on_job_view(GObject *src, GAsyncResult *res, gpointer data)
 	}
 	struct vm_entry *e = data;
 	struct notifier *n = e->note.n;
+	if (!v && v3 && is_missing_method(err)) {
+		/* A server from before JobViewServerV2 (KF5 < 5.80): the old one. */
+		log_debug("job view server has no V2 (%s): using org.kde.JobViewServer",
+			  err->message);
+		g_error_free(err);
+		n->job_v1_only = true;
+		job_request(n, e);
+		return;
+	}
 	if (!v) {
 		log_debug("no job view for %s: %s", e->name, err->message);
 		g_error_free(err);
-		e->job = JOB_UNAVAILABLE;
-		if (e->job_finish_pending) {
-			e->job_finish_pending = false;
-			e->job = JOB_NONE;
-		}
+		bool finished = e->job_finish_pending;
+		e->job_finish_pending = false;
+		job_drop(n, e);
+		e->job = finished ? JOB_NONE : JOB_UNAVAILABLE;
+		/* Nobody shows the progress: our own notification does. */
+		if (!finished)
+			show_held_progress(n, e);
 		return;
 	}
 	const char *path = NULL;
@@ -594,25 +698,77 @@ static void on_job_view(GObject *src, GAsyncResult *res, gpointer data)
 	e->job_path = strdup(path);
 	g_variant_unref(v);
 	e->job = JOB_ACTIVE;
+	e->job_v3 = v3;
+	/* The tracker shows the progress now: a progress notification shown
+	 * meanwhile (server restarted mid-commit) goes. */
+	if (e->note.kind == NOTE_PROGRESS) {
+		if (e->note.throttle)
+			loop_timer_arm(e->note.throttle, -1, 0);
+		e->note.kind = NOTE_NONE;
+		e->note.op = e->note.shown ? OP_CLOSE : OP_NONE;
+		kick(n);
+	}
 	/* Only the server's cancel button counts: a signal is a broadcast that
 	 * any client can send on any path (another job server's view may even
 	 * use the same path), so the sender must be the job server's name. */
 	e->job_sub = g_dbus_connection_signal_subscribe(
-	    n->conn, JOB_SERVER_NAME, JOB_VIEW_IFACE, "cancelRequested", e->job_path, NULL,
-	    G_DBUS_SIGNAL_FLAGS_NONE, on_job_cancel, e, NULL);
+	    n->conn, JOB_SERVER_NAME, v3 ? JOB_VIEW_V3 : JOB_VIEW_V2, "cancelRequested",
+	    e->job_path, NULL, G_DBUS_SIGNAL_FLAGS_NONE, on_job_cancel, e, NULL);
 	/* TRANSLATORS: job title in Plasma's job tracker; %s is the VM */
 	char *title = strdup_printf(_("Committing %s"), e->name);
-	job_call(n, e, "setInfoMessage", g_variant_new("(s)", title ? title : e->name));
+	if (v3) {
+		job_update(n, e, title ? title : e->name);
+	} else {
+		job_call(n, e, "setInfoMessage", g_variant_new("(s)", title ? title : e->name));
+		job_call(n, e, "setDescriptionField",
+			 g_variant_new("(uss)", 0u, _("Virtual machine"), e->name));
+		job_call(n, e, "setPercent", g_variant_new("(u)", e->job_percent));
+	}
 	free(title);
-	job_call(n, e, "setDescriptionField",
-		 g_variant_new("(uss)", 0u, _("Virtual machine"), e->name));
-	job_call(n, e, "setPercent", g_variant_new("(u)", e->job_percent));
 	if (e->job_finish_pending) {
 		e->job_finish_pending = false;
-		job_finish(n, e, e->job_finish_msg);
+		job_finish(n, e, e->job_finish_code, e->job_finish_msg);
 		free(e->job_finish_msg);
 		e->job_finish_msg = NULL;
 	}
+}
+
+static void on_job_view_v2(GObject *src, GAsyncResult *res, gpointer data)
+{
+	on_job_view(src, res, data, true);
+}
+
+static void on_job_view_v1(GObject *src, GAsyncResult *res, gpointer data)
+{
+	on_job_view(src, res, data, false);
+}
+
+static void job_request(struct notifier *n, struct vm_entry *e)
+{
+	e->job = JOB_REQUESTING;
+	if (!e->job_cancel)
+		e->job_cancel = g_cancellable_new();
+	if (n->job_v1_only) {
+		g_dbus_connection_call(n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_V1,
+				       "requestView",
+				       g_variant_new("(ssi)", APP_NAME, n->icon, JOB_KILLABLE),
+				       G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NO_AUTO_START,
+				       PROBE_TIMEOUT_MS, e->job_cancel, on_job_view_v1, e);
+		return;
+	}
+	GVariantBuilder h;
+	g_variant_builder_init(&h, G_VARIANT_TYPE("a{sv}"));
+	g_variant_builder_add(&h, "{sv}", "immediate", g_variant_new_boolean(TRUE));
+	g_variant_builder_add(&h, "{sv}", "transient", g_variant_new_boolean(TRUE));
+	/* Read from the desktop entry when installed; these cover a build-tree
+	 * binary, whose entry Plasma cannot find. */
+	g_variant_builder_add(&h, "{sv}", "application-display-name",
+			      g_variant_new_string(APP_NAME));
+	g_variant_builder_add(&h, "{sv}", "application-icon-name", g_variant_new_string(n->icon));
+	g_dbus_connection_call(
+	    n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_V2, "requestView",
+	    g_variant_new("(sia{sv})", APP_NAME, JOB_KILLABLE, &h), G_VARIANT_TYPE("(o)"),
+	    G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, e->job_cancel, on_job_view_v2, e);
 }
 
 static void job_progress(struct notifier *n, struct vm_entry *e, unsigned percent)
@@ -622,14 +778,37 @@ static void job_progress(struct notifier *n, struct vm_entry *e, unsigned percen
 	if (e->job == JOB_ACTIVE && percent == e->job_percent)
 		return;
 	e->job_percent = percent;
-	if (e->job == JOB_NONE) {
-		e->job = JOB_REQUESTING;
-		g_dbus_connection_call(
-		    n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_IFACE, "requestView",
-		    g_variant_new("(ssi)", APP_NAME, APP_ICON, JOB_KILLABLE), G_VARIANT_TYPE("(o)"),
-		    G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, n->cancel, on_job_view, e);
-	} else if (e->job == JOB_ACTIVE) {
+	e->job_wanted = true;
+	if (e->job == JOB_NONE)
+		job_request(n, e);
+	else if (e->job == JOB_ACTIVE && e->job_v3)
+		job_update(n, e, NULL);
+	else if (e->job == JOB_ACTIVE)
 		job_call(n, e, "setPercent", g_variant_new("(u)", percent));
+}
+
+static void on_job_owner_changed(GDBusConnection *conn, const char *sender, const char *path,
+				 const char *iface, const char *signal, GVariant *params,
+				 gpointer data)
+{
+	struct notifier *n = data;
+	const char *name, *old_owner, *new_owner;
+	g_variant_get(params, "(&s&s&s)", &name, &old_owner, &new_owner);
+	if (strcmp(name, JOB_SERVER_NAME) != 0)
+		return;
+	log_info("job view server %s", *new_owner ? "appeared" : "went away");
+	n->job_v1_only = false; /* a new owner may speak V2 */
+	/* The views lived in the old owner: a running commit asks again. */
+	for (struct vm_entry *e = n->vms; e; e = e->next) {
+		if (!e->job_wanted)
+			continue;
+		job_drop(n, e);
+		if (*new_owner) {
+			job_request(n, e);
+		} else {
+			e->job = JOB_UNAVAILABLE;
+			show_held_progress(n, e);
+		}
 	}
 }
 
@@ -688,6 +867,13 @@ static void on_throttle(struct loop *loop, struct loop_timer *t, void *data)
 	}
 }
 
+static void show_held_progress(struct notifier *n, struct vm_entry *e)
+{
+	struct vm *vm = model_find(&n->app->model, e->name);
+	if (vm && (vm->flow == FLOW_COMMITTING || vm->flow == FLOW_REBUILDING))
+		notifier_progress(n, vm);
+}
+
 void notifier_progress(void *data, struct vm *vm)
 {
 	struct notifier *n = data;
@@ -697,6 +883,15 @@ void notifier_progress(void *data, struct vm *vm)
 	if (!e)
 		return;
 	int pct = vm->progress < 0 ? 0 : vm->progress > 100 ? 100 : (int)(vm->progress + 0.5);
+	if (vm->flow == FLOW_COMMITTING && n->conn)
+		job_progress(n, e, (unsigned)pct);
+	/* One progress display per commit: while the job tracker shows it (or
+	 * is being asked to), no notification of ours. If the tracker says no,
+	 * on_job_view calls us again. */
+	if (e->job == JOB_ACTIVE || e->job == JOB_REQUESTING) {
+		kick(n);
+		return;
+	}
 	char *summary, *body;
 	if (vm->flow == FLOW_REBUILDING) {
 		/* TRANSLATORS: progress notification summary; %s is the VM */
@@ -705,6 +900,8 @@ void notifier_progress(void *data, struct vm *vm)
 	} else {
 		/* TRANSLATORS: progress notification summary; %s is the VM */
 		summary = strdup_printf(_("%s: committing changes"), vm->name);
+		/* The percentage is in the text: Plasma 6 does not draw the
+		 * "value" hint. */
 		/* TRANSLATORS: progress notification body; %d is a percentage */
 		body = strdup_printf(_("%d %% done"), pct);
 	}
@@ -727,8 +924,6 @@ void notifier_progress(void *data, struct vm *vm)
 	}
 	free(summary);
 	free(body);
-	if (vm->flow == FLOW_COMMITTING && n->conn)
-		job_progress(n, e, (unsigned)pct);
 	kick(n);
 }
 
@@ -788,9 +983,17 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 		/* Same slot: the result replaces the progress notification. */
 		note_set(&e->note, NOTE_RESULT, summary, body);
 		e->note.urgency = urgency;
+		/* A failure stays until the user closes it. */
+		e->note.persistent = urgency == NOTIFY_URGENCY_CRITICAL;
 	}
-	if (n->conn && e->job != JOB_NONE)
-		job_finish(n, e, res == RESULT_COMMITTED ? "" : body ? body : "");
+	if (n->conn && (e->job != JOB_NONE || e->job_wanted))
+		job_finish(n, e,
+			   res == RESULT_COMMITTED   ? 0
+			   : res == RESULT_CANCELLED ? JOB_ERR_CANCELLED
+						     : JOB_ERR_FAILED,
+			   res == RESULT_COMMITTED ? ""
+			   : body                  ? body
+						   : "");
 	free(summary);
 	free(body);
 	kick(n);
@@ -836,6 +1039,11 @@ struct notifier *notifier_create(struct app *app)
 	if (!n)
 		return NULL;
 	n->app = app;
+	n->icon = icons_notification_icon();
+	if (!n->icon) {
+		free(n);
+		return NULL;
+	}
 	note_init(&n->summary, n, NULL);
 	note_init(&n->error, n, NULL);
 	n->cancel = g_cancellable_new();
@@ -855,6 +1063,10 @@ struct notifier *notifier_create(struct app *app)
 	    n->conn, "org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
 	    "/org/freedesktop/DBus", NOTIFY_NAME, G_DBUS_SIGNAL_FLAGS_NONE, on_owner_changed, n,
 	    NULL);
+	n->job_owner_sub = g_dbus_connection_signal_subscribe(
+	    n->conn, "org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
+	    "/org/freedesktop/DBus", JOB_SERVER_NAME, G_DBUS_SIGNAL_FLAGS_NONE,
+	    on_job_owner_changed, n, NULL);
 	return n;
 }
 
@@ -875,11 +1087,17 @@ void notifier_destroy(struct notifier *n)
 	g_cancellable_cancel(n->cancel);
 	if (n->conn && n->owner_sub)
 		g_dbus_connection_signal_unsubscribe(n->conn, n->owner_sub);
+	if (n->conn && n->job_owner_sub)
+		g_dbus_connection_signal_unsubscribe(n->conn, n->job_owner_sub);
 	while (n->vms) {
 		struct vm_entry *e = n->vms;
 		n->vms = e->next;
 		if (e->job_sub)
 			g_dbus_connection_signal_unsubscribe(n->conn, e->job_sub);
+		if (e->job_cancel) {
+			g_cancellable_cancel(e->job_cancel);
+			g_object_unref(e->job_cancel);
+		}
 		note_finish(&e->note);
 		free(e->job_path);
 		free(e->job_finish_msg);
@@ -899,7 +1117,20 @@ void notifier_destroy(struct notifier *n)
 	g_object_unref(n->cancel);
 	free(n->server_name);
 	free(n->probe_err);
+	free(n->icon);
+	free(n->token);
 	free(n);
+}
+
+char *notifier_take_activation_token(struct notifier *n, int64_t *when_ms)
+{
+	if (!n)
+		return NULL;
+	char *t = n->token;
+	n->token = NULL;
+	if (when_ms)
+		*when_ms = n->token_ms;
+	return t;
 }
 
 /* For tests and the control interface: is a server in use right now? */

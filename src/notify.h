@@ -7,6 +7,7 @@
 #define VMO_NOTIFY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "flow.h"
 
@@ -21,7 +22,7 @@ void notifier_prompt(void *n, struct vm *vm);
 void notifier_withdraw(void *n, struct vm *vm);
 void notifier_progress(void *n, struct vm *vm);
 void notifier_result(void *n, struct vm *vm, enum flow_result res, unsigned long long bytes,
-                     const char *msg);
+		     const char *msg);
 /* Tray Activate: summary of every watched VM. */
 void notifier_summary(struct notifier *n);
 /* An error the user must see (config reload failed, ...). */
@@ -29,5 +30,9 @@ void notifier_error(struct notifier *n, const char *summary, const char *body);
 /* True while the notification server answered our last probe (tests,
  * status output); false means the tray menu is the only way to answer. */
 bool notifier_server_ok(const struct notifier *n);
+/* The xdg-activation token the server sent with the last action
+ * (ActivationToken before ActionInvoked), handed over (malloc'd, NULL when
+ * none) with the time it came (loop_now_ms); used once. NULL n ok. */
+char *notifier_take_activation_token(struct notifier *n, int64_t *when_ms);
 
 #endif

@@ -18,6 +18,7 @@
 #include "bus.h"
 #include "i18n.h"
 #include "icon-pixmaps.h"
+#include "icons.h"
 #include "log.h"
 #include "loop.h"
 #include "menu.h"
@@ -41,6 +42,7 @@ struct sni {
 	struct app *app;
 	char *service;
 	char *icon_theme_path;
+	bool send_pixmaps; /* a host cannot find our icons by name */
 	struct sni_view view;
 	bool exported;
 	bool listening;
@@ -51,7 +53,8 @@ struct sni {
 	int retry_ms;
 	bool registered;
 	bool told_no_watcher;
-	char *token;
+	char *token; /* xdg-activation token from the host, until used */
+	int64_t token_ms;
 };
 
 /* -------------------------------------------------------------- view */
@@ -110,8 +113,19 @@ static void view_compute(const struct sni *sni, struct sni_view *v)
 	if (m->n_vms == 0)
 		fputs(_("No virtual machines are configured"), f);
 	for (size_t i = 0; i < m->n_vms; i++) {
+		const struct vm *vm = m->vms[i];
 		char line[512];
-		fprintf(f, "%s%s", i ? "\n" : "", vm_summary_line(m->vms[i], line, sizeof line));
+		/* A running VM's overlay grows all the time and the reconcile
+		 * timer re-reads its size: in the tooltip it would change the
+		 * tooltip on a timer, and Plasma re-reads GetAll on every
+		 * NewToolTip. The size is read on demand instead (Activate's
+		 * summary, `vmoverlay status`); the demo's countdown is the one
+		 * line that changes by itself. */
+		if (vm->flow == FLOW_RUNNING && vm->shutdown_in_s < 0)
+			snprintf(line, sizeof line, _("%s — %s"), vm->name, flow_state_label(vm->flow));
+		else
+			vm_summary_line(vm, line, sizeof line);
+		fprintf(f, "%s%s", i ? "\n" : "", line);
 	}
 	if (fclose(f) != 0) {
 		free(text);
@@ -255,16 +269,18 @@ static bool put_pixmaps(DBusMessageIter *it, const char *name)
 	return dbus_message_iter_close_container(it, &arr);
 }
 
+/* Pixmaps only where the names do not resolve: Plasma re-reads GetAll on
+ * every NewToolTip, and six sizes of two icons made that reply ~70 KB. */
 static bool get_icon_pixmap(void *data, DBusMessageIter *it)
 {
 	struct sni *sni = data;
-	return put_pixmaps(it, sni->view.icon);
+	return put_pixmaps(it, sni->send_pixmaps ? sni->view.icon : NULL);
 }
 
 static bool get_attention_icon_pixmap(void *data, DBusMessageIter *it)
 {
 	struct sni *sni = data;
-	return put_pixmaps(it, sni->view.attention_icon);
+	return put_pixmaps(it, sni->send_pixmaps ? sni->view.attention_icon : NULL);
 }
 
 static bool get_no_pixmap(void *data, DBusMessageIter *it)
@@ -324,13 +340,18 @@ static DBusMessage *on_scroll(void *data, DBusMessage *msg)
 	return dbus_message_new_method_return(msg);
 }
 
+/* Plasma calls this before Activate, SecondaryActivate and ContextMenu and,
+ * from 6.6, before a menu click; the token is "" on X11 up to 6.5. */
 static DBusMessage *on_activation_token(void *data, DBusMessage *msg)
 {
 	struct sni *sni = data;
 	const char *token = NULL;
 	dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &token, DBUS_TYPE_INVALID);
+	/* "" (X11 before Plasma 6.6) is no token: keep none rather than an
+	 * older one, which KWin has invalidated anyway. */
 	free(sni->token);
 	sni->token = token && *token ? strdup(token) : NULL;
+	sni->token_ms = loop_now_ms();
 	return dbus_message_new_method_return(msg);
 }
 
@@ -456,21 +477,6 @@ static void on_watcher_owner(void *data, const char *name, const char *new_owner
 
 /* ----------------------------------------------------------- create */
 
-/* Uninstalled (the binary lives in the build tree) the source tree's icon
- * theme is used, so a fresh checkout shows its icons without installing. */
-char *sni_icon_theme_dir(void)
-{
-	char exe[4096];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-	size_t blen = strlen(VMO_BINARY_DIR);
-	if (n > 0) {
-		exe[n] = '\0';
-		if (strncmp(exe, VMO_BINARY_DIR, blen) == 0 && exe[blen] == '/')
-			return strdup(VMO_ICONDIR_SOURCE);
-	}
-	return strdup(VMO_ICONDIR);
-}
-
 struct sni *sni_create(struct bus *bus, struct app *app, char **err)
 {
 	struct sni *sni = calloc(1, sizeof(*sni));
@@ -481,11 +487,16 @@ struct sni *sni_create(struct bus *bus, struct app *app, char **err)
 	struct loop *loop = bus_loop(bus);
 	sni->retry_timer = loop_timer_add(loop, -1, 0, on_retry, sni);
 	sni->activate_timer = loop_timer_add(loop, -1, 0, activate_later, sni);
-	sni->icon_theme_path = sni_icon_theme_dir();
+	sni->icon_theme_path = icons_theme_dir();
 	if (asprintf(&sni->service, "org.kde.StatusNotifierItem-%ld-1", (long)getpid()) < 0)
 		sni->service = NULL;
 	if (!sni->retry_timer || !sni->activate_timer || !sni->icon_theme_path || !sni->service)
 		goto nomem;
+	/* Hosts look names up in IconThemePath (Plasma, KStatusNotifierItem
+	 * hosts, waybar, the GNOME extension): pixmaps only when it lacks one. */
+	sni->send_pixmaps = !icons_complete(sni->icon_theme_path);
+	log_debug("sni: icons from %s%s", sni->icon_theme_path,
+	          sni->send_pixmaps ? " are incomplete: sending IconPixmap" : " (no pixmaps)");
 	view_compute(sni, &sni->view);
 
 	char *xerr = NULL;
@@ -558,7 +569,13 @@ bool sni_registered(const struct sni *sni)
 	return sni->registered;
 }
 
-const char *sni_activation_token(const struct sni *sni)
+char *sni_take_activation_token(struct sni *sni, int64_t *when_ms)
 {
-	return sni ? sni->token : NULL;
+	if (!sni)
+		return NULL;
+	char *t = sni->token;
+	sni->token = NULL;
+	if (when_ms)
+		*when_ms = sni->token_ms;
+	return t;
 }

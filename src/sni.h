@@ -6,6 +6,7 @@
 #define VMO_SNI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct bus;
 struct app;
@@ -26,14 +27,10 @@ void sni_destroy(struct sni *sni); /* NULL ok */
 const char *sni_service_name(const struct sni *sni);
 /* True once the watcher accepted RegisterStatusNotifierItem. */
 bool sni_registered(const struct sni *sni);
-/* The last xdg-activation token a host gave us (Wayland; Plasma sends one
- * right before Activate or a menu click), or NULL. Valid until the next
- * call into the item. */
-const char *sni_activation_token(const struct sni *sni);
-
-/* The icon theme directory (hicolor layout) hosts should search: the
- * source tree's icons/ when run from the build tree, the installed
- * share/icons otherwise (malloc'd). */
-char *sni_icon_theme_dir(void);
+/* The xdg-activation token the tray host gave last through
+ * ProvideXdgActivationToken (Wayland: only a window started with one may
+ * take focus), handed over (malloc'd, NULL when none) with the time it came
+ * (loop_now_ms); the slot is emptied: a token is used once. NULL sni ok. */
+char *sni_take_activation_token(struct sni *sni, int64_t *when_ms);
 
 #endif

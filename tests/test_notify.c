@@ -342,9 +342,17 @@ static void test_prompt_replace_withdraw(void)
 	CHECK_STR_EQ(s, "vmoverlay");
 	free(s);
 	CHECK_INT_EQ(call_int("Notify", 0, 1), 0);
+	/* Not installed (XDG_DATA_* hold no icon, see main): our SVG by URI, so
+	 * the server does not fall back to a generic icon. */
 	s = call_str("Notify", 0, 2);
-	CHECK_STR_EQ(s, "vmoverlay");
+	char want[4096];
+	snprintf(want, sizeof want, "file://%s/icons/hicolor/scalable/apps/vmoverlay.svg",
+		 getenv("VMO_SRC"));
+	CHECK_STR_EQ(s, want);
+	CHECK(s && access(s + 7, R_OK) == 0);
 	free(s);
+	/* The question stays until answered or withdrawn: expire_timeout 0. */
+	CHECK_INT_EQ(call_int("Notify", 0, 7), 0);
 	s = call_str("Notify", 0, 3);
 	CHECK_STR_EQ(s, "test shut down");
 	free(s);
@@ -378,6 +386,7 @@ static void test_prompt_replace_withdraw(void)
 	notifier_prompt(f.app.notifier, vm);
 	REQUIRE(pump_until_calls(f.app.loop, "Notify", 2, 5000));
 	CHECK_INT_EQ(call_int("Notify", 1, 1), 1);
+	CHECK_INT_EQ(call_int("Notify", 1, 7), 0);
 	h = notify_hint(1, "urgency");
 	CHECK(h && g_variant_get_byte(h) == 1);
 	if (h)
@@ -422,6 +431,11 @@ static void test_progress_result(void)
 	CHECK(h && g_variant_get_int32(h) == 100);
 	if (h)
 		g_variant_unref(h);
+	/* Plasma 6 draws no "value" bar: the percentage is in the text. */
+	char *pb = call_str("Notify", n - 1, 4);
+	CHECK_STR_EQ(pb, "100 % done");
+	free(pb);
+	CHECK_INT_EQ(call_int("Notify", n - 1, 7), 0); /* a running commit stays */
 
 	vm->flow = FLOW_CLEAN;
 	notifier_result(f.app.notifier, vm, RESULT_COMMITTED, 1288490189ull, NULL);
@@ -430,6 +444,7 @@ static void test_progress_result(void)
 	CHECK_STR_EQ(s, "test: 1.2 GiB committed into test-base.qcow2; fresh overlay ready");
 	free(s);
 	CHECK_INT_EQ(call_int("Notify", n, 1), 1); /* the result replaces the progress */
+	CHECK_INT_EQ(call_int("Notify", n, 7), -1); /* a success expires */
 	h = notify_hint(n, "value");
 	CHECK(h == NULL);
 
@@ -439,6 +454,7 @@ static void test_progress_result(void)
 	CHECK(s && strstr(s, "qemu-img: Permission denied"));
 	CHECK(s && strstr(s, "Nothing was lost: the overlay still holds your changes."));
 	free(s);
+	CHECK_INT_EQ(call_int("Notify", n + 1, 7), 0); /* a failure stays */
 
 	notifier_summary(f.app.notifier);
 	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 3, 5000));
@@ -446,6 +462,31 @@ static void test_progress_result(void)
 	CHECK(s && strstr(s, "test"));
 	free(s);
 	fixture_finish(&f);
+}
+
+/* Installed in an icon theme the server searches: the icon goes by name. */
+static void test_installed_icon_by_name(void)
+{
+	REQUIRE(start_mock());
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/share", test_tmpdir());
+	REQUIRE(test_sh("mkdir -p '%s/icons/hicolor/scalable/apps' && cp '%s/icons/hicolor/scalable/"
+			"apps/vmoverlay.svg' '%s/icons/hicolor/scalable/apps/'",
+			dir, getenv("VMO_SRC"), dir) == 0);
+	char *old = strdup(getenv("XDG_DATA_DIRS"));
+	setenv("XDG_DATA_DIRS", dir, 1);
+	struct fixture f;
+	REQUIRE(fixture_init(&f, false));
+	f.app.notifier = notifier_create(&f.app);
+	notifier_summary(f.app.notifier);
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, 5000));
+	char *s = call_str("Notify", 0, 2);
+	CHECK_STR_EQ(s, "vmoverlay");
+	free(s);
+	CHECK_INT_EQ(call_int("Notify", 0, 7), -1); /* the summary expires */
+	fixture_finish(&f);
+	setenv("XDG_DATA_DIRS", old, 1);
+	free(old);
 }
 
 static void test_no_server_then_appears(void)
@@ -700,6 +741,7 @@ static void test_action_commit_through_flow(void)
 static const struct test_case cases[] = {
     {"prompt_replace_withdraw", test_prompt_replace_withdraw},
     {"progress_result", test_progress_result},
+    {"installed_icon_by_name", test_installed_icon_by_name},
     {"no_server_then_appears", test_no_server_then_appears},
     {"hung_server", test_hung_server},
     {"action_commit_through_flow", test_action_commit_through_flow},
@@ -735,6 +777,13 @@ int main(int argc, char **argv)
 	setenv("DBUS_SESSION_BUS_ADDRESS", out, 1);
 	free(out);
 	setenv("NOTIFY_IGNORE_PORTAL", "1", 1);
+	/* No icon theme of this machine's: whether the icon is installed is
+	 * decided by the cases (an installed vmoverlay must not change them). */
+	char empty[4096];
+	snprintf(empty, sizeof empty, "%s/no-data", test_tmpdir());
+	mkdir(empty, 0700);
+	setenv("XDG_DATA_HOME", empty, 1);
+	setenv("XDG_DATA_DIRS", empty, 1);
 	atexit(stop_bus);
 	int rc = test_main(argc, argv, cases);
 	return rc;

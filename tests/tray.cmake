@@ -7,3 +7,10 @@ vmo_script_test(NAME tray_sni
 vmo_script_test(NAME tray_menu
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-menu.py
   LABELS integration TIMEOUT 180)
+# Activation on Wayland (issue 14 item 5): the token from
+# ProvideXdgActivationToken or the notification's ActivationToken reaches
+# the program "Open in virt-manager" starts (a recording stand-in first on
+# PATH), in XDG_ACTIVATION_TOKEN and DESKTOP_STARTUP_ID, once.
+vmo_script_test(NAME tray_activation
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-activation.py
+  LABELS integration notify TIMEOUT 180)

@@ -91,6 +91,12 @@ def main():
                      '_Quit'):
             check(want in labels, f'menu has "{want}"')
         check(all(len(lb) <= 40 for lb in labels if lb), 'labels at most 40 characters')
+        # The VM submenu opens with its state, short (Plasma 6 slid a wide
+        # submenu over its parent); the name is the submenu's own label and
+        # the details (size, countdown, error) are in the tooltip.
+        state = vm_sub[0][2] and [c for c in root[2] if c[0] == vm_sub[0][1]][0][2][0][1]
+        check(state.get('label') == 'running' and state.get('enabled') is False,
+              f'the VM submenu\'s first line is its bare state "running" ({state.get("label")})')
         radios = [n for n in items if n[2].get('toggle-type') == 'radio']
         check(len(radios) == 4 and sum(n[2]['toggle-state'] for n in radios) == 1,
               'four policy radios, exactly one on')
