@@ -100,7 +100,7 @@ row_kill9_during_rebuild() {
 		fl_overlay_fresh vm || fail "overlay neither old nor fresh"
 		ok "killed mid-rebuild: the new overlay is in place"
 	fi
-	# The rebuild's temporary file (.vm.qcow2.XXXXXX) may stay: it is
+	# The rebuild's temporary file (.vm.qcow2.vmoverlay-tmp-XXXXXX) may stay: it is
 	# never the overlay, only space. Counted for the record.
 	leftovers=$(find "$VE_IMAGES" -name '.vm.qcow2.*' | wc -l)
 	echo "   temporary overlays left after the kill: $leftovers"
