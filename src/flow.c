@@ -1050,12 +1050,9 @@ static bool journal_adopt(struct flow *flow, struct vm *vm, const char *path,
 		free(np);
 		return false;
 	}
+	const char *was = j->uuid ? j->uuid : j->vm ? j->vm : "?";
 	log_warn("flow: %s: commit journal %s (for %s, overlay %s) is this domain's disk: now %s",
-		 vm->name, path,
-		 j->uuid ? j->uuid
-		 : j->vm ? j->vm
-			 : "?",
-		 j->overlay, np);
+		 vm->name, path, was, j->overlay, np);
 	if (imageops_journal_remove(path) < 0)
 		log_warn("flow: cannot remove %s (its copy %s is used)", path, np);
 	free(np);
