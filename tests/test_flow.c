@@ -959,9 +959,13 @@ static void test_resume_failures_keep_journal(void)
 	      "qemu-io -c 'write -P 0x22 0 1M' base.qcow2 >/dev/null",
 	      "");
 	mkdir(F->state_dir, 0700);
-	char *jp = imageops_journal_path(F->state_dir, "vm");
+	/* A journal named after the VM (from before issue 12): it names this
+	 * domain's disk, so it becomes this domain's at start-up. */
+	char *jp = imageops_journal_legacy_path(F->state_dir, "vm");
 	char *err = NULL;
-	REQUIRE(imageops_journal_write(jp, "vm", path("ov.qcow2"), path("base.qcow2"), &err) == 0);
+	struct imageops_journal jw = {
+	    .vm = "vm", .overlay = path("ov.qcow2"), .base = path("base.qcow2")};
+	REQUIRE(imageops_journal_write(jp, &jw, &err) == 0);
 	free(jp);
 	fx_start(false, NULL, POLICY_ASK);
 	REQUIRE(VM()->flow == FLOW_INTERRUPTED);
@@ -1126,7 +1130,9 @@ static void test_journal_dir_fsync_checked(void)
 		char p[4300];
 		snprintf(p, sizeof p, "%s/vm.commit", dir);
 		char *err = NULL;
-		int r = imageops_journal_write(p, "vm", "/x/ov.qcow2", "/x/base.qcow2", &err);
+		struct imageops_journal jw = {
+		    .vm = "vm", .overlay = "/x/ov.qcow2", .base = "/x/base.qcow2"};
+		int r = imageops_journal_write(p, &jw, &err);
 		fprintf(stderr, "journal write into an unreadable directory: %d %s\n", r,
 			err ? err : "");
 		_exit(r == -EACCES && err && strstr(err, "commit journal") ? 0 : 1);
