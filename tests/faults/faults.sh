@@ -442,8 +442,17 @@ row_session_bus_lost() {
 
 # ---- issue 12: the commit journal is never forgotten ----
 
-# The journal of VM's commit (the applet's state directory).
-journal_of() { echo "$FL_STATE/$1.commit"; }
+# The journal of VM's commit (the applet's state directory), keyed by the
+# domain: <uuid>@<hash of the URI>.commit (a pattern that matches nothing
+# when there is none).
+journal_of() {
+	local u f
+	u=$(ve_virsh domuuid "$1" 2>/dev/null)
+	for f in "$FL_STATE/${u:-none}@"*.commit; do
+		echo "$f"
+		return
+	done
+}
 
 # interrupted_by_kill9 VM: a session's commit killed with the applet
 # (kill -9, as a power cut would), the orphaned qemu-img gone, the applet
