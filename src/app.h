@@ -42,6 +42,7 @@ struct app {
 
 	struct statefile *state; /* $XDG_STATE_HOME/vmoverlay/state */
 	char *state_dir;          /* $XDG_STATE_HOME/vmoverlay */
+	int state_lock;           /* fd holding flock on state_dir/lock, -1 if none */
 	int exit_code;
 
 	/* app_quit() while a commit runs: the loop goes on until the flow

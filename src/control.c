@@ -96,7 +96,7 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 			acts[n_acts++] = action_names[a];
 	char summary[512];
 	size_t n_lines = 0;
-	const char **lines = calloc(2 + vm->n_problems, sizeof(*lines));
+	const char **lines = calloc(3 + vm->n_problems, sizeof(*lines));
 	if (!lines)
 		return false;
 	lines[n_lines++] = vm_summary_line(vm, summary, sizeof summary);
@@ -104,6 +104,8 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 		lines[n_lines++] = vm->error;
 	for (size_t i = 0; i < vm->n_problems; i++)
 		lines[n_lines++] = vm->problems[i];
+	if (vm->notice)
+		lines[n_lines++] = vm->notice;
 	bool ok = dbus_message_iter_open_container(arr, DBUS_TYPE_STRUCT, NULL, &st);
 	if (ok) {
 		ok = dbus_message_iter_append_basic(&st, DBUS_TYPE_STRING, &vm->name) &&

@@ -5,6 +5,7 @@
  * update_actions() + model_changed() so the menu always reads the truth. */
 #include "flow.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,6 +41,11 @@ struct flow_vm {
 	uint64_t failed_bytes;      /* committed bytes, when a rebuild after commit failed */
 	bool prompt_open;
 	int64_t last_ui_progress_ms;
+	/* The domain (URI + UUID) this name was last seen as: its saved
+	 * policy applies; another domain under the name gets its own. */
+	char *key_uri;
+	char key_uuid[40];
+	bool policy_unsaved; /* set while the domain was not known yet */
 };
 
 struct flow_job {
@@ -107,10 +113,26 @@ static struct flow_vm *fv_get(struct flow *flow, const struct vm *vm)
 	return fv;
 }
 
+static const char *state_dir(const struct flow *flow)
+{
+	return flow->state ? statefile_dir(flow->state) : NULL;
+}
+
+/* The journal of the domain vm is (URI + UUID); NULL while not known. */
 static char *journal_path(const struct flow *flow, const struct vm *vm)
 {
-	const char *dir = flow->state ? statefile_dir(flow->state) : NULL;
-	return dir ? imageops_journal_path(dir, vm->name) : NULL;
+	const char *dir = state_dir(flow);
+	return dir ? imageops_journal_path(dir, vm->uri, vm->uuid) : NULL;
+}
+
+static bool identity_known(const struct vm *vm)
+{
+	return vm->uri && *vm->uri && vm->uuid[0];
+}
+
+static struct state_key vm_key(const struct vm *vm)
+{
+	return (struct state_key){.uri = vm->uri, .uuid = vm->uuid, .name = vm->name};
 }
 
 static bool journal_exists(const struct flow *flow, const struct vm *vm)
@@ -760,7 +782,11 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	}
 	journal = journal_path(flow, vm);
 	if (!journal) {
-		set_msg(why, _("%s: no state directory for the commit journal"), vm->name);
+		if (state_dir(flow))
+			set_msg(why, _("%s: libvirt has not told which domain this is (its UUID)"),
+				vm->name);
+		else
+			set_msg(why, _("%s: no state directory for the commit journal"), vm->name);
 		return false;
 	}
 	/* Any journal there (even one we cannot parse) is an earlier,
@@ -803,7 +829,14 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	/* The journal must be on disk (file and directory entry) before
 	 * qemu-img may write into the base; if that cannot be made sure, the
 	 * commit does not start (*why names the error). */
-	if (imageops_journal_write(journal, vm->name, vm->overlay, vm->base, why) < 0) {
+	struct imageops_journal nj = {
+	    .uri = vm->uri,
+	    .uuid = vm->uuid,
+	    .vm = vm->name,
+	    .overlay = vm->overlay,
+	    .base = vm->base,
+	};
+	if (imageops_journal_write(journal, &nj, why) < 0) {
 		if (!resumed)
 			imageops_journal_remove(journal);
 		goto error;
@@ -930,6 +963,227 @@ static void auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum i
 	free(why);
 }
 
+/* ---- identity: connection URI + domain UUID (issue 12) ---- */
+
+/* The name vm is watched under now stands for the domain (URI + UUID) the
+ * watcher found: a policy saved for that domain applies; a domain new under
+ * this name (redefined, or the same name on another connection) gets the
+ * configured policy, never the one saved for the domain before it. */
+static void sync_identity(struct flow *flow, struct flow_vm *fv, struct vm *vm)
+{
+	if (!identity_known(vm) || (fv->key_uri && strcmp(fv->key_uri, vm->uri) == 0 &&
+				    strcmp(fv->key_uuid, vm->uuid) == 0))
+		return;
+	bool known_before = fv->key_uri != NULL;
+	struct state_key k = vm_key(vm);
+	enum vmo_policy saved;
+	if (fv->policy_unsaved) {
+		/* Chosen before the domain was known: it is this domain's. */
+		statefile_set_policy(flow->state, &k, vm->policy);
+		fv->policy_unsaved = false;
+	} else if (flow->state && statefile_get_policy(flow->state, &k, &saved)) {
+		vm->policy = saved;
+	} else if (known_before && vm->cfg) {
+		vm->policy = vm->cfg->policy;
+	}
+	if (flow->state && !statefile_save(flow->state))
+		log_warn("flow: could not save the state file");
+	if (known_before)
+		log_info("flow: %s is now domain %s on %s (was %s on %s)", vm->name, vm->uuid,
+			 vm->uri, fv->key_uuid, fv->key_uri);
+	else
+		log_debug("flow: %s is domain %s on %s", vm->name, vm->uuid, vm->uri);
+	vm_set_str(&fv->key_uri, vm->uri);
+	snprintf(fv->key_uuid, sizeof fv->key_uuid, "%s", vm->uuid);
+}
+
+static bool journal_owned(const struct flow *flow, const char *path)
+{
+	for (size_t i = 0; i < flow->model->n_vms; i++) {
+		char *p = journal_path(flow, flow->model->vms[i]);
+		bool own = p && strcmp(p, path) == 0;
+		free(p);
+		if (own)
+			return true;
+	}
+	return false;
+}
+
+/* The watched domain whose disk is the very file the journal's commit
+ * merges (only one without a journal of its own and not busy). */
+static struct vm *journal_adopter(struct flow *flow, const struct imageops_journal *j)
+{
+	for (size_t i = 0; j->overlay && i < flow->model->n_vms; i++) {
+		struct vm *vm = flow->model->vms[i];
+		struct flow_vm *fv = fv_get(flow, vm);
+		if (!fv || fv->job || !identity_known(vm) || !vm->overlay ||
+		    !image_same_file(j->overlay, vm->overlay))
+			continue;
+		char *p = journal_path(flow, vm);
+		struct stat st;
+		bool has = !p || stat(p, &st) == 0;
+		free(p);
+		if (!has)
+			return vm;
+	}
+	return NULL;
+}
+
+/* Moves the journal at path to vm's name (written first, then the old one
+ * removed: a crash in between leaves two copies, never none). */
+static bool journal_adopt(struct flow *flow, struct vm *vm, const char *path,
+			  const struct imageops_journal *j)
+{
+	char *np = journal_path(flow, vm), *err = NULL;
+	struct imageops_journal nj = {
+	    .uri = vm->uri,
+	    .uuid = vm->uuid,
+	    .vm = vm->name,
+	    .overlay = vm->overlay,
+	    .base = j->base,
+	    .started = j->started,
+	};
+	if (!np || imageops_journal_write(np, &nj, &err) < 0) {
+		log_warn("flow: %s: cannot take over the commit journal %s: %s", vm->name, path,
+			 err ? err : "out of memory");
+		free(err);
+		free(np);
+		return false;
+	}
+	const char *was = j->uuid ? j->uuid : j->vm ? j->vm : "?";
+	log_warn("flow: %s: commit journal %s (for %s, overlay %s) is this domain's disk: now %s",
+		 vm->name, path, was, j->overlay, np);
+	if (imageops_journal_remove(path) < 0)
+		log_warn("flow: cannot remove %s (its copy %s is used)", path, np);
+	free(np);
+	return true;
+}
+
+static void append_note(char **note, const char *text)
+{
+	char *n = NULL;
+	if (*note ? asprintf(&n, "%s %s", *note, text) < 0 : !(n = strdup(text)))
+		return;
+	free(*note);
+	*note = n;
+}
+
+/* Every journal in the state directory that is not a watched domain's
+ * own: written before journals were keyed by domain, or by a domain that
+ * is gone, was redefined under the same name, or lives on another
+ * connection. One whose overlay is a watched domain's disk (the same file)
+ * moves to that domain: resuming it there merges exactly that overlay into
+ * its own base. Every other one is kept and shown (vm->notice of the VM
+ * with the journal's name, else of every VM), never resumed, never
+ * removed: only the user knows which disk its half-merged base is. */
+static void scan_journals(struct flow *flow)
+{
+	const char *dir = state_dir(flow);
+	size_t n = flow->model->n_vms;
+	/* Until libvirt has said who every watched VM is (not connected yet),
+	 * no journal can be called nobody's: the notices wait. */
+	bool undecided = false;
+	for (size_t i = 0; i < n; i++)
+		undecided = undecided || (!identity_known(flow->model->vms[i]) &&
+					  flow->model->vms[i]->run == RUN_UNKNOWN);
+	char **notes = calloc(n + 1, sizeof *notes);
+	DIR *d = dir && notes ? opendir(dir) : NULL;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char *p = NULL;
+		if (!imageops_journal_name(e->d_name) || asprintf(&p, "%s/%s", dir, e->d_name) < 0)
+			continue;
+		struct imageops_journal j;
+		int r = imageops_journal_read(p, &j);
+		struct vm *to = NULL;
+		if (r == -ENOENT || journal_owned(flow, p) ||
+		    (r == 0 && (to = journal_adopter(flow, &j)) &&
+		     journal_adopt(flow, to, p, &j))) {
+			imageops_journal_clear(&j);
+			free(p);
+			continue;
+		}
+		if (undecided) {
+			imageops_journal_clear(&j);
+			free(p);
+			continue;
+		}
+		char *text = NULL;
+		const char *ov = j.overlay ? j.overlay : "?";
+		if (j.uuid)
+			set_msg(
+			    &text,
+			    _("A commit of %s into its base did not finish (journal %s). It was "
+			      "started for the domain %s on %s, not this one, so it is kept and "
+			      "never resumed here: finish it by hand (qemu-img commit), then "
+			      "remove the journal."),
+			    ov, p, j.uuid, j.uri ? j.uri : "?");
+		else
+			set_msg(
+			    &text,
+			    _("A commit of %s into its base did not finish (journal %s, from an "
+			      "older vmoverlay). It could not be matched to this domain's disk, "
+			      "so it is kept and never resumed here: finish it by hand "
+			      "(qemu-img commit), then remove the journal."),
+			    ov, p);
+		bool named = false;
+		for (size_t i = 0; j.vm && i < n; i++)
+			if (strcmp(flow->model->vms[i]->name, j.vm) == 0) {
+				named = true;
+				if (text)
+					append_note(&notes[i], text);
+			}
+		for (size_t i = 0; !named && text && i < n; i++)
+			append_note(&notes[i], text);
+		free(text);
+		imageops_journal_clear(&j);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	bool changed_any = false;
+	for (size_t i = 0; notes && !undecided && i < n; i++) {
+		struct vm *vm = flow->model->vms[i];
+		if ((vm->notice ? vm->notice : "")[0] == 0 && !notes[i])
+			continue;
+		if (vm->notice && notes[i] && strcmp(vm->notice, notes[i]) == 0) {
+			free(notes[i]);
+			continue;
+		}
+		if (notes[i])
+			log_warn("flow: %s: %s", vm->name, notes[i]);
+		free(vm->notice);
+		vm->notice = notes[i];
+		changed_any = true;
+	}
+	free(notes);
+	if (changed_any)
+		model_changed(flow->model);
+}
+
+/* Before anything is decided for vm: who it is, and which journals are whose. */
+static void identify(struct flow *flow, struct flow_vm *fv, struct vm *vm)
+{
+	sync_identity(flow, fv, vm);
+	scan_journals(flow);
+}
+
+static void journal_found(struct flow *flow, struct flow_vm *fv, struct vm *vm)
+{
+	char *p = journal_path(flow, vm), *msg = NULL;
+	log_warn("flow: %s: commit journal %s found: interrupted commit", vm->name, p ? p : "?");
+	free(p);
+	set_msg(&msg,
+		_("%s: a commit did not finish (vmoverlay or the machine stopped "
+		  "during it). Nothing was lost: the overlay still holds every "
+		  "change; resume the commit to finish it"),
+		vm->name);
+	set_state(flow, fv, vm, FLOW_INTERRUPTED);
+	vm_set_str(&vm->error, msg);
+	free(msg);
+	changed(flow, vm);
+}
+
 /* ---- inputs from the watcher ---- */
 
 void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind kind)
@@ -938,6 +1192,7 @@ void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind 
 	if (!fv)
 		return;
 	fv->seen = vm;
+	identify(flow, fv, vm);
 	if (fv->job) {
 		log_warn("flow: %s stopped while an operation runs on its image", vm->name);
 		return;
@@ -996,6 +1251,7 @@ void flow_on_domain_started(struct flow *flow, struct vm *vm)
 	if (!fv)
 		return;
 	fv->seen = vm;
+	identify(flow, fv, vm);
 	if (fv->job) {
 		/* QEMU could not have opened the image while qemu-img holds it;
 		 * the job's own result will tell. */
@@ -1019,17 +1275,22 @@ void flow_on_domain_updated(struct flow *flow, struct vm *vm)
 	if (!fv)
 		return;
 	fv->seen = vm;
+	identify(flow, fv, vm);
 	if (fv->job)
 		return;
+	if ((vm->flow == FLOW_UNKNOWN || vm->flow == FLOW_CLEAN) &&
+	    (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED) && journal_exists(flow, vm)) {
+		/* Found at start-up, or this domain's by its disk (scan_journals). */
+		journal_found(flow, fv, vm);
+		return;
+	}
 	enum flow_state s = vm->flow;
 	switch (vm->flow) {
 	case FLOW_UNKNOWN:
 		if (vm->run == RUN_RUNNING)
 			s = FLOW_RUNNING;
 		else if (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED) {
-			if (journal_exists(flow, vm))
-				s = FLOW_INTERRUPTED;
-			else if (vm->has_managed_save || vm->has_snapshots)
+			if (vm->has_managed_save || vm->has_snapshots)
 				s = FLOW_SAVED;
 			else if (vm->n_problems)
 				s = FLOW_MISCONFIGURED;
@@ -1226,12 +1487,19 @@ bool flow_set_policy(struct flow *flow, struct vm *vm, enum vmo_policy policy, c
 		set_msg(why, "%s", _("unknown VM or policy"));
 		return false;
 	}
+	struct flow_vm *fv = fv_get(flow, vm);
+	if (fv)
+		sync_identity(flow, fv, vm);
 	vm->policy = policy;
-	/* Remembered in the state file; the user's config is never rewritten. */
-	if (flow->state) {
-		statefile_set_policy(flow->state, vm->name, policy);
+	/* Remembered in the state file for this domain (URI + UUID); the
+	 * user's config is never rewritten. */
+	if (flow->state && identity_known(vm)) {
+		struct state_key k = vm_key(vm);
+		statefile_set_policy(flow->state, &k, policy);
 		if (!statefile_save(flow->state))
 			log_warn("flow: could not save the state file (policy of %s)", vm->name);
+	} else if (fv) {
+		fv->policy_unsaved = true;
 	}
 	log_info("flow: %s: policy %s", vm->name, policy_name(policy));
 	model_changed(flow->model);
@@ -1313,9 +1581,10 @@ void flow_set_kill_grace(struct flow *flow, int ms)
 
 /* ---- life cycle ---- */
 
-/* Policies changed at run time win for VMs we have not seen before; for a
- * VM we knew, a policy now different from the saved one was changed in
- * the file (model_reload), and the file is the user's newer word. */
+/* Policies changed at run time win for VMs we have not seen before (once
+ * their domain is known: sync_identity); for a VM we knew, a policy now
+ * different from the saved one was changed in the file (model_reload),
+ * and the file is the user's newer word. */
 static void apply_saved_policies(struct flow *flow)
 {
 	for (size_t i = 0; i < flow->model->n_vms; i++) {
@@ -1323,49 +1592,38 @@ static void apply_saved_policies(struct flow *flow)
 		struct flow_vm *fv = fv_get(flow, vm);
 		if (!fv)
 			continue;
-		enum vmo_policy saved;
-		bool has = flow->state && statefile_get_policy(flow->state, vm->name, &saved);
 		if (fv->seen == vm) {
-			if (has && saved != vm->policy) {
-				statefile_clear_policy(flow->state, vm->name);
+			struct state_key k = vm_key(vm);
+			enum vmo_policy saved;
+			if (identity_known(vm) && flow->state &&
+			    statefile_get_policy(flow->state, &k, &saved) && saved != vm->policy) {
+				statefile_clear_policy(flow->state, &k);
 				statefile_save(flow->state);
 			}
-		} else if (has) {
-			vm->policy = saved;
+		} else {
+			free(fv->key_uri);
+			fv->key_uri = NULL;
+			fv->key_uuid[0] = 0;
+			sync_identity(flow, fv, vm);
 		}
 		fv->seen = vm;
 	}
 }
 
-/* A journal at start-up: the applet (or the machine) died during a commit. */
+/* A journal of a known domain: the applet (or the machine) died during a
+ * commit. Domains not known yet get theirs when the watcher finds them
+ * (flow_on_domain_updated). */
 static void check_journals(struct flow *flow)
 {
+	scan_journals(flow);
 	for (size_t i = 0; i < flow->model->n_vms; i++) {
 		struct vm *vm = flow->model->vms[i];
 		struct flow_vm *fv = fv_get(flow, vm);
 		if (!fv || fv->job)
 			continue;
-		char *p = journal_path(flow, vm);
-		/* Cleared first: without a path (no state directory) nothing is
-		 * read into it, and it is cleared below all the same. */
-		struct imageops_journal j = {0};
-		int r = p ? imageops_journal_read(p, &j) : -ENOENT;
-		if (r != -ENOENT) {
-			log_warn(
-			    "flow: %s: commit journal %s found (overlay %s): interrupted commit",
-			    vm->name, p, j.overlay ? j.overlay : "?");
-			char *msg = NULL;
-			set_msg(&msg,
-				_("%s: a commit did not finish (vmoverlay or the machine stopped "
-				  "during it). Nothing was lost: the overlay still holds every "
-				  "change; resume the commit to finish it"),
-				vm->name);
-			vm->flow = FLOW_INTERRUPTED;
-			vm_set_str(&vm->error, msg);
-			free(msg);
-		}
-		imageops_journal_clear(&j);
-		free(p);
+		if ((vm->flow == FLOW_UNKNOWN || vm->flow == FLOW_CLEAN) && identity_known(vm) &&
+		    journal_exists(flow, vm))
+			journal_found(flow, fv, vm);
 		update_actions(flow, vm);
 	}
 }
@@ -1408,6 +1666,7 @@ void flow_reconfigure(struct flow *flow, const struct config *cfg)
 			flow->fvs[n++] = fv;
 		} else {
 			free(fv->name);
+			free(fv->key_uri);
 			free(fv);
 		}
 	}
@@ -1439,6 +1698,7 @@ void flow_destroy(struct flow *flow)
 			job_free(fv->job);
 		}
 		free(fv->name);
+		free(fv->key_uri);
 		free(fv);
 	}
 	free(flow->fvs);

@@ -183,24 +183,26 @@ void imageops_rebuild_clear(struct imageops_rebuild *rb)
 	memset(rb, 0, sizeof *rb);
 }
 
-/* Temporary overlays (".NAME.XXXXXX" beside the overlay) left by a rebuild
- * that was killed before its rename. Only called when a new rebuild of the
- * same overlay starts: one operation per image at a time (and one instance
- * per session) means no other rebuild can own them. */
+/* Temporary overlays (".NAME.vmoverlay-tmp-XXXXXX" beside the overlay,
+ * IMAGEOPS_TMP_TAG) left by a rebuild that was killed before its rename.
+ * Only that exact pattern is ours: a user's ".NAME.abcdef" is never touched
+ * (issue 12). Only called when a new rebuild of the same overlay starts: one
+ * operation per image at a time (and one instance per state directory)
+ * means no other rebuild can own them. */
 static void remove_stale_temps(const char *dir, const char *name)
 {
 	DIR *d = opendir(dir);
 	if (!d)
 		return;
-	size_t n = strlen(name);
+	size_t n = strlen(name), tag = strlen(IMAGEOPS_TMP_TAG);
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		const char *s = e->d_name;
-		if (s[0] != '.' || strncmp(s + 1, name, n) != 0 || s[1 + n] != '.' ||
-		    strlen(s + 2 + n) != 6)
+		if (s[0] != '.' || strncmp(s + 1, name, n) != 0 ||
+		    strncmp(s + 1 + n, IMAGEOPS_TMP_TAG, tag) != 0 || strlen(s + 1 + n + tag) != 6)
 			continue;
 		bool random_suffix = true;
-		for (const char *c = s + 2 + n; *c; c++)
+		for (const char *c = s + 1 + n + tag; *c; c++)
 			random_suffix = random_suffix && isalnum((unsigned char)*c);
 		struct stat st;
 		if (!random_suffix || fstatat(dirfd(d), s, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
@@ -247,7 +249,7 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 	int ret = -ENOMEM;
 	const char *dir = copy1 ? dirname(copy1) : NULL;
 	const char *name = copy2 ? basename(copy2) : NULL;
-	if (!dir || !name || asprintf(&tmp, "%s/.%s.XXXXXX", dir, name) < 0) {
+	if (!dir || !name || asprintf(&tmp, "%s/.%s" IMAGEOPS_TMP_TAG "XXXXXX", dir, name) < 0) {
 		tmp = NULL;
 		set_err(err, "%s", strerror(ENOMEM));
 		goto error;
@@ -507,7 +509,30 @@ bool imageops_locked(const char *path)
 
 /* ---- journal ---- */
 
-char *imageops_journal_path(const char *state_dir, const char *vm)
+static bool uuid_string(const char *s)
+{
+	size_t n = 0;
+	for (; s && *s; s++, n++)
+		if (!isxdigit((unsigned char)*s) && *s != '-')
+			return false;
+	return n >= 32 && n <= 36;
+}
+
+char *imageops_journal_path(const char *state_dir, const char *uri, const char *uuid)
+{
+	if (!state_dir || !uri || !*uri || !uuid_string(uuid))
+		return NULL;
+	/* FNV-1a: a URI may hold '/' and be long; the journal names it inside. */
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (const unsigned char *c = (const unsigned char *)uri; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ULL;
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s@%016llx.commit", state_dir, uuid, (unsigned long long)h) < 0)
+		p = NULL;
+	return p;
+}
+
+char *imageops_journal_legacy_path(const char *state_dir, const char *vm)
 {
 	char *name = strdup(vm), *p = NULL;
 	if (!name)
@@ -521,8 +546,13 @@ char *imageops_journal_path(const char *state_dir, const char *vm)
 	return p;
 }
 
-int imageops_journal_write(const char *path, const char *vm, const char *overlay, const char *base,
-			   char **err)
+bool imageops_journal_name(const char *file_name)
+{
+	size_t n = file_name ? strlen(file_name) : 0;
+	return n > 7 && strcmp(file_name + n - 7, ".commit") == 0;
+}
+
+int imageops_journal_write(const char *path, const struct imageops_journal *j, char **err)
 {
 	char *tmp = NULL;
 	if (asprintf(&tmp, "%s.tmp", path) < 0)
@@ -534,12 +564,15 @@ int imageops_journal_write(const char *path, const char *vm, const char *overlay
 		goto error;
 	}
 	char *text = NULL;
+	/* uri/uuid first: a reader sees at once which domain it is about. */
 	int n = asprintf(&text,
 			 "# vmoverlay commit journal: a qemu-img commit of this overlay into\n"
 			 "# its base started and has not finished. Only the overlay holds a\n"
 			 "# consistent disk; do not discard it.\n"
-			 "version=1\nvm=%s\noverlay=%s\nbase=%s\nstarted=%lld\n",
-			 vm, overlay, base ? base : "", (long long)time(NULL));
+			 "version=2\nuri=%s\nuuid=%s\nvm=%s\noverlay=%s\nbase=%s\nstarted=%lld\n",
+			 j->uri ? j->uri : "", j->uuid ? j->uuid : "", j->vm ? j->vm : "",
+			 j->overlay ? j->overlay : "", j->base ? j->base : "",
+			 j->started ? j->started : (long long)time(NULL));
 	if (n < 0) {
 		close(fd);
 		ret = -ENOMEM;
@@ -604,7 +637,11 @@ int imageops_journal_read(const char *path, struct imageops_journal *j)
 			continue;
 		*eq = 0;
 		const char *v = eq + 1;
-		if (strcmp(line, "vm") == 0)
+		if (strcmp(line, "uri") == 0 && *v)
+			set_str(&j->uri, v);
+		else if (strcmp(line, "uuid") == 0 && *v)
+			set_str(&j->uuid, v);
+		else if (strcmp(line, "vm") == 0)
 			set_str(&j->vm, v);
 		else if (strcmp(line, "overlay") == 0)
 			set_str(&j->overlay, v);
@@ -630,6 +667,8 @@ void imageops_journal_clear(struct imageops_journal *j)
 {
 	if (!j)
 		return;
+	free(j->uri);
+	free(j->uuid);
 	free(j->vm);
 	free(j->overlay);
 	free(j->base);

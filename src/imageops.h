@@ -52,7 +52,11 @@ struct imageops_rebuild {
 	gid_t gid;
 	mode_t mode;
 };
-/* Reserves <dir>/.<name>.XXXXXX (mkstemp) and builds the argv. Returns 0 or
+/* The rebuild's temporary file: <dir>/.<name>.vmoverlay-tmp-XXXXXX. A name
+ * no user file has, so stale ones (a rebuild killed before its rename) can
+ * be removed without touching anything else. */
+#define IMAGEOPS_TMP_TAG ".vmoverlay-tmp-"
+/* Reserves <dir>/.<name>.vmoverlay-tmp-XXXXXX (mkstemp) and builds the argv. Returns 0 or
  * a negative errno with a translated *err. */
 int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
 			     const char *backing_stored, const char *backing_format, char **err);
@@ -83,17 +87,30 @@ int imageops_drop_discarded(const char *overlay);
 bool imageops_locked(const char *path);
 
 /* ---- commit journal (DESIGN.md §3) ---- */
+/* One per domain, keyed like the state file (statefile.h): the libvirt
+ * URI + the domain's UUID, so a renamed domain finds its journal and
+ * another domain given the same name never does (issue 12). Journals
+ * written before that were named after the VM and have no uri/uuid: the
+ * flow moves one to its domain when the overlay it names is that domain's
+ * disk, and keeps and shows every journal it cannot match. */
 struct imageops_journal {
-	char *vm;
+	char *uri;  /* NULL in a journal from before issue 12 */
+	char *uuid; /* NULL in a journal from before issue 12 */
+	char *vm;   /* the VM's name when it was written (display) */
 	char *overlay;
 	char *base;
 	long long started; /* unix time */
 };
-/* <state_dir>/<vm>.commit ('/' in the name replaced). */
-char *imageops_journal_path(const char *state_dir, const char *vm);
-/* Writes tmp + fsync + rename + fsync(dir). 0 or -errno + *err. */
-int imageops_journal_write(const char *path, const char *vm, const char *overlay, const char *base,
-			   char **err);
+/* <state_dir>/<uuid>@<hash of uri>.commit; NULL if uri or uuid is empty
+ * or the uuid is not a plain UUID string. */
+char *imageops_journal_path(const char *state_dir, const char *uri, const char *uuid);
+/* <state_dir>/<vm>.commit ('/' in the name replaced): before issue 12. */
+char *imageops_journal_legacy_path(const char *state_dir, const char *vm);
+/* True for a journal's file name in the state directory (either kind). */
+bool imageops_journal_name(const char *file_name);
+/* Writes j (started 0: now) to tmp + fsync + rename + fsync(dir).
+ * 0 or -errno + *err. */
+int imageops_journal_write(const char *path, const struct imageops_journal *j, char **err);
 /* 0, -ENOENT if absent, -EINVAL if malformed (then j holds what was read). */
 int imageops_journal_read(const char *path, struct imageops_journal *j);
 int imageops_journal_remove(const char *path);

@@ -295,6 +295,8 @@ static void app_teardown(struct app *app)
 	loop_destroy(app->loop);
 	config_free(app->config);
 	free(app->state_dir);
+	if (app->state_lock >= 0)
+		close(app->state_lock); /* the lock goes with it */
 	cli_free(&app->cli);
 }
 
@@ -331,7 +333,30 @@ static int run_applet(struct app *app)
 	}
 
 	app->state_dir = statefile_default_dir();
-	app->state = app->state_dir ? statefile_open(app->state_dir) : NULL;
+	/* One applet per state directory (journals, state file): the bus name
+	 * guards one bus only, and a second instance on a private bus would
+	 * share the journals. Held until exit; the CLI verbs never take it. */
+	long holder = 0;
+	app->state_lock = app->state_dir ? statefile_lock(app->state_dir, &holder) : -1;
+	if (app->state_lock < 0 && app->state_dir && errno == EWOULDBLOCK) {
+		if (holder > 0)
+			fprintf(stderr,
+			        _("vmoverlay: already running for the state directory %s (process %ld); "
+			          "not starting a second instance\n"),
+			        app->state_dir, holder);
+		else
+			fprintf(stderr,
+			        _("vmoverlay: already running for the state directory %s; not "
+			          "starting a second instance\n"),
+			        app->state_dir);
+		return 1;
+	}
+	if (app->state_lock < 0) {
+		fprintf(stderr, _("vmoverlay: cannot lock the state directory %s: %s\n"),
+		        app->state_dir ? app->state_dir : "?", strerror(errno));
+		return 1;
+	}
+	app->state = statefile_open(app->state_dir);
 	if (!app->state) {
 		fprintf(stderr, _("vmoverlay: cannot open the state directory %s: %s\n"),
 			app->state_dir ? app->state_dir : "?", strerror(errno));
@@ -408,6 +433,7 @@ int main(int argc, char **argv)
 {
 	struct app app = {0};
 	char *err = NULL;
+	app.state_lock = -1;
 
 	i18n_init();
 	log_init(LOG_INFO);

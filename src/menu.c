@@ -196,6 +196,14 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		return false;
 	it->role = ROLE_STATE;
 	it->enabled = false;
+	/* A commit journal no domain owns (issue 12): shown, never acted on. */
+	it = add_item(menu, sub, KIND_STANDARD, vm->name, "notice", vm->notice ? vm->notice : "",
+	              true);
+	if (!it)
+		return false;
+	it->role = ROLE_STATE;
+	it->enabled = false;
+	it->visible = vm->notice != NULL;
 	if (!add_item(menu, sub, KIND_SEPARATOR, vm->name, "sep1", NULL, false))
 		return false;
 

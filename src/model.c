@@ -42,6 +42,8 @@ static void vm_destroy(struct vm *vm)
 	free(vm->backing_format);
 	free(vm->shared_with);
 	free(vm->error);
+	free(vm->uri);
+	free(vm->notice);
 	free(vm);
 }
 

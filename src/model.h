@@ -67,6 +67,8 @@ struct vm {
 
 	/* libvirt facts (virt.c) */
 	char uuid[40];          /* "" when unknown */
+	char *uri;              /* the connection uuid belongs to (virConnectGetURI); with
+	                         * uuid, the identity the state dir is keyed by */
 	enum vm_run_state run;
 	int dom_state;          /* virDomainState, -1 unknown */
 	int dom_reason;
@@ -92,6 +94,7 @@ struct vm {
 	double progress;             /* 0..100 while COMMITTING, else -1 */
 	char *error;                 /* FAILED: translated message incl. qemu-img's */
 	bool has_discarded;          /* <overlay>.discarded exists (Undo possible) */
+	char *notice;                /* translated; a commit journal no domain owns, or NULL */
 	int64_t stop_time_ms;        /* loop_now_ms() of the stop that prompted */
 
 	/* demo mode: seconds before the demo shuts this VM down, -1 otherwise */

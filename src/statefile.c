@@ -1,8 +1,14 @@
 /* The applet's persistent state: which managed VMs were last seen running
- * and policies changed at run time. One record a line, the VM name last so
- * it may hold any character but a newline:
+ * and policies changed at run time. One record a line, keyed by the libvirt
+ * URI and the domain UUID, the VM name (display only) last so it may hold
+ * any character but a newline:
+ *     vm-running<TAB>URI<TAB>UUID<TAB>NAME
+ *     vm-policy<TAB>ask<TAB>URI<TAB>UUID<TAB>NAME
+ * Files from before issue 12 hold name-keyed records:
  *     running<TAB>NAME
  *     policy<TAB>ask<TAB>NAME
+ * They are kept (and written back as they are) until a key with that name
+ * asks for them; then they move to that key (statefile.h).
  * Saved atomically (tmp + fsync + rename + fsync dir), so a crash leaves
  * the old or the new file. A NULL dir keeps the state in memory only. */
 #include "statefile.h"
@@ -12,13 +18,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 
 struct state_entry {
-	char *vm;
+	char *uri;  /* NULL: a name-keyed record from before issue 12 */
+	char *uuid; /* NULL with uri */
+	char *name;
 	bool running;
 	bool has_policy;
 	enum vmo_policy policy;
@@ -32,33 +41,110 @@ struct statefile {
 	bool dirty;
 };
 
-static struct state_entry *find_entry(const struct statefile *sf, const char *vm)
+static bool storable(const char *s, bool allow_tab)
 {
-	for (size_t i = 0; i < sf->n_entries; i++) {
-		if (strcmp(sf->entries[i].vm, vm) == 0)
-			return &sf->entries[i];
-	}
-	return NULL;
+	return s && *s && !strchr(s, '\n') && (allow_tab || !strchr(s, '\t'));
 }
 
-static struct state_entry *get_entry(struct statefile *sf, const char *vm)
+bool statefile_key_valid(const struct state_key *k)
 {
-	struct state_entry *e = find_entry(sf, vm);
-	if (e)
-		return e;
-	if (strchr(vm, '\n'))
+	return k && storable(k->uri, false) && storable(k->uuid, false) &&
+	       (!k->name || !strchr(k->name, '\n'));
+}
+
+static bool legacy(const struct state_entry *e)
+{
+	return !e->uri;
+}
+
+static bool set_field(char **field, const char *v)
+{
+	char *n = strdup(v ? v : "");
+	if (!n)
+		return false;
+	free(*field);
+	*field = n;
+	return true;
+}
+
+/* The record of k: an exact (uri, uuid) match, else a name-keyed one from
+ * an old file, which now becomes k's (migrate). The display name follows
+ * the domain's (a rename). NULL if none. */
+static struct state_entry *find_entry(struct statefile *sf, const struct state_key *k)
+{
+	if (!statefile_key_valid(k))
+		return NULL;
+	struct state_entry *e = NULL;
+	for (size_t i = 0; i < sf->n_entries && !e; i++) {
+		struct state_entry *c = &sf->entries[i];
+		if (!legacy(c) && strcmp(c->uri, k->uri) == 0 && strcmp(c->uuid, k->uuid) == 0)
+			e = c;
+	}
+	for (size_t i = 0; i < sf->n_entries && !e && k->name; i++) {
+		struct state_entry *c = &sf->entries[i];
+		if (legacy(c) && strcmp(c->name, k->name) == 0) {
+			if (!set_field(&c->uri, k->uri) || !set_field(&c->uuid, k->uuid)) {
+				free(c->uri);
+				c->uri = NULL;
+				return NULL;
+			}
+			log_info(
+			    "state: record of %s (from before keying by domain) is now %s on %s",
+			    k->name, k->uuid, k->uri);
+			sf->dirty = true;
+			e = c;
+		}
+	}
+	if (e && k->name && strcmp(e->name, k->name) != 0 && set_field(&e->name, k->name))
+		sf->dirty = true;
+	return e;
+}
+
+static struct state_entry *add_entry(struct statefile *sf, const char *uri, const char *uuid,
+				     const char *name)
+{
+	if (!name || strchr(name, '\n'))
 		return NULL; /* cannot be stored in a line */
 	struct state_entry *n = realloc(sf->entries, (sf->n_entries + 1) * sizeof(*n));
 	if (!n)
 		return NULL;
 	sf->entries = n;
-	e = &sf->entries[sf->n_entries];
+	struct state_entry *e = &sf->entries[sf->n_entries];
 	memset(e, 0, sizeof(*e));
-	e->vm = strdup(vm);
-	if (!e->vm)
+	e->name = strdup(name);
+	e->uri = uri ? strdup(uri) : NULL;
+	e->uuid = uuid ? strdup(uuid) : NULL;
+	if (!e->name || (uri && !e->uri) || (uuid && !e->uuid)) {
+		free(e->name);
+		free(e->uri);
+		free(e->uuid);
 		return NULL;
+	}
 	sf->n_entries++;
 	return e;
+}
+
+/* A record to write k's facts into (made if needed); NULL if k is not valid. */
+static struct state_entry *get_entry(struct statefile *sf, const struct state_key *k)
+{
+	struct state_entry *e = find_entry(sf, k);
+	if (e || !statefile_key_valid(k))
+		return e;
+	return add_entry(sf, k->uri, k->uuid, k->name ? k->name : "");
+}
+
+/* While loading: the record of exactly (uri, uuid), or the name-keyed
+ * record of name when uri is NULL. */
+static struct state_entry *load_entry(struct statefile *sf, const char *uri, const char *uuid,
+				      const char *name)
+{
+	for (size_t i = 0; i < sf->n_entries; i++) {
+		struct state_entry *c = &sf->entries[i];
+		if (uri ? !legacy(c) && strcmp(c->uri, uri) == 0 && strcmp(c->uuid, uuid) == 0
+			: legacy(c) && strcmp(c->name, name) == 0)
+			return c;
+	}
+	return add_entry(sf, uri, uuid, name);
 }
 
 /* mkdir -p with mode 0700 for the parts it creates. */
@@ -82,36 +168,54 @@ static bool make_dirs(const char *dir)
 	return ok;
 }
 
+/* Splits off the next TAB-separated field of *rest (NULL if none). */
+static char *field(char **rest)
+{
+	char *f = *rest, *tab = f ? strchr(f, '\t') : NULL;
+	if (!tab)
+		return NULL;
+	*tab = 0;
+	*rest = tab + 1;
+	return f;
+}
+
 static void parse_line(struct statefile *sf, char *line, int lineno)
 {
 	if (!*line || *line == '#')
 		return;
-	char *tab = strchr(line, '\t');
-	if (!tab)
+	char *rest = line;
+	char *tag = field(&rest);
+	if (!tag)
 		goto bad;
-	*tab = 0;
-	char *rest = tab + 1;
-	if (strcmp(line, "running") == 0 && *rest) {
-		struct state_entry *e = get_entry(sf, rest);
-		if (e)
-			e->running = true;
-		return;
-	}
-	if (strcmp(line, "policy") == 0) {
-		char *tab2 = strchr(rest, '\t');
-		enum vmo_policy p;
-		if (!tab2 || !tab2[1])
+	enum vmo_policy p = POLICY_ASK;
+	bool policy = false;
+	if (strcmp(tag, "policy") == 0 || strcmp(tag, "vm-policy") == 0) {
+		char *pname = field(&rest);
+		if (!pname || !policy_from_name(pname, &p))
 			goto bad;
-		*tab2 = 0;
-		if (!policy_from_name(rest, &p))
-			goto bad;
-		struct state_entry *e = get_entry(sf, tab2 + 1);
-		if (e) {
-			e->has_policy = true;
-			e->policy = p;
-		}
-		return;
+		policy = true;
+	} else if (strcmp(tag, "running") != 0 && strcmp(tag, "vm-running") != 0) {
+		goto bad;
 	}
+	char *uri = NULL, *uuid = NULL;
+	if (strncmp(tag, "vm-", 3) == 0) {
+		uri = field(&rest);
+		uuid = field(&rest);
+		if (!uri || !*uri || !uuid || !*uuid)
+			goto bad;
+	} else if (!*rest) {
+		goto bad;
+	}
+	struct state_entry *e = load_entry(sf, uri, uuid, rest);
+	if (!e)
+		return;
+	if (policy) {
+		e->has_policy = true;
+		e->policy = p;
+	} else {
+		e->running = true;
+	}
+	return;
 bad:
 	log_warn("%s:%d: ignoring unreadable state line", sf->path, lineno);
 }
@@ -163,8 +267,11 @@ void statefile_close(struct statefile *sf)
 {
 	if (!sf)
 		return;
-	for (size_t i = 0; i < sf->n_entries; i++)
-		free(sf->entries[i].vm);
+	for (size_t i = 0; i < sf->n_entries; i++) {
+		free(sf->entries[i].uri);
+		free(sf->entries[i].uuid);
+		free(sf->entries[i].name);
+	}
 	free(sf->entries);
 	free(sf->path);
 	free(sf->dir);
@@ -176,26 +283,26 @@ const char *statefile_dir(const struct statefile *sf)
 	return sf ? sf->dir : NULL;
 }
 
-bool statefile_get_running(const struct statefile *sf, const char *vm)
+bool statefile_get_running(struct statefile *sf, const struct state_key *k)
 {
-	const struct state_entry *e = sf ? find_entry(sf, vm) : NULL;
+	const struct state_entry *e = sf ? find_entry(sf, k) : NULL;
 	return e && e->running;
 }
 
-void statefile_set_running(struct statefile *sf, const char *vm, bool running)
+void statefile_set_running(struct statefile *sf, const struct state_key *k, bool running)
 {
-	if (!sf || statefile_get_running(sf, vm) == running)
+	if (!sf || statefile_get_running(sf, k) == running)
 		return;
-	struct state_entry *e = get_entry(sf, vm);
+	struct state_entry *e = get_entry(sf, k);
 	if (!e)
 		return;
 	e->running = running;
 	sf->dirty = true;
 }
 
-bool statefile_get_policy(const struct statefile *sf, const char *vm, enum vmo_policy *out)
+bool statefile_get_policy(struct statefile *sf, const struct state_key *k, enum vmo_policy *out)
 {
-	const struct state_entry *e = sf ? find_entry(sf, vm) : NULL;
+	const struct state_entry *e = sf ? find_entry(sf, k) : NULL;
 	if (!e || !e->has_policy)
 		return false;
 	if (out)
@@ -203,11 +310,11 @@ bool statefile_get_policy(const struct statefile *sf, const char *vm, enum vmo_p
 	return true;
 }
 
-void statefile_set_policy(struct statefile *sf, const char *vm, enum vmo_policy p)
+void statefile_set_policy(struct statefile *sf, const struct state_key *k, enum vmo_policy p)
 {
 	if (!sf)
 		return;
-	struct state_entry *e = get_entry(sf, vm);
+	struct state_entry *e = get_entry(sf, k);
 	if (!e || (e->has_policy && e->policy == p))
 		return;
 	e->has_policy = true;
@@ -215,9 +322,9 @@ void statefile_set_policy(struct statefile *sf, const char *vm, enum vmo_policy 
 	sf->dirty = true;
 }
 
-void statefile_clear_policy(struct statefile *sf, const char *vm)
+void statefile_clear_policy(struct statefile *sf, const struct state_key *k)
 {
-	struct state_entry *e = sf ? find_entry(sf, vm) : NULL;
+	struct state_entry *e = sf ? find_entry(sf, k) : NULL;
 	if (!e || !e->has_policy)
 		return;
 	e->has_policy = false;
@@ -253,10 +360,19 @@ bool statefile_save(struct statefile *sf)
 	fputs("# vmoverlay state: written by the applet, do not edit while it runs\n", mem);
 	for (size_t i = 0; i < sf->n_entries; i++) {
 		const struct state_entry *e = &sf->entries[i];
+		if (legacy(e)) {
+			/* Not asked for yet: kept as it was. */
+			if (e->running)
+				fprintf(mem, "running\t%s\n", e->name);
+			if (e->has_policy)
+				fprintf(mem, "policy\t%s\t%s\n", policy_name(e->policy), e->name);
+			continue;
+		}
 		if (e->running)
-			fprintf(mem, "running\t%s\n", e->vm);
+			fprintf(mem, "vm-running\t%s\t%s\t%s\n", e->uri, e->uuid, e->name);
 		if (e->has_policy)
-			fprintf(mem, "policy\t%s\t%s\n", policy_name(e->policy), e->vm);
+			fprintf(mem, "vm-policy\t%s\t%s\t%s\t%s\n", policy_name(e->policy), e->uri,
+				e->uuid, e->name);
 	}
 	if (fclose(mem) != 0) {
 		free(buf);
@@ -297,6 +413,45 @@ out:
 	free(tmp);
 	free(buf);
 	return ok;
+}
+
+int statefile_lock(const char *dir, long *holder)
+{
+	if (holder)
+		*holder = 0;
+	char *path = NULL;
+	if (!dir || asprintf(&path, "%s/lock", dir) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	int fd = -1;
+	if (!make_dirs(dir) ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+		int e = errno;
+		free(path);
+		errno = e;
+		return -1;
+	}
+	free(path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char buf[32] = "";
+		ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+		if (n > 0 && holder) {
+			buf[n] = 0;
+			*holder = strtol(buf, NULL, 10);
+		}
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	/* For the message a second instance shows; the lock itself is what
+	 * counts (a stale pid in a file nobody has locked means nothing). */
+	char pid[32];
+	int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		log_warn("cannot record our pid in %s/lock: %s", dir, strerror(errno));
+	return fd;
 }
 
 char *statefile_default_dir(void)

@@ -205,7 +205,18 @@ static bool query_domain(struct vm *vm, virDomainPtr dom)
 	if (!query_facts(dom, &f))
 		return false;
 	apply_facts(vm, &f);
+	/* With the uuid, the identity the state dir is keyed by (issue 12). */
+	virConnectPtr conn = virDomainGetConnect(dom);
+	char *uri = conn ? virConnectGetURI(conn) : NULL;
+	vm_set_str(&vm->uri, uri);
+	free(uri);
 	return true;
+}
+
+/* The state file's key for vm: its connection and domain UUID. */
+static struct state_key vm_key(const struct vm *vm)
+{
+	return (struct state_key){.uri = vm->uri, .uuid = vm->uuid, .name = vm->name};
 }
 
 /* ---- domain XML ---- */
@@ -580,7 +591,8 @@ static void save_state(struct virt_watcher *w)
 
 static void report_stopped(struct virt_watcher *w, struct vm *vm, enum vm_stop_kind kind)
 {
-	statefile_set_running(w->state, vm->name, false);
+	struct state_key k = vm_key(vm);
+	statefile_set_running(w->state, &k, false);
 	save_state(w);
 	log_info("virt: %s stopped (%s; state %d reason %d%s%s)", vm->name, stop_kind_name(kind),
 	         vm->dom_state, vm->dom_reason, vm->has_managed_save ? ", managed save" : "",
@@ -593,11 +605,12 @@ static void report_stopped(struct virt_watcher *w, struct vm *vm, enum vm_stop_k
  * the persisted "last seen running" bit) and tells the flow. */
 static void transition(struct virt_watcher *w, struct vm *vm, enum vm_run_state prev)
 {
-	bool was_running = statefile_get_running(w->state, vm->name);
+	struct state_key k = vm_key(vm);
+	bool was_running = statefile_get_running(w->state, &k);
 	switch (vm->run) {
 	case RUN_RUNNING:
 		if (!was_running) {
-			statefile_set_running(w->state, vm->name, true);
+			statefile_set_running(w->state, &k, true);
 			save_state(w);
 		}
 		if (prev != RUN_RUNNING) {
@@ -615,12 +628,7 @@ static void transition(struct virt_watcher *w, struct vm *vm, enum vm_run_state 
 		break;
 	case RUN_UNDEFINED:
 		/* A transient domain vanishes when it stops; without a domain
-		 * there is no reason to classify. */
-		if (was_running) {
-			log_warn("virt: %s was running and is no longer defined", vm->name);
-			statefile_set_running(w->state, vm->name, false);
-			save_state(w);
-		}
+		 * there is no reason to classify (update_vm forgot its record). */
 		break;
 	case RUN_UNKNOWN:
 		break;
@@ -634,6 +642,14 @@ static void update_vm(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
 {
 	enum vm_run_state prev = vm->run;
 	if (!dom || !query_domain(vm, dom)) {
+		/* The domain vanished (a transient one stops so): its record goes
+		 * with it; the name may come back as another domain. */
+		struct state_key k = vm_key(vm);
+		if (statefile_get_running(w->state, &k)) {
+			log_warn("virt: %s was running and is no longer defined", vm->name);
+			statefile_set_running(w->state, &k, false);
+			save_state(w);
+		}
 		vm->uuid[0] = 0;
 		vm->run = RUN_UNDEFINED;
 		vm->dom_state = -1;
@@ -676,6 +692,19 @@ static void reconcile(struct virt_watcher *w, const char *why)
 
 /* ---- events ---- */
 
+/* An event's domain may be gone already (its state unknown to libvirt),
+ * but the event still carries its UUID: the key of that domain. Returns
+ * the URI to free after k is used. */
+static char *event_key(virConnectPtr conn, virDomainPtr dom, const struct vm *vm,
+                       char uuid[VIR_UUID_STRING_BUFLEN], struct state_key *k)
+{
+	if (virDomainGetUUIDString(dom, uuid) < 0)
+		uuid[0] = 0;
+	char *uri = virConnectGetURI(conn);
+	*k = (struct state_key){.uri = uri, .uuid = uuid, .name = vm->name};
+	return uri;
+}
+
 static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void *opaque)
 {
 	struct virt_watcher *w = opaque;
@@ -699,7 +728,11 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 		} else {
 			/* Stopped again before we looked: it did run, so the STOPPED
 			 * event that follows must find it recorded as running. */
-			statefile_set_running(w->state, vm->name, true);
+			struct state_key k;
+			char uuid[VIR_UUID_STRING_BUFLEN];
+			char *uri = event_key(conn, dom, vm, uuid, &k);
+			statefile_set_running(w->state, &k, true);
+			free(uri);
 			save_state(w);
 		}
 		break;
@@ -708,8 +741,16 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 			/* A transient domain is gone by now; the event is all we have. */
 			vm->run = RUN_UNDEFINED;
 			vm->dom_state = -1;
-			if (statefile_get_running(w->state, vm->name))
+			struct state_key k;
+			char uuid[VIR_UUID_STRING_BUFLEN];
+			char *uri = event_key(conn, dom, vm, uuid, &k);
+			if (statefile_get_running(w->state, &k)) {
+				/* report_stopped keys by vm: it is that domain. */
+				snprintf(vm->uuid, sizeof vm->uuid, "%s", uuid);
+				vm_set_str(&vm->uri, uri);
 				report_stopped(w, vm, virt_classify_event(detail));
+			}
+			free(uri);
 			break;
 		}
 		/* Trust the state (and reason) over the event. */

@@ -21,7 +21,11 @@ set(VMO_FAULT_ROWS
   rapid_start_destroy_200
   resume_fails_image_locked
   resume_fails_helper
-  quit_during_commit)
+  quit_during_commit
+  domain_renamed_with_journal
+  same_name_other_domain
+  second_instance_refused
+  stale_temps_user_file_kept)
 foreach(row ${VMO_FAULT_ROWS})
   vmo_script_test(NAME fault_${row}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/faults/faults.sh ${row}

@@ -78,6 +78,7 @@ struct fx {
 	struct flow *flow;
 	struct ui_rec ui;
 	const char *overlay; /* the domain's disk; default dir/ov.qcow2 */
+	char vm_uuid[40];    /* "" : VM_UUID */
 };
 
 static struct fx *F;
@@ -129,16 +130,22 @@ static char *path(const char *name)
 	return b;
 }
 
+/* The domain "vm" keeps one UUID across applet restarts (the state dir is
+ * keyed by it); F->vm_uuid overrides it (a redefined domain). */
+#define VM_UUID "6c0c4d4e-1f0b-4d55-9a57-2d7f1e0c9a01"
+
 static void domain(FILE *f, const char *name, bool running, const char *overlay)
 {
+	const char *uuid = strcmp(name, "vm") ? NULL : F->vm_uuid[0] ? F->vm_uuid : VM_UUID;
 	fprintf(f,
 		"<domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
-		"<name>%s</name><memory unit='MiB'>64</memory>"
+		"<name>%s</name>%s%s%s<memory unit='MiB'>64</memory>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type></os>%s<devices>"
 		"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
 		"<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
 		"</devices></domain>\n",
-		name, running ? "" : "<test:runstate>5</test:runstate>", overlay);
+		name, uuid ? "<uuid>" : "", uuid ? uuid : "", uuid ? "</uuid>" : "",
+		running ? "" : "<test:runstate>5</test:runstate>", overlay);
 }
 
 /* dir/base.qcow2 (64M) + dir/ov.qcow2 backed by "base.qcow2"; domain "vm"
@@ -301,12 +308,12 @@ static bool backed_by_base(const char *file)
 	return ok;
 }
 
+/* Any commit journal in the state directory. */
 static bool journal_present(void)
 {
-	char *p = imageops_journal_path(F->state_dir, "vm");
-	bool r = access(p, F_OK) == 0;
-	free(p);
-	return r;
+	char cmd[4400];
+	snprintf(cmd, sizeof cmd, "ls '%s' 2>/dev/null | grep -q '\\.commit$'", F->state_dir);
+	return test_sh("%s", cmd) == 0;
 }
 
 static unsigned A(enum vm_action a)
@@ -420,7 +427,8 @@ static void test_discard_and_undo(void)
 	/* The policy was remembered in the state file, not the config. */
 	struct statefile *sf = statefile_open(F->state_dir);
 	enum vmo_policy p;
-	CHECK(sf && statefile_get_policy(sf, "vm", &p) && p == POLICY_DISCARD);
+	struct state_key k = {.uri = VM()->uri, .uuid = VM_UUID, .name = "vm"};
+	CHECK(sf && statefile_get_policy(sf, &k, &p) && p == POLICY_DISCARD);
 	statefile_close(sf);
 	free(base_sum);
 	free(ov_sum);
@@ -498,9 +506,13 @@ static void test_interrupted_journal_resume(void)
 	    sh("qemu-io -r -c 'read -P 0x11 31M 1M' base.qcow2 | grep -q 'verification failed'") !=
 	    0);
 	mkdir(F->state_dir, 0700);
-	char *jp = imageops_journal_path(F->state_dir, "vm");
+	/* Written by a vmoverlay from before issue 12 (named after the VM, no
+	 * URI/UUID): it names this domain's disk, so it moves to the domain. */
+	char *jp = imageops_journal_legacy_path(F->state_dir, "vm");
 	char *err = NULL;
-	REQUIRE(imageops_journal_write(jp, "vm", path("ov.qcow2"), path("base.qcow2"), &err) == 0);
+	struct imageops_journal old = {
+	    .vm = "vm", .overlay = path("ov.qcow2"), .base = path("base.qcow2")};
+	REQUIRE(imageops_journal_write(jp, &old, &err) == 0);
 
 	fx_start(false, NULL, POLICY_DISCARD);
 	REQUIRE(VM()->flow == FLOW_INTERRUPTED);
@@ -522,12 +534,61 @@ static void test_interrupted_journal_resume(void)
 	REQUIRE(wait_not_busy(30000));
 	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
 	CHECK(access(jp, F_OK) != 0);
+	CHECK(!journal_present());
 	CHECK(sh("qemu-io -r -c 'read -P 0x22 0 32M' base.qcow2 >/dev/null") == 0);
 	CHECK(sh("qemu-img check -q base.qcow2") == 0);
 	CHECK(sh("qemu-img check -q ov.qcow2") == 0);
 	CHECK(overlay_empty(path("ov.qcow2")));
 	free(jp);
 	fx_stop();
+}
+
+/* Issue 12: a journal is the domain's (URI + UUID), not the name's. A
+ * journal of another domain once called "vm", for another disk, is kept
+ * and shown, never resumed here; one whose overlay is this domain's disk
+ * (the same file) becomes this domain's. */
+static void test_journal_other_domain(void)
+{
+	fx_images("otherdomain");
+	sh_ok("qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 other.qcow2", "");
+	mkdir(F->state_dir, 0700);
+	/* Keyed by a URI + UUID no watched domain has now. */
+	char *jp = imageops_journal_path(F->state_dir, "test:///gone", VM_UUID), *err = NULL;
+	struct imageops_journal j = {.uri = "test:///gone",
+				     .uuid = VM_UUID,
+				     .vm = "vm",
+				     .overlay = path("other.qcow2"),
+				     .base = path("base.qcow2")};
+	REQUIRE(jp && imageops_journal_write(jp, &j, &err) == 0);
+	char *ov_sum = sha(path("ov.qcow2"));
+	fx_start(false, NULL, POLICY_ASK);
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(VM()->notice && strstr(VM()->notice, path("other.qcow2")) &&
+	      strstr(VM()->notice, jp));
+	CHECK(!(VM()->actions & A(ACT_RESUME)));
+	char *why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_RESUME, &why));
+	free(why);
+	why = NULL;
+	CHECK(access(jp, F_OK) == 0);
+	char *ov_after = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(ov_after, ov_sum);
+	fx_stop();
+
+	/* The same overlay file under another UUID (the domain was redefined
+	 * on its disk): the journal moves to it, interrupted, Resume offered. */
+	j.overlay = path("ov.qcow2");
+	REQUIRE(imageops_journal_write(jp, &j, &err) == 0);
+	fx_start(false, NULL, POLICY_ASK);
+	CHECK_INT_EQ(VM()->flow, FLOW_INTERRUPTED);
+	CHECK(VM()->notice == NULL);
+	CHECK_INT_EQ(VM()->actions, A(ACT_RESUME) | A(ACT_KEEP));
+	CHECK(access(jp, F_OK) != 0);
+	CHECK(journal_present());
+	fx_stop();
+	free(jp);
+	free(ov_sum);
+	free(ov_after);
 }
 
 static void test_cancel_commit(void)
@@ -898,9 +959,13 @@ static void test_resume_failures_keep_journal(void)
 	      "qemu-io -c 'write -P 0x22 0 1M' base.qcow2 >/dev/null",
 	      "");
 	mkdir(F->state_dir, 0700);
-	char *jp = imageops_journal_path(F->state_dir, "vm");
+	/* A journal named after the VM (from before issue 12): it names this
+	 * domain's disk, so it becomes this domain's at start-up. */
+	char *jp = imageops_journal_legacy_path(F->state_dir, "vm");
 	char *err = NULL;
-	REQUIRE(imageops_journal_write(jp, "vm", path("ov.qcow2"), path("base.qcow2"), &err) == 0);
+	struct imageops_journal jw = {
+	    .vm = "vm", .overlay = path("ov.qcow2"), .base = path("base.qcow2")};
+	REQUIRE(imageops_journal_write(jp, &jw, &err) == 0);
 	free(jp);
 	fx_start(false, NULL, POLICY_ASK);
 	REQUIRE(VM()->flow == FLOW_INTERRUPTED);
@@ -1065,7 +1130,9 @@ static void test_journal_dir_fsync_checked(void)
 		char p[4300];
 		snprintf(p, sizeof p, "%s/vm.commit", dir);
 		char *err = NULL;
-		int r = imageops_journal_write(p, "vm", "/x/ov.qcow2", "/x/base.qcow2", &err);
+		struct imageops_journal jw = {
+		    .vm = "vm", .overlay = "/x/ov.qcow2", .base = "/x/base.qcow2"};
+		int r = imageops_journal_write(p, &jw, &err);
 		fprintf(stderr, "journal write into an unreadable directory: %d %s\n", r,
 			err ? err : "");
 		_exit(r == -EACCES && err && strstr(err, "commit journal") ? 0 : 1);
@@ -1114,6 +1181,7 @@ int main(int argc, char **argv)
 	    {"discard_and_undo", test_discard_and_undo},
 	    {"readonly_base_then_retry", test_readonly_base_then_retry},
 	    {"interrupted_journal_resume", test_interrupted_journal_resume},
+	    {"journal_other_domain", test_journal_other_domain},
 	    {"cancel_commit", test_cancel_commit},
 	    {"enospc_rebuild", test_enospc_rebuild},
 	    {"symlink_overlay_refused", test_symlink_overlay_refused},

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "image.h"
+#include "imageops.h"
 #include "statefile.h"
 #include "testlib.h"
 
@@ -383,55 +384,243 @@ static void test_resolve(void)
 	CHECK_INT_EQ(image_allocated_bytes("/nonexistent/x"), 0);
 }
 
+#define UUID_A  "11111111-2222-4333-8444-555555555555"
+#define UUID_B  "66666666-7777-4888-9999-aaaaaaaaaaaa"
+#define SESSION "qemu:///session"
+#define SYSTEM  "qemu:///system"
+
 static void test_statefile(void)
 {
 	char *dir = path_in_tmp("state/deeper/vmoverlay");
 	struct statefile *sf = statefile_open(dir);
 	REQUIRE(sf);
 	CHECK_STR_EQ(statefile_dir(sf), dir);
-	CHECK(!statefile_get_running(sf, "win10"));
-	statefile_set_running(sf, "win10", true);
-	statefile_set_running(sf, "name with\ttab and spaces", true);
-	statefile_set_policy(sf, "kiosk", POLICY_DISCARD);
-	statefile_set_running(sf, "bad\nname", true); /* cannot be stored: ignored */
+	struct state_key win10 = {SESSION, UUID_A, "win10"};
+	struct state_key tab = {SESSION, UUID_B, "name with\ttab and spaces"};
+	struct state_key kiosk = {SYSTEM, UUID_A, "kiosk"};
+	struct state_key bad = {SYSTEM, UUID_B, "bad\nname"};
+	CHECK(!statefile_get_running(sf, &win10));
+	statefile_set_running(sf, &win10, true);
+	statefile_set_running(sf, &tab, true);
+	statefile_set_policy(sf, &kiosk, POLICY_DISCARD);
+	statefile_set_running(sf, &bad, true); /* cannot be stored: ignored */
+	/* No identity yet (not connected): nothing is recorded. */
+	struct state_key unknown = {NULL, "", "win10"};
+	CHECK(!statefile_key_valid(&unknown));
+	statefile_set_policy(sf, &unknown, POLICY_KEEP);
+	CHECK(!statefile_get_policy(sf, &unknown, NULL));
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 
 	sf = statefile_open(dir);
 	REQUIRE(sf);
-	CHECK(statefile_get_running(sf, "win10"));
-	CHECK(statefile_get_running(sf, "name with\ttab and spaces"));
-	CHECK(!statefile_get_running(sf, "bad\nname"));
-	CHECK(!statefile_get_running(sf, "kiosk"));
+	CHECK(statefile_get_running(sf, &win10));
+	CHECK(statefile_get_running(sf, &tab));
+	CHECK(!statefile_get_running(sf, &bad));
+	CHECK(!statefile_get_running(sf, &kiosk));
 	enum vmo_policy p = POLICY_ASK;
-	CHECK(statefile_get_policy(sf, "kiosk", &p));
+	CHECK(statefile_get_policy(sf, &kiosk, &p));
 	CHECK_INT_EQ(p, POLICY_DISCARD);
-	CHECK(!statefile_get_policy(sf, "win10", &p));
-	statefile_set_running(sf, "win10", false);
-	statefile_clear_policy(sf, "kiosk");
+	CHECK(!statefile_get_policy(sf, &win10, &p));
+	statefile_set_running(sf, &win10, false);
+	statefile_clear_policy(sf, &kiosk);
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 
 	sf = statefile_open(dir);
-	CHECK(!statefile_get_running(sf, "win10"));
-	CHECK(!statefile_get_policy(sf, "kiosk", &p));
-	CHECK(statefile_get_running(sf, "name with\ttab and spaces"));
+	CHECK(!statefile_get_running(sf, &win10));
+	CHECK(!statefile_get_policy(sf, &kiosk, &p));
+	CHECK(statefile_get_running(sf, &tab));
 	statefile_close(sf);
 	/* No temporary left behind; garbage lines are skipped, not fatal. */
 	CHECK(test_sh("test ! -e '%s/state.tmp'", dir) == 0);
-	CHECK(test_sh("printf 'garbage\\npolicy\\tnope\\tx\\nrunning\\tok\\n' >> '%s/state'", dir) == 0);
+	CHECK(test_sh("printf 'garbage\\npolicy\\tnope\\tx\\nvm-running\\tonly-uri\\n"
+		      "vm-running\\t%s\\t%s\\tok\\n' >> '%s/state'",
+		      SESSION, UUID_B, dir) == 0);
 	sf = statefile_open(dir);
-	CHECK(statefile_get_running(sf, "ok"));
+	struct state_key okk = {SESSION, UUID_B, "ok"};
+	CHECK(statefile_get_running(sf, &okk));
 	statefile_close(sf);
 
 	/* Memory-only state. */
 	sf = statefile_open(NULL);
 	REQUIRE(sf);
-	statefile_set_running(sf, "x", true);
-	CHECK(statefile_get_running(sf, "x"));
+	statefile_set_running(sf, &win10, true);
+	CHECK(statefile_get_running(sf, &win10));
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 	free(dir);
+}
+
+/* Issue 12: records follow the domain (URI + UUID), not its name. */
+static void test_statefile_keying(void)
+{
+	char *dir = path_in_tmp("state-keying");
+	struct statefile *sf = statefile_open(dir);
+	REQUIRE(sf);
+	struct state_key a = {SESSION, UUID_A, "x"};
+	statefile_set_running(sf, &a, true);
+	statefile_set_policy(sf, &a, POLICY_DISCARD);
+	CHECK(statefile_save(sf));
+	statefile_close(sf);
+
+	sf = statefile_open(dir);
+	enum vmo_policy p = POLICY_ASK;
+	/* Another domain under the same name: nothing of A's applies. */
+	struct state_key b = {SESSION, UUID_B, "x"};
+	CHECK(!statefile_get_running(sf, &b));
+	CHECK(!statefile_get_policy(sf, &b, &p));
+	/* The same UUID on another connection is another domain. */
+	struct state_key a_sys = {SYSTEM, UUID_A, "x"};
+	CHECK(!statefile_get_running(sf, &a_sys));
+	CHECK(!statefile_get_policy(sf, &a_sys, &p));
+	/* A renamed (virsh domrename) keeps its records under the new name. */
+	struct state_key a_renamed = {SESSION, UUID_A, "x2"};
+	CHECK(statefile_get_running(sf, &a_renamed));
+	CHECK(statefile_get_policy(sf, &a_renamed, &p) && p == POLICY_DISCARD);
+	statefile_set_policy(sf, &b, POLICY_KEEP);
+	CHECK(statefile_save(sf));
+	statefile_close(sf);
+	char *text = NULL;
+	CHECK(test_sh_out(&text, "cat '%s/state'", dir) == 0);
+	CHECK(text && strstr(text, "vm-running\t" SESSION "\t" UUID_A "\tx2\n"));
+	CHECK(text && strstr(text, "vm-policy\tkeep\t" SESSION "\t" UUID_B "\tx\n"));
+	free(text);
+
+	sf = statefile_open(dir);
+	CHECK(statefile_get_policy(sf, &b, &p) && p == POLICY_KEEP);
+	CHECK(statefile_get_policy(sf, &a, &p) && p == POLICY_DISCARD);
+	statefile_close(sf);
+	free(dir);
+}
+
+/* A state file written before issue 12 (records keyed by name): each
+ * record moves to the first domain asked for under its name, once; the
+ * others stay as they were until asked for, and survive a save. */
+static void test_statefile_migration(void)
+{
+	char *dir = path_in_tmp("state-legacy");
+	CHECK(
+	    test_sh("mkdir -p '%s' && printf '# old\\nrunning\\twin10\\npolicy\\tdiscard\\twin10\\n"
+		    "policy\\tcommit\\tlater\\n' > '%s/state'",
+		    dir, dir) == 0);
+	struct statefile *sf = statefile_open(dir);
+	REQUIRE(sf);
+	struct state_key w = {SESSION, UUID_A, "win10"};
+	enum vmo_policy p = POLICY_ASK;
+	CHECK(statefile_get_running(sf, &w));
+	CHECK(statefile_get_policy(sf, &w, &p) && p == POLICY_DISCARD);
+	/* Moved: a second domain under that name does not get it too. */
+	struct state_key w2 = {SYSTEM, UUID_B, "win10"};
+	CHECK(!statefile_get_running(sf, &w2));
+	CHECK(!statefile_get_policy(sf, &w2, &p));
+	CHECK(statefile_save(sf));
+	statefile_close(sf);
+	char *text = NULL;
+	CHECK(test_sh_out(&text, "cat '%s/state'", dir) == 0);
+	CHECK(text && strstr(text, "vm-running\t" SESSION "\t" UUID_A "\twin10\n"));
+	CHECK(text && strstr(text, "vm-policy\tdiscard\t" SESSION "\t" UUID_A "\twin10\n"));
+	CHECK(text && strstr(text, "\npolicy\tcommit\tlater\n")); /* not asked for: kept */
+	CHECK(text && !strstr(text, "\nrunning\twin10"));
+	free(text);
+
+	sf = statefile_open(dir);
+	CHECK(statefile_get_running(sf, &w));
+	CHECK(!statefile_get_running(sf, &w2));
+	struct state_key later = {SYSTEM, UUID_B, "later"};
+	CHECK(statefile_get_policy(sf, &later, &p) && p == POLICY_COMMIT);
+	statefile_close(sf);
+	free(dir);
+}
+
+/* One applet per state directory: a second lock fails with the first
+ * holder's pid; closing the first releases it. */
+static void test_statefile_lock(void)
+{
+	char *dir = path_in_tmp("state-lock/vmoverlay");
+	long holder = -1;
+	int fd = statefile_lock(dir, &holder);
+	REQUIRE(fd >= 0);
+	CHECK_INT_EQ(holder, 0);
+	int fd2 = statefile_lock(dir, &holder);
+	CHECK(fd2 < 0 && errno == EWOULDBLOCK);
+	CHECK_INT_EQ(holder, (long)getpid());
+	/* Not inherited by children (qemu-img must not hold it). */
+	CHECK((fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+	close(fd);
+	fd2 = statefile_lock(dir, &holder);
+	CHECK(fd2 >= 0);
+	if (fd2 >= 0)
+		close(fd2);
+	free(dir);
+}
+
+/* The rebuild removes stale temporaries of its own pattern only: a user's
+ * ".NAME.abcdef" beside the overlay survives (issue 12). */
+static void test_rebuild_temps(void)
+{
+	char *dir = path_in_tmp("temps");
+	CHECK(test_sh("mkdir -p '%s' && cd '%s' && qemu-img create -q -f qcow2 base.qcow2 1M && "
+		      "qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 ov.qcow2 && "
+		      "echo mine > .ov.qcow2.abcdef && echo stale > .ov.qcow2" IMAGEOPS_TMP_TAG
+		      "Ab12Cd && echo other > .other.qcow2" IMAGEOPS_TMP_TAG "Zz9999",
+		      dir, dir) == 0);
+	char *ov = path_in_tmp("temps/ov.qcow2"), *err = NULL;
+	struct imageops_rebuild rb;
+	REQUIRE(imageops_rebuild_prepare(&rb, "qemu-img", ov, "base.qcow2", "qcow2", &err) == 0);
+	CHECK(strstr(rb.tmp, "/.ov.qcow2" IMAGEOPS_TMP_TAG) != NULL);
+	CHECK(test_sh("cd '%s' && test \"$(cat .ov.qcow2.abcdef)\" = mine", dir) == 0);
+	CHECK(test_sh("cd '%s' && test ! -e .ov.qcow2" IMAGEOPS_TMP_TAG "Ab12Cd", dir) == 0);
+	CHECK(test_sh("cd '%s' && test -e .other.qcow2" IMAGEOPS_TMP_TAG "Zz9999", dir) == 0);
+	imageops_rebuild_abort(&rb);
+	CHECK(test_sh("cd '%s' && test $(ls -A | grep -c vmoverlay-tmp) = 1", dir) == 0);
+	free(err);
+	free(ov);
+	free(dir);
+}
+
+/* Journal names: one per domain (URI + UUID), and the names from before. */
+static void test_journal_paths(void)
+{
+	char *a = imageops_journal_path("/s", SESSION, UUID_A);
+	char *b = imageops_journal_path("/s", SYSTEM, UUID_A);
+	char *c = imageops_journal_path("/s", SESSION, UUID_B);
+	CHECK(a && b && c && strcmp(a, b) != 0 && strcmp(a, c) != 0);
+	CHECK(a && strncmp(a, "/s/" UUID_A "@", strlen("/s/" UUID_A "@")) == 0);
+	CHECK(a && imageops_journal_name(strrchr(a, '/') + 1));
+	CHECK(imageops_journal_path("/s", SESSION, "") == NULL);
+	CHECK(imageops_journal_path("/s", NULL, UUID_A) == NULL);
+	CHECK(imageops_journal_path("/s", SESSION, "../../etc/x") == NULL);
+	char *l = imageops_journal_legacy_path("/s", "a/b");
+	CHECK_STR_EQ(l, "/s/a_b.commit");
+	CHECK(imageops_journal_name("x.commit"));
+	CHECK(!imageops_journal_name("x.commit.tmp"));
+	CHECK(!imageops_journal_name("state"));
+
+	char *dir = path_in_tmp("journals");
+	mkdir(dir, 0700);
+	char *jp = imageops_journal_path(dir, SESSION, UUID_A), *err = NULL;
+	struct imageops_journal w = {.uri = SESSION,
+				     .uuid = UUID_A,
+				     .vm = "x",
+				     .overlay = "/i/x.qcow2",
+				     .base = "/i/b.qcow2",
+				     .started = 42};
+	REQUIRE(imageops_journal_write(jp, &w, &err) == 0);
+	struct imageops_journal r;
+	CHECK(imageops_journal_read(jp, &r) == 0);
+	CHECK_STR_EQ(r.uri, SESSION);
+	CHECK_STR_EQ(r.uuid, UUID_A);
+	CHECK_STR_EQ(r.vm, "x");
+	CHECK_STR_EQ(r.overlay, "/i/x.qcow2");
+	CHECK(r.started == 42);
+	imageops_journal_clear(&r);
+	free(jp);
+	free(dir);
+	free(a);
+	free(b);
+	free(c);
+	free(l);
 }
 
 int main(int argc, char **argv)
@@ -445,6 +634,11 @@ int main(int argc, char **argv)
 		{"bogus_headers", test_bogus_headers},
 		{"resolve", test_resolve},
 		{"statefile", test_statefile},
+		{"statefile_keying", test_statefile_keying},
+		{"statefile_migration", test_statefile_migration},
+		{"statefile_lock", test_statefile_lock},
+		{"rebuild_temps", test_rebuild_temps},
+		{"journal_paths", test_journal_paths},
 		{NULL, NULL},
 	};
 	return test_main(argc, argv, cases);

@@ -180,8 +180,13 @@ static void test_default_events(void)
 	CHECK_INT_EQ(vm->run, RUN_RUNNING);
 	CHECK_INT_EQ(count('R', "test"), 1);
 	CHECK(vm->uuid[0] != 0);
+	CHECK(vm->uri && strncmp(vm->uri, "test:", 5) == 0);
 	CHECK(n_updated > 0);
-	CHECK(statefile_get_running(sf, "test"));
+	/* The state file's key: this connection and the domain's UUID. */
+	char *key_uri = strdup(vm->uri ? vm->uri : ""), key_uuid[40];
+	snprintf(key_uuid, sizeof key_uuid, "%s", vm->uuid);
+	struct state_key key = {key_uri, key_uuid, "test"};
+	CHECK(statefile_get_running(sf, &key));
 	/* The default domain's disk has no qcow2 driver: a problem, not a guess. */
 	CHECK_INT_EQ(vm->n_problems, 1);
 	CHECK(vm->n_problems && strstr(vm->problems[0], "qcow2"));
@@ -199,7 +204,7 @@ static void test_default_events(void)
 	CHECK(r && r->kind == STOP_UNCLEAN);
 	CHECK_INT_EQ(vm->run, RUN_SHUTOFF);
 	CHECK_INT_EQ(vm->dom_reason, VIR_DOMAIN_SHUTOFF_DESTROYED);
-	CHECK(!statefile_get_running(sf, "test"));
+	CHECK(!statefile_get_running(sf, &key));
 
 	/* create -> started */
 	base = n_records;
@@ -266,7 +271,7 @@ static void test_default_events(void)
 	base = n_records;
 	REQUIRE(virDomainCreate(dom) == 0);
 	CHECK(wait_records(base + 1, 2000));
-	CHECK(statefile_get_running(sf, "test"));
+	CHECK(statefile_get_running(sf, &key));
 	virt_watcher_destroy(w);
 	statefile_close(sf);
 	model_finish(&f.model);
@@ -276,7 +281,7 @@ static void test_default_events(void)
 
 	sf = statefile_open(statedir);
 	REQUIRE(sf);
-	CHECK(statefile_get_running(sf, "test"));
+	CHECK(statefile_get_running(sf, &key));
 	fixture_model(&f);
 	n_records = 0;
 	w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
@@ -284,7 +289,7 @@ static void test_default_events(void)
 	CHECK_INT_EQ(n_records, 1);
 	r = last_of('S', "test");
 	CHECK(r && r->kind == STOP_CLEAN);
-	CHECK(!statefile_get_running(sf, "test"));
+	CHECK(!statefile_get_running(sf, &key));
 	/* A second reconcile reports nothing new. */
 	virt_watcher_reconcile(w);
 	CHECK_INT_EQ(n_records, 1);
@@ -293,7 +298,7 @@ static void test_default_events(void)
 
 	/* Reopen from disk: the stop was recorded, so no third report. */
 	sf = statefile_open(statedir);
-	CHECK(!statefile_get_running(sf, "test"));
+	CHECK(!statefile_get_running(sf, &key));
 	statefile_close(sf);
 
 	virDomainCreate(dom); /* leave the shared default as we found it */
@@ -303,6 +308,7 @@ static void test_default_events(void)
 	for (int i = 0; i < 5; i++)
 		loop_iterate(loop, 10);
 	free(statedir);
+	free(key_uri);
 }
 
 /* ---- node.xml fixtures ---- */
@@ -434,10 +440,12 @@ static void test_fixture_discovery(void)
 	char *uri = NULL;
 	if (asprintf(&uri, "test://%s", node) < 0)
 		abort();
-	struct statefile *sf = statefile_open(NULL);
-	/* As if the applet had seen these running before it was restarted. */
-	statefile_set_running(sf, "off1", true);
-	statefile_set_running(sf, "saved1", true);
+	/* As if the applet had seen these running before it was restarted:
+	 * a state file from before issue 12 (keyed by name) is migrated. */
+	char *statedir = tpath("state-fixture");
+	CHECK(test_sh("mkdir -p '%s' && printf 'running\toff1\nrunning\tsaved1\n' >'%s/state'",
+	              statedir, statedir) == 0);
+	struct statefile *sf = statefile_open(statedir);
 	struct fixture f;
 	fixture_init(&f, uri);
 	fixture_vm(&f, "off1");
@@ -577,7 +585,11 @@ static void test_fixture_discovery(void)
 	for (int i = 0; i < 5; i++)
 		loop_iterate(loop, 10);
 	model_finish(&f.model);
+	/* The migrated records are keyed by the domains now. */
+	CHECK(test_sh("grep -q '^vm-running' '%s/state' || ! grep -q '^running' '%s/state'", statedir,
+	              statedir) == 0);
 	statefile_close(sf);
+	free(statedir);
 	free(ovA);
 	free(baseA);
 	free(uri);

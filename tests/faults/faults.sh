@@ -100,7 +100,7 @@ row_kill9_during_rebuild() {
 		fl_overlay_fresh vm || fail "overlay neither old nor fresh"
 		ok "killed mid-rebuild: the new overlay is in place"
 	fi
-	# The rebuild's temporary file (.vm.qcow2.XXXXXX) may stay: it is
+	# The rebuild's temporary file (.vm.qcow2.vmoverlay-tmp-XXXXXX) may stay: it is
 	# never the overlay, only space. Counted for the record.
 	leftovers=$(find "$VE_IMAGES" -name '.vm.qcow2.*' | wc -l)
 	echo "   temporary overlays left after the kill: $leftovers"
@@ -442,8 +442,17 @@ row_session_bus_lost() {
 
 # ---- issue 12: the commit journal is never forgotten ----
 
-# The journal of VM's commit (the applet's state directory).
-journal_of() { echo "$FL_STATE/$1.commit"; }
+# The journal of VM's commit (the applet's state directory), keyed by the
+# domain: <uuid>@<hash of the URI>.commit (a pattern that matches nothing
+# when there is none).
+journal_of() {
+	local u f
+	u=$(ve_virsh domuuid "$1" 2>/dev/null)
+	for f in "$FL_STATE/${u:-none}@"*.commit; do
+		echo "$f"
+		return
+	done
+}
 
 # interrupted_by_kill9 VM: a session's commit killed with the applet
 # (kill -9, as a power cut would), the orphaned qemu-img gone, the applet
@@ -650,6 +659,160 @@ row_rapid_start_destroy_200() {
 	session_check() { fl_check "$VE_IMAGES/vm.qcow2"; }
 	session_check
 	ok "$n start/destroy cycles: alive, pending at the end, RssAnon +$((r1 - r0)) kB"
+}
+
+# The disk the VM would boot from, as raw bytes, hashed (byte-exact
+# comparisons across a commit: the chain before == the base after).
+chain_sum() { # FILE
+	ve_as_user qemu-img convert -U -O raw "$1" "$VE_DIR/chain.raw" || fail "convert $1"
+	fl_sum "$VE_DIR/chain.raw"
+	rm -f "$VE_DIR/chain.raw"
+}
+
+# A commit of VM killed mid-way with the applet (the journal stays).
+killed_mid_commit() { # VM
+	"$VMO_BIN" commit "$1" >/dev/null || fail "commit request refused"
+	fl_wait_status "$1" committing 10
+	sleep 1
+	[ "$(fl_status_of "$1")" = committing ] || fail "commit ended before the kill"
+	kill -9 "$FL_APP_PID"
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	wait_orphan_qemu_img "$VE_IMAGES/$1.qcow2"
+	ls "$FL_STATE" | grep -q '\.commit$' || fail "no commit journal after the kill"
+}
+
+# Issue 12 defect 6: the journal follows the domain (URI + UUID), not its
+# name. Interrupted commit, `virsh domrename` while the applet is down, the
+# user follows the rename in the config: still interrupted, Resume finishes.
+row_domain_renamed_with_journal() {
+	fl_vm vm
+	fl_qemu_img_wrapper 16M ""
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	disk=$(chain_sum "$VE_IMAGES/vm.qcow2")
+	killed_mid_commit vm
+	session_kept vm
+	uuid=$(ve_virsh domuuid vm) || fail "domuuid"
+	ve_virsh domrename vm vm2 >/dev/null || fail "domrename"
+	[ "$(ve_virsh domuuid vm2)" = "$uuid" ] || fail "the renamed domain has another uuid"
+	fl_config "vm2 ask"
+	ok "killed mid-commit, domain renamed vm -> vm2 (uuid $uuid) while the applet was down"
+	fl_app_start
+	fl_wait_status vm2 interrupted 20
+	fl_wait_sni NeedsAttention
+	"$VMO_BIN" discard vm2 >/dev/null 2>&1 && fail "discard accepted on a half-merged base"
+	ok "restart: the renamed domain is interrupted, discard refused"
+	fl_ctl Resume vm2 >/dev/null || fail "Resume refused"
+	fl_wait_status vm2 clean 60
+	committed vm
+	[ "$(chain_sum "$VE_IMAGES/vm-base.qcow2")" = "$disk" ] ||
+		fail "the base is not byte-identical to the disk before the commit"
+	ls "$FL_STATE" | grep -q '\.commit$' && fail "journal left after the resumed commit"
+	ok "resumed: the base is byte-identical to the disk before the commit, overlay fresh"
+}
+
+# Issue 12 defect 6: a journal (and a policy) of domain "x" (uuid A) never
+# applies to another domain defined later under the same name (uuid B).
+row_same_name_other_domain() {
+	fl_vm x
+	fl_qemu_img_wrapper 16M ""
+	fl_config "x ask"
+	fl_app_start
+	pending_vm x
+	nt_call io.github.vmoverlay /io/github/vmoverlay io.github.vmoverlay.Control1.SetPolicy x discard >/dev/null ||
+		fail "SetPolicy"
+	killed_mid_commit x
+	uuid_a=$(ve_virsh domuuid x)
+	ve_virsh undefine x >/dev/null || fail "undefine x"
+	ve_make_base "$VE_IMAGES/y-base.qcow2" 64M 0x22 || fail "base y"
+	ve_make_overlay "$VE_IMAGES/y.qcow2" "$VE_IMAGES/y-base.qcow2" 0x44 || fail "overlay y"
+	ve_define_vm x "$VE_IMAGES/y.qcow2" || fail "define the new x"
+	uuid_b=$(ve_virsh domuuid x)
+	[ "$uuid_a" != "$uuid_b" ] || fail "same uuid"
+	ov=$(fl_sum "$VE_IMAGES/y.qcow2") b=$(fl_sum "$VE_IMAGES/y-base.qcow2")
+	journals=$(ls "$FL_STATE" | grep '\.commit$')
+	ok "journal of x ($uuid_a) kept; x redefined as $uuid_b on another disk"
+	fl_app_start
+	fl_wait_status x clean 20
+	st=$("$VMO_BIN" status 2>&1)
+	echo "$st" | grep -q "$VE_IMAGES/x.qcow2" || fail "status does not show the orphaned journal: $st"
+	echo "$st" | grep -qi "journal" || fail "status does not say journal: $st"
+	fl_menu_labels | grep -q "$VE_IMAGES/x.qcow2" || fail "the menu does not show the orphaned journal"
+	fl_ctl Resume x >/dev/null 2>&1 && fail "Resume accepted on another domain's disk"
+	pol=$(nt_call io.github.vmoverlay /io/github/vmoverlay io.github.vmoverlay.Control1.Status |
+		grep -o "('x', '[^']*', '[^']*', '[^']*'" | sed "s/.*, '\([^']*\)'$/\1/")
+	[ "$pol" = ask ] || fail "the policy saved for $uuid_a applies to $uuid_b ($pol)"
+	[ "$(ls "$FL_STATE" | grep '\.commit$')" = "$journals" ] || fail "the journal changed or was dropped"
+	ok "restart: the new x is clean with its own policy (ask), the orphaned journal is shown, Resume refused"
+	ve_start x || fail "start new x"
+	fl_wait_status x running
+	ve_destroy x || fail "destroy new x"
+	fl_wait_status x pending
+	[ "$(fl_sum "$VE_IMAGES/y-base.qcow2")" = "$b" ] || fail "the new x's base changed"
+	fl_reads "$VE_IMAGES/y.qcow2" 0x44 1M 1M || fail "the new x's overlay lost its data"
+	[ "$(ls "$FL_STATE" | grep '\.commit$')" = "$journals" ] || fail "the journal changed or was dropped"
+	session_kept x
+	ok "the new x ran and stopped: pending (not discarded by the old x's policy), its images intact, the old journal and session kept"
+}
+
+# Issue 12 defect 6: one applet per state directory, whatever the bus.
+row_second_instance_refused() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	fl_wait_status vm clean
+	out=$(dbus-daemon --config-file="$VMO_SRC/tests/private-bus.conf" --fork --print-address=1 --print-pid=1) ||
+		fail "second bus"
+	bus2=$(printf '%s\n' "$out" | sed -n 1p)
+	FL_BUS2_PID=$(printf '%s\n' "$out" | sed -n 2p)
+	trap '[ -n "${FL_BUS2_PID:-}" ] && kill "$FL_BUS2_PID" 2>/dev/null; fl_cleanup' EXIT
+	DBUS_SESSION_BUS_ADDRESS=$bus2 "$VMO_BIN" --verbose >"$VE_DIR/second.log" 2>&1 &
+	second=$!
+	end=$(($(now_ms) + 30000))
+	while kill -0 "$second" 2>/dev/null; do
+		if DBUS_SESSION_BUS_ADDRESS=$bus2 nt_has_owner io.github.vmoverlay; then
+			kill "$second"
+			wait "$second" 2>/dev/null
+			fail "a second instance runs on another bus with the same state directory"
+		fi
+		[ "$(now_ms)" -lt "$end" ] || { kill "$second"; fail "the second instance neither ran nor exited"; }
+		sleep 0.05
+	done
+	wait "$second"
+	rc=$?
+	[ $rc != 0 ] || fail "the second instance exited 0"
+	grep -q "already running" "$VE_DIR/second.log" || fail "no clear message: $(cat "$VE_DIR/second.log")"
+	grep -q "$FL_APP_PID" "$VE_DIR/second.log" || fail "the message does not name pid $FL_APP_PID"
+	ok "second instance on another bus: exit $rc, '$(grep "already running" "$VE_DIR/second.log" | head -1)'"
+	kill "$FL_BUS2_PID"
+	FL_BUS2_PID=
+	"$VMO_BIN" --check-config --config "$FL_CONF" >/dev/null || fail "--check-config fails while an instance runs"
+	"$VMO_BIN" status | grep -q vm || fail "status fails while an instance runs"
+	pending_vm vm
+	"$VMO_BIN" keep vm >/dev/null || fail "keep refused"
+	fl_wait_status vm kept
+	session_kept vm
+	ok "the first instance keeps working; --check-config and the CLI verbs work beside it"
+}
+
+# Issue 12 defect 6: the rebuild removes only temporaries it made.
+row_stale_temps_user_file_kept() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	user=$VE_IMAGES/.vm.qcow2.abcdef
+	echo "a user's file that looks like a temporary" >"$user"
+	ve_give "$user"
+	sum=$(fl_sum "$user")
+	"$VMO_BIN" discard vm >/dev/null || fail "discard refused"
+	fl_wait_status vm clean 30
+	fl_overlay_fresh vm || fail "overlay not fresh after the discard"
+	[ -f "$user" ] || fail "the discard removed the user's file $user"
+	[ "$(fl_sum "$user")" = "$sum" ] || fail "the user's file changed"
+	ok "discard: the user's .vm.qcow2.abcdef survives (stale temporaries: kill9_during_rebuild)"
 }
 
 row="${row//-/_}"
