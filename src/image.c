@@ -120,8 +120,8 @@ int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, ch
 		if (header_len > QCOW2_COMPRESSION_TYPE_OFF) {
 			if (len <= QCOW2_COMPRESSION_TYPE_OFF)
 				return fail(err, -EPROTO,
-					    _("truncated qcow2 header (%zu of %llu bytes)"), len,
-					    (unsigned long long)header_len);
+					    _("truncated qcow2 header (%zu of %u bytes)"), len,
+					    (unsigned)header_len);
 			compression_type = buf[QCOW2_COMPRESSION_TYPE_OFF];
 		}
 		if (!!(incompatible & QCOW2_INCOMPAT_COMPRESSION) != (compression_type != 0))
