@@ -347,6 +347,19 @@ static int run(const struct helper_args *a, const char *uri)
 		    a->name, vm->overlay);
 		goto out;
 	}
+	if (a->op != IMAGEOPS_UNDO_DISCARD) {
+		/* Everything the rebuild needs (a commit empties the overlay, so
+		 * this is checked before it too): no encryption, data file,
+		 * internal snapshots or bitmaps a fresh overlay would lose. */
+		char *rerr = NULL;
+		if (imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format,
+					   &rerr) < 0) {
+			code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
+				      rerr ? rerr : "?");
+			free(rerr);
+			goto out;
+		}
+	}
 	if (a->op == IMAGEOPS_UNDO_DISCARD) {
 		char *disc = imageops_discarded_path(vm->overlay);
 		bool ok = disc && check_plain_file(disc, a->name, NULL, &why);

@@ -98,6 +98,13 @@ expect_refusal 5 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$U
 ve_virsh undefine sharevm >/dev/null
 rm -f "$R/ov2.qcow2"
 
+# Issue 12, defect 10: an overlay a fresh one cannot replace (here with an
+# internal snapshot) is refused for commit and discard, before anything runs.
+qemu-img snapshot -c keep-me "$R/ov.qcow2" || fail "snapshot -c"
+expect_refusal 5 'internal snapshot' -- --connect "$VE_URI" commit rootvm "$UUID" vda
+expect_refusal 5 'internal snapshot' -- --connect "$VE_URI" discard rootvm "$UUID" vda
+qemu-img snapshot -d keep-me "$R/ov.qcow2" || fail "snapshot -d"
+
 # Rule 2: qemu's image lock held by another process (qemu-io waiting for
 # commands on a FIFO keeps the overlay open read-write).
 mkfifo "$VE_DIR/fifo"
