@@ -884,6 +884,20 @@ static void test_permission_denied(void)
 	free(why);
 	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
 	CHECK(VM()->error && strstr(VM()->error, "permission denied"));
+	/* Without a helper a commit is refused before it starts: it would
+	 * empty the overlay, and the rebuild after it could not make its temp
+	 * file (issue 12, defect 5). */
+	char *base_sum = sha(path("base.qcow2"));
+	why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(why && strstr(why, "cannot commit") && strstr(why, "permission denied"));
+	free(why);
+	CHECK(!flow_busy(F->flow));
+	CHECK(!journal_present());
+	char *base_after = sha(path("base.qcow2"));
+	CHECK_STR_EQ(base_after, base_sum);
+	free(base_sum);
+	free(base_after);
 
 	flow_set_privileged(F->flow, &(struct flow_privileged){.argv = helper_argv});
 	why = NULL;
