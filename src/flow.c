@@ -489,6 +489,73 @@ static void on_commit_done(void *data, const struct runner_result *res)
 	job_free(job);
 }
 
+/* Right before the rebuild's rename() (imageops_rebuild_finish): libvirt
+ * asked afresh, as before the operation (DESIGN.md §4 rules 2 and 9). */
+static bool job_recheck(void *data, char **why)
+{
+	struct flow_job *job = data;
+	struct flow_vm *fv;
+	struct vm *vm = job_vm(job, &fv);
+	if (!vm) {
+		set_msg(why, _("%s is no longer known to vmoverlay"), job->vm_name);
+		return false;
+	}
+	if (!job->flow->virt) {
+		set_msg(why,
+			_("%s: libvirt is not connected, so it cannot be confirmed that the VM "
+			  "is shut off"),
+			vm->name);
+		return false;
+	}
+	return virt_watcher_check_idle(job->flow->virt, vm, false, why);
+}
+
+/* libvirt's word on the domain now: true if it is active (running,
+ * paused, starting). Asked directly: the watcher learns of the start a
+ * little later (event or rescan), the user must not see a stale state. */
+static bool domain_active_now(struct flow *flow, const struct vm *vm)
+{
+	virConnectPtr conn = flow->virt ? virt_watcher_conn(flow->virt) : NULL;
+	virDomainPtr dom = conn ? virDomainLookupByName(conn, vm->name) : NULL;
+	if (!dom)
+		return vm->run == RUN_RUNNING;
+	int active = virDomainIsActive(dom);
+	virDomainFree(dom);
+	return active == 1;
+}
+
+/* The rebuild saw, at its last check before the rename(), that the VM
+ * started (or the overlay was opened or replaced): nothing was renamed,
+ * the temp file is gone, the VM stays on the overlay it opened. */
+static void rebuild_abandoned(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+			      enum imageops_op op, uint64_t bytes, const char *why)
+{
+	char *msg = NULL;
+	if (op == IMAGEOPS_REBUILD)
+		set_msg(&msg,
+			_("%s: the changes were committed, but the fresh overlay was not put in "
+			  "place: %s"),
+			vm->name, why ? why : "");
+	else
+		set_msg(&msg,
+			_("%s: the discard was abandoned and the overlay left as it was, "
+			  "nothing was discarded: %s"),
+			vm->name, why ? why : "");
+	if (domain_active_now(flow, vm)) {
+		log_warn("flow: %s: %s abandoned, the VM started: %s", vm->name,
+			 imageops_op_name(op), why ? why : "");
+		fv->has_failed_op = false;
+		set_state(flow, fv, vm, FLOW_RUNNING);
+		if (flow->ui.result)
+			flow->ui.result(flow->ui.data, vm, RESULT_FAILED, 0, msg);
+	} else {
+		fail(flow, fv, vm, op, msg);
+		if (op == IMAGEOPS_REBUILD)
+			fv->failed_bytes = bytes;
+	}
+	free(msg);
+}
+
 static void on_rebuild_done(void *data, const struct runner_result *res)
 {
 	struct flow_job *job = data;
@@ -512,6 +579,12 @@ static void on_rebuild_done(void *data, const struct runner_result *res)
 		if (r == 0) {
 			job_free(job);
 			success(flow, fv, vm, op, bytes);
+			return;
+		}
+		if (r == -EBUSY) {
+			job_free(job);
+			rebuild_abandoned(flow, fv, vm, op, bytes, err);
+			free(err);
 			return;
 		}
 		if ((r == -EACCES || r == -EPERM) && flow->priv.argv) {
@@ -755,6 +828,8 @@ static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, 
 		job_free(job);
 		return false;
 	}
+	job->rb.recheck = job_recheck;
+	job->rb.recheck_data = job;
 	job->runner = runner_start(flow->loop, job->rb.argv, NULL, on_rebuild_done, job, why);
 	if (!job->runner) {
 		imageops_rebuild_abort(&job->rb);
@@ -780,6 +855,20 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 			vm->name);
 		return false;
 	}
+	/* Everything the rebuild after the commit needs, checked now: the
+	 * commit empties the overlay, and a rebuild that refuses afterwards
+	 * (a symbolic link, an encrypted overlay ...) would leave the VM
+	 * failed for ever (issue 12, defect 5). Only "this user may not" is
+	 * left to the privileged helper, which checks the same as root. */
+	char *cerr = NULL;
+	int c = imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format, &cerr);
+	if (c < 0 && !((c == -EACCES || c == -EPERM) && flow->priv.argv)) {
+		set_msg(why, _("%s: cannot commit: %s; nothing was changed"), vm->name,
+			cerr ? cerr : strerror(-c));
+		free(cerr);
+		return false;
+	}
+	free(cerr);
 	journal = journal_path(flow, vm);
 	if (!journal) {
 		if (state_dir(flow))

@@ -199,6 +199,19 @@ out:
 	return ok;
 }
 
+/* Rule 9 in the helper: libvirt asked once more right before the
+ * rebuild's rename() (the overlay is held with qemu's lock meanwhile). */
+struct helper_recheck {
+	struct virt_watcher *w;
+	struct vm *vm;
+};
+
+static bool helper_recheck(void *data, char **why)
+{
+	struct helper_recheck *h = data;
+	return virt_watcher_check_idle(h->w, h->vm, false, why);
+}
+
 static void print_progress(void *data, double percent)
 {
 	/* The same record qemu-img -p writes: the applet's runner parses it
@@ -334,6 +347,19 @@ static int run(const struct helper_args *a, const char *uri)
 		    a->name, vm->overlay);
 		goto out;
 	}
+	if (a->op != IMAGEOPS_UNDO_DISCARD) {
+		/* Everything the rebuild needs (a commit empties the overlay, so
+		 * this is checked before it too): no encryption, data file,
+		 * internal snapshots or bitmaps a fresh overlay would lose. */
+		char *rerr = NULL;
+		if (imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format,
+					   &rerr) < 0) {
+			code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
+				      rerr ? rerr : "?");
+			free(rerr);
+			goto out;
+		}
+	}
 	if (a->op == IMAGEOPS_UNDO_DISCARD) {
 		char *disc = imageops_discarded_path(vm->overlay);
 		bool ok = disc && check_plain_file(disc, a->name, NULL, &why);
@@ -372,19 +398,21 @@ static int run(const struct helper_args *a, const char *uri)
 	char *err = NULL;
 	enum imageops_commit_failure failure = COMMIT_FAIL_UNTOUCHED;
 	bool committed = false;
+	struct helper_recheck hr = {.w = w, .vm = vm};
 	switch (a->op) {
 	case IMAGEOPS_COMMIT:
 		r = imageops_commit_sync(qemu_img, vm->overlay, vm->backing_stored,
 					 vm->backing_format, a->name, print_progress, NULL,
-					 &failure, &committed, &err);
+					 helper_recheck, &hr, &failure, &committed, &err);
 		break;
 	case IMAGEOPS_REBUILD:
 		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
-					  vm->backing_format, false, &err);
+					  vm->backing_format, false, helper_recheck, &hr, &err);
 		break;
 	case IMAGEOPS_DISCARD:
 		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
-					  vm->backing_format, a->keep_discarded, &err);
+					  vm->backing_format, a->keep_discarded, helper_recheck,
+					  &hr, &err);
 		break;
 	case IMAGEOPS_UNDO_DISCARD:
 		r = imageops_undo_discard(vm->overlay, &err);

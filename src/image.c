@@ -20,6 +20,16 @@
 #define QCOW2_V3_MIN_HEADER_LEN 104u
 #define QCOW2_EXT_END 0x00000000u
 #define QCOW2_EXT_BACKING_FORMAT 0xe2792acau
+#define QCOW2_EXT_BITMAPS           0x23852875u
+#define QCOW2_EXT_CRYPTO_HEADER     0x0537be77u
+#define QCOW2_EXT_DATA_FILE         0x44415441u
+#define QCOW2_INCOMPAT_DATA_FILE    (1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION  (1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2        (1ull << 4)
+#define QCOW2_COMPAT_LAZY_REFCOUNTS (1ull << 0)
+#define QCOW2_AUTOCLEAR_BITMAPS     (1ull << 0)
+#define QCOW2_COMPRESSION_TYPE_OFF  104u
+#define QCOW2_MAX_REFCOUNT_ORDER    6u
 #define QCOW2_MAX_BACKING_NAME 1023u /* spec: "must not be longer than 1023 bytes" */
 #define QCOW2_MAX_FORMAT_NAME 63u    /* qemu keeps 16; anything longer is bogus */
 #define QCOW2_MIN_CLUSTER_BITS 9u
@@ -88,7 +98,8 @@ int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, ch
 	uint64_t cluster_size = 1ull << cluster_bits;
 
 	uint64_t header_len = QCOW2_V2_HEADER_LEN;
-	uint64_t incompatible = 0;
+	uint64_t incompatible = 0, compatible = 0, autoclear = 0;
+	uint32_t refcount_order = 4, compression_type = 0;
 	if (version == 3) {
 		if (len < QCOW2_V3_MIN_HEADER_LEN)
 			return fail(err, -EPROTO, _("truncated qcow2 header (%zu of %u bytes)"), len,
@@ -99,6 +110,25 @@ int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, ch
 		    header_len > cluster_size)
 			return fail(err, -EPROTO, _("bogus qcow2 header: header length %llu"),
 			            (unsigned long long)header_len);
+		compatible = be64(buf + 80);
+		autoclear = be64(buf + 88);
+		refcount_order = be32(buf + 96);
+		if (refcount_order > QCOW2_MAX_REFCOUNT_ORDER)
+			return fail(err, -EPROTO, _("bogus qcow2 header: refcount order %u"),
+				    refcount_order);
+		/* An optional field: present only when the header reaches it. */
+		if (header_len > QCOW2_COMPRESSION_TYPE_OFF) {
+			if (len <= QCOW2_COMPRESSION_TYPE_OFF)
+				return fail(err, -EPROTO,
+					    _("truncated qcow2 header (%zu of %u bytes)"), len,
+					    (unsigned)header_len);
+			compression_type = buf[QCOW2_COMPRESSION_TYPE_OFF];
+		}
+		if (!!(incompatible & QCOW2_INCOMPAT_COMPRESSION) != (compression_type != 0))
+			return fail(err, -EPROTO,
+				    _("bogus qcow2 header: compression type %u does not match its "
+				      "feature bit"),
+				    compression_type);
 	}
 
 	/* The backing name lives in the first cluster, after the extensions. */
@@ -122,6 +152,8 @@ int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, ch
 	if (ext_end > len)
 		ext_end = len;
 	char *format = NULL;
+	bool bitmaps_ext = false, crypto_ext = false, data_file_ext = false;
+	uint32_t nb_bitmaps = 0;
 	uint64_t off = header_len;
 	while (off + 8 <= ext_end) {
 		uint32_t type = be32(buf + off);
@@ -139,6 +171,14 @@ int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, ch
 			format = ext_len <= QCOW2_MAX_FORMAT_NAME ? copy_name(buf + off + 8, ext_len) : NULL;
 			if (!format)
 				return fail(err, -EPROTO, _("bogus qcow2 header: invalid backing format name"));
+		} else if (type == QCOW2_EXT_BITMAPS) {
+			bitmaps_ext = true;
+			if (ext_len >= 4)
+				nb_bitmaps = be32(buf + off + 8);
+		} else if (type == QCOW2_EXT_CRYPTO_HEADER) {
+			crypto_ext = true;
+		} else if (type == QCOW2_EXT_DATA_FILE) {
+			data_file_ext = true;
 		}
 		off += 8 + ((ext_len + 7) & ~7ull);
 	}
@@ -158,8 +198,20 @@ int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, ch
 	out->backing_file = backing;
 	out->backing_format = format;
 	out->incompatible_features = incompatible;
+	out->compatible_features = compatible;
+	out->autoclear_features = autoclear;
 	out->dirty = incompatible & 1;
 	out->corrupt = incompatible & 2;
+	out->crypt_method = be32(buf + 32);
+	out->crypto_header = crypto_ext;
+	out->external_data_file = (incompatible & QCOW2_INCOMPAT_DATA_FILE) || data_file_ext;
+	out->nb_snapshots = be32(buf + 60);
+	out->nb_bitmaps = nb_bitmaps;
+	out->bitmaps = bitmaps_ext || (autoclear & QCOW2_AUTOCLEAR_BITMAPS);
+	out->refcount_order = refcount_order;
+	out->compression_type = compression_type;
+	out->lazy_refcounts = compatible & QCOW2_COMPAT_LAZY_REFCOUNTS;
+	out->extended_l2 = incompatible & QCOW2_INCOMPAT_EXTL2;
 	return 0;
 }
 
@@ -189,18 +241,24 @@ int image_read_qcow2(const char *path, struct qcow2_info *out, char **err)
 		int e = errno;
 		return fail(err, -e, _("cannot open %s: %s"), path, strerror(e));
 	}
+	int r = image_read_qcow2_fd(fd, path, out, err);
+	close(fd);
+	return r;
+}
+
+int image_read_qcow2_fd(int fd, const char *path, struct qcow2_info *out, char **err)
+{
+	memset(out, 0, sizeof(*out));
+	if (err)
+		*err = NULL;
 	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return fail(err, -EINVAL, _("%s is not a regular file"), path);
-	}
 
 	size_t want = IMAGE_READ_CHUNK;
 	uint8_t *buf = malloc(want);
-	if (!buf) {
-		close(fd);
+	if (!buf)
 		return fail(err, -ENOMEM, "%s", strerror(ENOMEM));
-	}
 	ssize_t got = pread_full(fd, buf, want, 0);
 	/* A large cluster may put the backing name past the first chunk: read
 	 * up to its end once, bounded by the largest legal cluster. */
@@ -218,9 +276,8 @@ int image_read_qcow2(const char *path, struct qcow2_info *out, char **err)
 			}
 		}
 	}
-	int saved = errno;
-	close(fd);
 	if (got < 0) {
+		int saved = errno;
 		free(buf);
 		return fail(err, -saved, _("cannot read %s: %s"), path, strerror(saved));
 	}
@@ -277,4 +334,71 @@ bool image_same_file(const char *a, const char *b)
 	if (!a || !b || stat(a, &sa) < 0 || stat(b, &sb) < 0)
 		return false;
 	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+bool image_reproducible(const struct qcow2_info *info, char **why)
+{
+	if (why)
+		*why = NULL;
+	if (info->crypt_method != 0 || info->crypto_header) {
+		fail(why, 0, "%s",
+		     _("the overlay is encrypted, and a fresh overlay would not be: its data "
+		       "would come back unencrypted"));
+		return false;
+	}
+	if (info->external_data_file) {
+		fail(why, 0, "%s",
+		     _("the overlay keeps its data in an external data file, which a fresh "
+		       "overlay would not use"));
+		return false;
+	}
+	if (info->nb_snapshots) {
+		fail(why, 0,
+		     P_("the overlay holds %u internal snapshot (qemu-img snapshot -l), which a "
+			"fresh overlay would lose",
+			"the overlay holds %u internal snapshots (qemu-img snapshot -l), which a "
+			"fresh overlay would lose",
+			info->nb_snapshots),
+		     info->nb_snapshots);
+		return false;
+	}
+	if (info->bitmaps) {
+		fail(why, 0, "%s",
+		     _("the overlay holds persistent bitmaps (qemu-img info lists them), which a "
+		       "fresh overlay would lose"));
+		return false;
+	}
+	uint64_t unknown = info->incompatible_features & ~IMAGE_QCOW2_KNOWN_INCOMPATIBLE;
+	if (unknown || info->compression_type > 1) {
+		fail(why, 0,
+		     _("the overlay uses qcow2 features vmoverlay does not know (0x%llx, %u)"),
+		     (unsigned long long)unknown, info->compression_type);
+		return false;
+	}
+	return true;
+}
+
+char *image_create_options(const struct qcow2_info *info)
+{
+	char *o = NULL;
+	/* Everything spelled out, so a qemu-img with other defaults makes the
+	 * same image; options a v2 image cannot have are left out. Only
+	 * numbers and fixed words: nothing from the file reaches the string. */
+	int n;
+	if (info->version == 2)
+		n = asprintf(&o, "compat=0.10,cluster_size=%llu", 1ull << info->cluster_bits);
+	else
+		n = asprintf(&o, "compat=1.1,cluster_size=%llu,refcount_bits=%u%s%s%s",
+			     1ull << info->cluster_bits, 1u << info->refcount_order,
+			     info->lazy_refcounts ? ",lazy_refcounts=on" : "",
+			     info->extended_l2 ? ",extended_l2=on" : "",
+			     info->compression_type == 1 ? ",compression_type=zstd" : "");
+	return n < 0 ? NULL : o;
+}
+
+bool image_same_format_options(const struct qcow2_info *a, const struct qcow2_info *b)
+{
+	return a->version == b->version && a->cluster_bits == b->cluster_bits &&
+	       a->refcount_order == b->refcount_order && a->lazy_refcounts == b->lazy_refcounts &&
+	       a->extended_l2 == b->extended_l2 && a->compression_type == b->compression_type;
 }

@@ -180,7 +180,11 @@ void imageops_rebuild_clear(struct imageops_rebuild *rb)
 	imageops_argv_free(rb->argv);
 	free(rb->backing);
 	free(rb->backing_format);
+	free(rb->options);
+	if (rb->locked)
+		close(rb->lock_fd); /* releases qemu's lock bytes */
 	memset(rb, 0, sizeof *rb);
+	rb->lock_fd = -1;
 }
 
 /* Temporary overlays (".NAME.vmoverlay-tmp-XXXXXX" beside the overlay,
@@ -214,10 +218,85 @@ static void remove_stale_temps(const char *dir, const char *name)
 	closedir(d);
 }
 
-int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
-			     const char *backing_stored, const char *backing_format, char **err)
+/* ---- qemu's image lock ---- */
+
+/* QEMU's file-posix locking (block/file-posix.c, raw_apply_lock_bytes):
+ * OFD read locks on byte 100 + i for each permission i an opener holds and
+ * on byte 200 + i for each it does not share; before using the image it
+ * tests the opposite bytes of other openers. Permission bits: 0 consistent
+ * read, 1 write, 2 write unchanged, 3 resize (4 graph-mod before 7.1). */
+#define QEMU_LOCK_PERM_BASE       100
+#define QEMU_LOCK_SHARED_BASE     200
+#define QEMU_LOCK_LEN             200 /* 100..299: every byte any qemu version uses */
+#define QEMU_PERM_CONSISTENT_READ 0
+#define QEMU_PERM_WRITE           1
+#define QEMU_PERM_RESIZE          3
+
+static int ofd_lock(int fd, short type, off_t start, off_t len)
 {
-	memset(rb, 0, sizeof *rb);
+	struct flock fl = {
+	    .l_type = type,
+	    .l_whence = SEEK_SET,
+	    .l_start = start,
+	    .l_len = len,
+	    .l_pid = 0,
+	};
+	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+/* 1 if another open file holds a byte of qemu's range, 0 if not. */
+static int qemu_lock_others(int fd)
+{
+	struct flock fl = {
+	    .l_type = F_WRLCK,
+	    .l_whence = SEEK_SET,
+	    .l_start = QEMU_LOCK_PERM_BASE,
+	    .l_len = QEMU_LOCK_LEN,
+	    .l_pid = 0,
+	};
+	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+		return -errno;
+	return fl.l_type != F_UNLCK;
+}
+
+int imageops_qemu_lock(int fd)
+{
+	/* What `qemu-img commit` holds on its image: it may read, write and
+	 * resize, and shares neither write nor resize. A qemu starting a VM
+	 * then finds byte 201 taken and fails with 'Failed to get "write"
+	 * lock'; a reader without -U finds byte 101 ('shared "write" lock'). */
+	static const off_t bytes[] = {
+	    QEMU_LOCK_PERM_BASE + QEMU_PERM_CONSISTENT_READ,
+	    QEMU_LOCK_PERM_BASE + QEMU_PERM_WRITE,
+	    QEMU_LOCK_PERM_BASE + QEMU_PERM_RESIZE,
+	    QEMU_LOCK_SHARED_BASE + QEMU_PERM_WRITE,
+	    QEMU_LOCK_SHARED_BASE + QEMU_PERM_RESIZE,
+	};
+	int r = 0;
+	for (size_t i = 0; i < sizeof bytes / sizeof bytes[0] && r == 0; i++)
+		r = ofd_lock(fd, F_RDLCK, bytes[i], 1);
+	if (r == 0) {
+		int others = qemu_lock_others(fd);
+		r = others < 0 ? others : others ? -EBUSY : 0;
+	}
+	/* A read lock fails only against a write lock: someone holds it. */
+	if (r == -EAGAIN || r == -EACCES)
+		r = -EBUSY;
+	if (r < 0)
+		ofd_lock(fd, F_UNLCK, QEMU_LOCK_PERM_BASE, QEMU_LOCK_LEN);
+	return r;
+}
+
+/* ---- rebuild checks ---- */
+
+/* Opens overlay the way every later step sees it: never through a
+ * symbolic link, never blocking (a FIFO), and the header parsed from that
+ * very descriptor. On success *fd_out is open and info filled. */
+static int open_overlay(const char *overlay, const char *backing_stored, const char *backing_format,
+			int *fd_out, struct qcow2_info *info, struct stat *st_out, char **err)
+{
+	*fd_out = -1;
+	memset(info, 0, sizeof *info);
 	if (!overlay || !backing_stored || !*backing_stored) {
 		set_err(err, _("%s: the overlay's backing file is not known"),
 			overlay ? overlay : "?");
@@ -229,34 +308,152 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 			overlay);
 		return -EINVAL;
 	}
-	struct stat st;
-	if (lstat(overlay, &st) < 0) {
+	struct stat lst, st;
+	if (lstat(overlay, &lst) < 0) {
 		int e = errno;
 		set_err(err, _("%s: %s"), overlay, strerror(e));
 		return -e;
 	}
-	if (S_ISLNK(st.st_mode)) {
+	if (S_ISLNK(lst.st_mode)) {
 		set_err(err, _("%s is a symbolic link; refusing to replace it"), overlay);
 		return -ELOOP;
 	}
-	if (!S_ISREG(st.st_mode)) {
+	if (!S_ISREG(lst.st_mode)) {
 		set_err(err, _("%s is not a regular file"), overlay);
 		return -EINVAL;
+	}
+	int fd = open(overlay, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		int e = errno;
+		if (e == EACCES || e == EPERM)
+			set_err(err, _("permission denied: cannot read %s (%s)"), overlay,
+				strerror(e));
+		else
+			set_err(err, _("%s: %s"), overlay, strerror(e));
+		return -e;
+	}
+	int ret = 0;
+	char *ierr = NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != lst.st_dev ||
+	    st.st_ino != lst.st_ino) {
+		set_err(err, _("%s changed while being checked; nothing was changed"), overlay);
+		ret = -EAGAIN;
+		goto error;
+	}
+	ret = image_read_qcow2_fd(fd, overlay, info, &ierr);
+	if (ret < 0) {
+		set_err(err, "%s", ierr ? ierr : strerror(-ret));
+		goto error;
+	}
+	/* Rule 5 and 10: the file we opened is the one the caller checked. */
+	if (!info->backing_file || strcmp(info->backing_file, backing_stored) != 0 ||
+	    !info->backing_format || strcmp(info->backing_format, backing_format) != 0) {
+		set_err(err, _("%s changed while being checked (its backing file is now %s, %s)"),
+			overlay, info->backing_file ? info->backing_file : "-",
+			info->backing_format ? info->backing_format : "-");
+		ret = -EAGAIN;
+		goto error;
+	}
+	char *why = NULL;
+	if (!image_reproducible(info, &why)) {
+		set_err(err, _("%s: %s"), overlay, why ? why : "");
+		free(why);
+		ret = -ENOTSUP;
+		goto error;
+	}
+	free(ierr);
+	*fd_out = fd;
+	if (st_out)
+		*st_out = st;
+	return 0;
+
+error:
+	free(ierr);
+	image_info_clear(info);
+	close(fd);
+	return ret;
+}
+
+static int check_dir_writable(const char *overlay, char **err)
+{
+	char *copy = strdup(overlay);
+	if (!copy) {
+		set_err(err, "%s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	int ret = 0;
+	if (access(dirname(copy), W_OK | X_OK) < 0) {
+		ret = -errno;
+		if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
+			set_err(err, _("permission denied: cannot create a file next to %s (%s)"),
+				overlay, strerror(-ret));
+		else
+			set_err(err, _("cannot create a file next to %s: %s"), overlay,
+				strerror(-ret));
+	}
+	free(copy);
+	return ret;
+}
+
+int imageops_rebuild_check(const char *overlay, const char *backing_stored,
+			   const char *backing_format, char **err)
+{
+	int fd;
+	struct qcow2_info info;
+	int r = open_overlay(overlay, backing_stored, backing_format, &fd, &info, NULL, err);
+	if (r < 0)
+		return r;
+	close(fd);
+	image_info_clear(&info);
+	return check_dir_writable(overlay, err);
+}
+
+int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
+			     const char *backing_stored, const char *backing_format, char **err)
+{
+	memset(rb, 0, sizeof *rb);
+	rb->lock_fd = -1;
+	int fd = -1;
+	struct qcow2_info info;
+	struct stat st;
+	int ret = open_overlay(overlay, backing_stored, backing_format, &fd, &info, &st, err);
+	if (ret < 0)
+		return ret;
+	/* From here to the end of finish, qemu cannot open the overlay: the
+	 * caller's "shut off + lock free" check cannot go stale. */
+	ret = imageops_qemu_lock(fd);
+	if (ret == -EBUSY) {
+		set_err(err,
+			_("%s is in use by another process (qemu's image lock is held; is the VM "
+			  "running?)"),
+			overlay);
+		goto error;
+	} else if (ret < 0) {
+		set_err(err,
+			_("cannot take qemu's image lock on %s (%s), so a VM start during the "
+			  "operation could not be prevented"),
+			overlay, strerror(-ret));
+		goto error;
 	}
 
 	char *copy1 = strdup(overlay), *copy2 = strdup(overlay);
 	char *tmp = NULL;
-	int ret = -ENOMEM;
+	char *options = image_create_options(&info);
 	const char *dir = copy1 ? dirname(copy1) : NULL;
 	const char *name = copy2 ? basename(copy2) : NULL;
-	if (!dir || !name || asprintf(&tmp, "%s/.%s" IMAGEOPS_TMP_TAG "XXXXXX", dir, name) < 0) {
+	if (!dir || !name || !options ||
+	    asprintf(&tmp, "%s/.%s" IMAGEOPS_TMP_TAG "XXXXXX", dir, name) < 0) {
 		tmp = NULL;
+		free(copy1);
+		free(copy2);
+		free(options);
 		set_err(err, "%s", strerror(ENOMEM));
+		ret = -ENOMEM;
 		goto error;
 	}
 	remove_stale_temps(dir, name);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
+	int tfd = mkostemp(tmp, O_CLOEXEC);
+	if (tfd < 0) {
 		ret = -errno;
 		if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
 			set_err(err, _("permission denied: cannot create a file next to %s (%s)"),
@@ -265,24 +462,38 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 			set_err(err, _("cannot create a file next to %s: %s"), overlay,
 				strerror(-ret));
 		free(tmp);
-		tmp = NULL;
+		free(copy1);
+		free(copy2);
+		free(options);
 		goto error;
 	}
-	close(fd);
+	close(tfd);
+	free(copy1);
+	free(copy2);
 
+	rb->locked = true;
+	rb->lock_fd = fd;
+	fd = -1;
 	rb->overlay = strdup(overlay);
 	rb->tmp = tmp;
 	rb->backing = strdup(backing_stored);
 	rb->backing_format = strdup(backing_format);
+	rb->options = options;
 	rb->uid = st.st_uid;
 	rb->gid = st.st_gid;
 	rb->mode = st.st_mode & 07777;
+	rb->version = info.version;
+	rb->cluster_bits = info.cluster_bits;
+	rb->refcount_order = info.refcount_order;
+	rb->compression_type = info.compression_type;
+	rb->lazy_refcounts = info.lazy_refcounts;
+	rb->extended_l2 = info.extended_l2;
+	image_info_clear(&info);
 	/* The backing name exactly as stored (relative names resolve against
-	 * the same directory, where the temp file lives too). */
-	rb->argv = argv_build(qemu_img, "create", "-q", "-f", "qcow2", "-F", backing_format, "-b",
-			      backing_stored, tmp, NULL);
-	free(copy1);
-	free(copy2);
+	 * the same directory, where the temp file lives too); the format
+	 * options of the old overlay, so a rebuild never changes them. */
+	rb->argv = argv_build(qemu_img, "create", "-q", "-f", "qcow2", "-o", options, "-F",
+			      backing_format, "-b", backing_stored, tmp, NULL);
 	if (!rb->overlay || !rb->backing || !rb->backing_format || !rb->argv) {
 		set_err(err, "%s", strerror(ENOMEM));
 		imageops_rebuild_abort(rb);
@@ -291,8 +502,9 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 	return 0;
 
 error:
-	free(copy1);
-	free(copy2);
+	image_info_clear(&info);
+	if (fd >= 0)
+		close(fd);
 	return ret;
 }
 
@@ -333,7 +545,8 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 	int ret = 0, fd = -1;
 
 	/* Rule 5 for the file we are about to put in place: it must be a qcow2
-	 * backed by exactly the old overlay's backing file and format. */
+	 * backed by exactly the old overlay's backing file and format, with
+	 * the old overlay's format options. */
 	int r = image_read_qcow2(rb->tmp, &info, &ierr);
 	if (r < 0) {
 		set_err(err, _("the new overlay is unreadable: %s"), ierr ? ierr : strerror(-r));
@@ -345,6 +558,22 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 		set_err(err, _("the new overlay has the wrong backing file (%s, %s)"),
 			info.backing_file ? info.backing_file : "-",
 			info.backing_format ? info.backing_format : "-");
+		ret = -EINVAL;
+		goto error;
+	}
+	struct qcow2_info want = {
+	    .version = rb->version,
+	    .cluster_bits = rb->cluster_bits,
+	    .refcount_order = rb->refcount_order,
+	    .compression_type = rb->compression_type,
+	    .lazy_refcounts = rb->lazy_refcounts,
+	    .extended_l2 = rb->extended_l2,
+	};
+	if (!image_same_format_options(&want, &info)) {
+		set_err(err,
+			_("qemu-img made the new overlay with other format options than the old "
+			  "one (%s); the old overlay is kept"),
+			rb->options);
 		ret = -EINVAL;
 		goto error;
 	}
@@ -369,8 +598,46 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 			strerror(-ret));
 		goto error;
 	}
-	close(fd);
-	fd = -1;
+	/* The new file is locked too before its name becomes the overlay's: a
+	 * start right after the rename waits for the end of this function
+	 * (fails, and can be retried) instead of racing the last steps. */
+	r = imageops_qemu_lock(fd);
+	if (r < 0) {
+		ret = -EBUSY;
+		set_err(err, _("cannot lock the new overlay (%s); the old overlay is kept"),
+			strerror(-r));
+		goto error;
+	}
+
+	/* Rule 9: the last look before the point of no return. libvirt first
+	 * (a start that got past qemu's lock, e.g. an image opened with
+	 * locking=off), then the lock bytes, then the name still being the
+	 * file we locked. */
+	char *why = NULL;
+	if (rb->recheck && !rb->recheck(rb->recheck_data, &why)) {
+		set_err(err, "%s", why ? why : _("the VM is no longer shut off"));
+		free(why);
+		ret = -EBUSY;
+		goto error;
+	}
+	struct stat now, held;
+	if (!rb->locked || fstat(rb->lock_fd, &held) < 0 || stat(rb->overlay, &now) < 0 ||
+	    now.st_dev != held.st_dev || now.st_ino != held.st_ino) {
+		set_err(err,
+			_("%s was replaced by another program during the operation; it is "
+			  "left as it is"),
+			rb->overlay);
+		ret = -EBUSY;
+		goto error;
+	}
+	if (qemu_lock_others(rb->lock_fd) != 0) {
+		set_err(err,
+			_("%s was opened by another process during the operation (is the "
+			  "VM running?); it is left as it is"),
+			rb->overlay);
+		ret = -EBUSY;
+		goto error;
+	}
 
 	if (keep_discarded) {
 		disc = imageops_discarded_path(rb->overlay);
@@ -408,6 +675,7 @@ int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, ch
 		log_warn("imageops: fsync of the directory of %s: %s", rb->overlay, strerror(-r));
 	log_info("imageops: fresh overlay %s in place%s", rb->overlay,
 		 keep_discarded ? " (old one kept as .discarded)" : "");
+	close(fd); /* releases the new overlay's lock; clear releases the old one's */
 	image_info_clear(&info);
 	free(ierr);
 	free(disc);
@@ -678,13 +946,16 @@ void imageops_journal_clear(struct imageops_journal *j)
 /* ---- synchronous wrappers ---- */
 
 int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
-			  const char *backing_format, bool keep_discarded, char **err)
+			  const char *backing_format, bool keep_discarded,
+			  imageops_recheck_fn recheck, void *recheck_data, char **err)
 {
 	struct imageops_rebuild rb;
 	int r =
 	    imageops_rebuild_prepare(&rb, qemu_img, overlay, backing_stored, backing_format, err);
 	if (r < 0)
 		return r;
+	rb.recheck = recheck;
+	rb.recheck_data = recheck_data;
 	struct runner_status st;
 	if (!runner_run_sync(rb.argv, NULL, NULL, &st, err)) {
 		imageops_rebuild_abort(&rb);
@@ -709,13 +980,23 @@ int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char 
 
 int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
 			 const char *backing_format, const char *vm_name, runner_progress_cb cb,
-			 void *data, enum imageops_commit_failure *failure, bool *committed,
-			 char **err)
+			 void *data, imageops_recheck_fn recheck, void *recheck_data,
+			 enum imageops_commit_failure *failure, bool *committed, char **err)
 {
 	if (failure)
 		*failure = COMMIT_FAIL_UNTOUCHED;
 	if (committed)
 		*committed = false;
+	/* The commit empties the overlay: only start it if the rebuild after
+	 * it can run (issue 12, defect 5). */
+	char *cerr = NULL;
+	int c = imageops_rebuild_check(overlay, backing_stored, backing_format, &cerr);
+	if (c < 0) {
+		set_err(err, _("%s: cannot commit: %s; nothing was changed"), vm_name,
+			cerr ? cerr : strerror(-c));
+		free(cerr);
+		return c;
+	}
 	char **argv = imageops_commit_argv(qemu_img, overlay);
 	if (!argv)
 		return -ENOMEM;
@@ -740,5 +1021,6 @@ int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *
 		*committed = true;
 	/* The commit is complete: the base holds everything; the rebuild only
 	 * replaces an overlay that qemu-img already emptied. */
-	return imageops_rebuild_sync(qemu_img, overlay, backing_stored, backing_format, false, err);
+	return imageops_rebuild_sync(qemu_img, overlay, backing_stored, backing_format, false,
+				     recheck, recheck_data, err);
 }

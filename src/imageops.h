@@ -42,33 +42,68 @@ enum imageops_commit_failure imageops_commit_failure(const struct runner_result 
 						     const char *vm_name, char **msg);
 
 /* ---- rebuild: prepare (argv), run the argv, then finish or abort ---- */
+
+/* Asked right before the rename() (DESIGN.md §4 rule 9): true if the
+ * domain is still shut off and nothing else changed; else false with a
+ * translated *why, and the rebuild is abandoned (-EBUSY). */
+typedef bool (*imageops_recheck_fn)(void *data, char **why);
+
 struct imageops_rebuild {
 	char *overlay;
 	char *tmp;     /* reserved temp name in the overlay's directory */
-	char **argv;   /* qemu-img create -q -f qcow2 -F fmt -b backing tmp */
+	char **argv;   /* qemu-img create -q -f qcow2 -o opts -F fmt -b backing tmp */
 	char *backing; /* as stored in the old overlay's header */
 	char *backing_format;
+	char *options; /* -o: the old overlay's format options (image_create_options) */
 	uid_t uid;
 	gid_t gid;
 	mode_t mode;
+	/* The old overlay, opened once and held with qemu's own image lock
+	 * from prepare to the end of finish (or abort): a VM start in between
+	 * fails in qemu ("Failed to get "write" lock"). */
+	bool locked;
+	int lock_fd;
+	uint32_t version, cluster_bits, refcount_order, compression_type;
+	bool lazy_refcounts, extended_l2;
+	imageops_recheck_fn recheck; /* optional; set after prepare */
+	void *recheck_data;
 };
 /* The rebuild's temporary file: <dir>/.<name>.vmoverlay-tmp-XXXXXX. A name
  * no user file has, so stale ones (a rebuild killed before its rename) can
  * be removed without touching anything else. */
 #define IMAGEOPS_TMP_TAG ".vmoverlay-tmp-"
-/* Reserves <dir>/.<name>.vmoverlay-tmp-XXXXXX (mkstemp) and builds the argv. Returns 0 or
- * a negative errno with a translated *err. */
+/* Everything a rebuild of overlay needs, checked before an operation that
+ * cannot be undone starts (a commit empties the overlay; a rebuild that
+ * then refuses would leave the VM failed for ever): a regular file, not a
+ * symbolic link, a qcow2 whose header records backing_stored and
+ * backing_format, nothing a fresh overlay cannot reproduce (encryption,
+ * external data file, internal snapshots, persistent bitmaps), and a
+ * writable directory. Returns 0, -EACCES/-EPERM/-EROFS when this user may
+ * not read it or write the directory (a privileged helper might), or
+ * another negative errno; with a translated *err. */
+int imageops_rebuild_check(const char *overlay, const char *backing_stored,
+			   const char *backing_format, char **err);
+/* The same checks, then takes qemu's image lock on the overlay (-EBUSY if
+ * another process holds one of its bytes: in use), reserves
+ * <dir>/.<name>.vmoverlay-tmp-XXXXXX (mkstemp) and builds the argv with the old
+ * overlay's format options. Returns 0 or a negative errno with a
+ * translated *err; on failure nothing is held. */
 int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
 			     const char *backing_stored, const char *backing_format, char **err);
-/* After the argv exited 0: checks the new header, fsync, owner/mode of the
- * old overlay (where permitted), optionally keeps the old overlay as
- * <overlay>.discarded (a hard link made before the rename, so there is never
- * a moment without an overlay), rename() over the overlay, fsync(dir).
+/* After the argv exited 0: checks the new header (backing and format
+ * options as the old overlay's), fsync, owner/mode of the old overlay
+ * (where permitted), takes qemu's lock on the new file too, asks
+ * rb->recheck and qemu's lock bytes once more (-EBUSY: abandoned, the old
+ * overlay untouched), optionally keeps the old overlay as
+ * <overlay>.discarded (a hard link made before the rename, so there is
+ * never a moment without an overlay), rename() over the overlay,
+ * fsync(dir), then releases both locks.
  * On failure the temp file is removed and the old overlay is untouched.
  * Returns 0 or a negative errno with a translated *err. */
 int imageops_rebuild_finish(struct imageops_rebuild *rb, bool keep_discarded, char **err);
 /* Removes the temp file (after a failed create) and clears rb. */
 void imageops_rebuild_abort(struct imageops_rebuild *rb);
+/* Frees rb and releases its lock (the temp file stays). A zeroed rb is fine. */
 void imageops_rebuild_clear(struct imageops_rebuild *rb);
 /* Translated message for a failed `qemu-img create`; *is_perm is set on
  * EACCES/EPERM-like errors. */
@@ -85,6 +120,14 @@ int imageops_drop_discarded(const char *overlay);
 /* True if another process holds one of qemu's OFD image locks on path
  * (bytes 100..299, see QEMU's raw-posix locking); false if free or absent. */
 bool imageops_locked(const char *path);
+/* Takes the lock bytes a qemu-img writer holds on fd (OFD read locks: perm
+ * bytes 100 + consistent-read/write/resize, shared bytes 200 + write/resize),
+ * then checks that no other open file holds any byte of 100..299 (qemu's
+ * own order: apply, then check, so two racing openers both fail rather
+ * than both win). 0, -EBUSY (someone else has the image open; our bytes
+ * are released) or another negative errno (no OFD locks here). The lock
+ * goes with the last descriptor of this open file description. */
+int imageops_qemu_lock(int fd);
 
 /* ---- commit journal (DESIGN.md §3) ---- */
 /* One per domain, keyed like the state file (statefile.h): the libvirt
@@ -117,15 +160,19 @@ int imageops_journal_remove(const char *path);
 void imageops_journal_clear(struct imageops_journal *j);
 
 /* ---- synchronous wrappers (vmoverlay-helper, tests) ---- */
-/* Commit + rebuild as one step; progress goes to cb. Returns 0 or a
- * negative errno; on failure *failure says how the base was left and
- * *committed whether qemu-img commit itself exited 0 (then only the
- * rebuild failed: the base holds the session). */
+/* Commit + rebuild as one step; progress goes to cb. The rebuild is
+ * checked before the commit starts (imageops_rebuild_check: a refusal
+ * leaves *failure UNTOUCHED). recheck (may be NULL) is asked right before
+ * the rebuild's rename(). Returns 0 or a negative errno; on failure
+ * *failure says how the base was left and *committed whether qemu-img
+ * commit itself exited 0 (then only the rebuild failed: the base holds the
+ * session). */
 int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
 			 const char *backing_format, const char *vm_name, runner_progress_cb cb,
-			 void *data, enum imageops_commit_failure *failure, bool *committed,
-			 char **err);
+			 void *data, imageops_recheck_fn recheck, void *recheck_data,
+			 enum imageops_commit_failure *failure, bool *committed, char **err);
 int imageops_rebuild_sync(const char *qemu_img, const char *overlay, const char *backing_stored,
-			  const char *backing_format, bool keep_discarded, char **err);
+			  const char *backing_format, bool keep_discarded,
+			  imageops_recheck_fn recheck, void *recheck_data, char **err);
 
 #endif

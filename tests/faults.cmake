@@ -12,6 +12,10 @@ set(VMO_FAULT_ROWS
   qemu_img_fails_image_locked
   vm_started_during_pending_decision
   vm_started_during_operation
+  vm_start_during_rebuild
+  commit_refused_symlink_overlay
+  odd_overlay_refused
+  rebuild_keeps_format_options
   libvirtd_restart_missed_stop
   sni_watcher_restarted
   notification_server_absent_then_appearing

@@ -676,6 +676,19 @@ static void test_symlink_overlay_refused(void)
 	CHECK(why && strstr(why, "symbolic link"));
 	CHECK(sh("test -L ov.qcow2") == 0);
 	free(why);
+	/* A commit would empty the overlay and then hit the same refusal in
+	 * its rebuild (issue 12, defect 5): refused before it starts. */
+	char *base_sum = sha(path("base.qcow2"));
+	why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(why && strstr(why, "symbolic link"));
+	free(why);
+	CHECK(!flow_busy(F->flow));
+	CHECK(!journal_present());
+	char *base_after = sha(path("base.qcow2"));
+	CHECK_STR_EQ(base_after, base_sum);
+	free(base_sum);
+	free(base_after);
 	/* imageops refuses on its own too (the helper has no watcher). */
 	struct imageops_rebuild rb;
 	char *err = NULL;
@@ -685,6 +698,59 @@ static void test_symlink_overlay_refused(void)
 	CHECK(err && strstr(err, "symbolic link"));
 	free(err);
 	CHECK(sh("ls -A | grep -q '^\\.ov\\.qcow2\\.'") != 0);
+	fx_stop();
+}
+
+/* Issue 12 defect 2: the overlay is held with qemu's image lock for the
+ * whole rebuild (a qemu opening it fails on the lock), and a start that got
+ * past the lock anyway (libvirt's test driver opens no file, as a qemu with
+ * locking=off would not respect it) is seen at the last check before the
+ * rename(): the rebuild is abandoned, the overlay stays the very file the
+ * VM opened, the temp file goes, the state is running. */
+static void test_start_during_rebuild_abandons(void)
+{
+	fx_images("startrace");
+	sh_ok("qemu-io -c 'write -P 0xcd 0 2M' ov.qcow2 >/dev/null", "");
+	static char wrapper[4300];
+	snprintf(wrapper, sizeof wrapper, "%s/slow-qemu-img", F->dir);
+	FILE *w = fopen(wrapper, "w");
+	REQUIRE(w);
+	fprintf(w, "#!/bin/sh\nif [ \"$1\" = create ]; then sleep 1; fi\nexec qemu-img \"$@\"\n");
+	fclose(w);
+	REQUIRE(chmod(wrapper, 0755) == 0);
+	F->cfg.qemu_img = wrapper;
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->flow == FLOW_CLEAN);
+	struct stat before, after;
+	REQUIRE(stat(path("ov.qcow2"), &before) == 0);
+	char *ov_sum = sha(path("ov.qcow2"));
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK_INT_EQ(VM()->flow, FLOW_REBUILDING);
+	CHECK(imageops_locked(path("ov.qcow2")));
+	/* What a VM start does first: qemu opens the image read-write. */
+	char *o = NULL;
+	CHECK(test_sh_out(&o, "cd '%s' && qemu-io -c 'read 0 512' ov.qcow2 2>&1", F->dir) != 0);
+	CHECK(o && strstr(o, "\"write\" lock"));
+	free(o);
+	dom_do("start");
+	REQUIRE(wait_not_busy(15000));
+	CHECK_INT_EQ(VM()->flow, FLOW_RUNNING);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_FAILED);
+	CHECK(strstr(F->ui.last_msg, "abandoned"));
+	REQUIRE(stat(path("ov.qcow2"), &after) == 0);
+	CHECK(after.st_ino == before.st_ino && after.st_dev == before.st_dev);
+	char *ov_after = sha(path("ov.qcow2"));
+	CHECK_STR_EQ(ov_after, ov_sum);
+	CHECK(access(path("ov.qcow2.discarded"), F_OK) != 0);
+	CHECK(sh("ls -A | grep -q '^\\.ov\\.qcow2\\.'") != 0);
+	CHECK(!imageops_locked(path("ov.qcow2")));
+	/* The session is still on the overlay: its stop asks again. */
+	dom_do("destroy");
+	REQUIRE(wait_state(FLOW_PENDING, 3000));
+	CHECK(sh("qemu-io -r -c 'read -P 0xcd 0 2M' ov.qcow2 >/dev/null") == 0);
+	free(ov_sum);
+	free(ov_after);
 	fx_stop();
 }
 
@@ -879,6 +945,20 @@ static void test_permission_denied(void)
 	free(why);
 	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
 	CHECK(VM()->error && strstr(VM()->error, "permission denied"));
+	/* Without a helper a commit is refused before it starts: it would
+	 * empty the overlay, and the rebuild after it could not make its temp
+	 * file (issue 12, defect 5). */
+	char *base_sum = sha(path("base.qcow2"));
+	why = NULL;
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(why && strstr(why, "cannot commit") && strstr(why, "permission denied"));
+	free(why);
+	CHECK(!flow_busy(F->flow));
+	CHECK(!journal_present());
+	char *base_after = sha(path("base.qcow2"));
+	CHECK_STR_EQ(base_after, base_sum);
+	free(base_sum);
+	free(base_after);
 
 	flow_set_privileged(F->flow, &(struct flow_privileged){.argv = helper_argv});
 	why = NULL;
@@ -1185,6 +1265,7 @@ int main(int argc, char **argv)
 	    {"cancel_commit", test_cancel_commit},
 	    {"enospc_rebuild", test_enospc_rebuild},
 	    {"symlink_overlay_refused", test_symlink_overlay_refused},
+	    {"start_during_rebuild_abandons", test_start_during_rebuild_abandons},
 	    {"shared_base_refused", test_shared_base_refused},
 	    {"running_refused", test_running_refused},
 	    {"policies_on_stop", test_policies_on_stop},

@@ -369,6 +369,168 @@ static void test_bogus_headers(void)
 	free(tmpl);
 }
 
+/* Issue 12, defect 10: what a rebuild cannot reproduce, read from real
+ * images qemu-img made (LUKS by hand below: its key derivation takes
+ * seconds), and the format options a rebuild carries over. */
+static struct qcow2_info read_ok(const char *name)
+{
+	char *p = path_in_tmp(name);
+	struct qcow2_info info;
+	char *err = NULL;
+	if (image_read_qcow2(p, &info, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", name, err ? err : "?");
+		CHECK(0);
+	}
+	free(err);
+	free(p);
+	return info;
+}
+
+static void expect_unreproducible(const char *name, const char *needle)
+{
+	struct qcow2_info info = read_ok(name);
+	char *why = NULL;
+	CHECK(!image_reproducible(&info, &why));
+	if (!why || !strstr(why, needle)) {
+		fprintf(stderr, "%s: reason lacks \"%s\": %s\n", name, needle,
+			why ? why : "(none)");
+		CHECK(0);
+	}
+	free(why);
+	image_info_clear(&info);
+}
+
+static void test_unreproducible_overlays(void)
+{
+	make_base();
+	REQUIRE(
+	    test_sh("cd '%s' && "
+		    "qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 plain.qcow2 && "
+		    "qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 snap.qcow2 && "
+		    "qemu-img snapshot -c s1 snap.qcow2 && qemu-img snapshot -c s2 snap.qcow2 && "
+		    "qemu-img create -q -f qcow2 -F qcow2 -b base.qcow2 bmp.qcow2 && "
+		    "qemu-img bitmap --add bmp.qcow2 b0 && qemu-img bitmap --add bmp.qcow2 b1 && "
+		    "qemu-img create -q -f qcow2 -o data_file=ext.data -F qcow2 -b base.qcow2 "
+		    "ext.qcow2",
+		    test_tmpdir()) == 0);
+	struct qcow2_info info = read_ok("plain.qcow2");
+	char *why = NULL;
+	CHECK(image_reproducible(&info, &why));
+	CHECK(why == NULL);
+	CHECK_INT_EQ(info.crypt_method, 0);
+	CHECK_INT_EQ(info.nb_snapshots, 0);
+	CHECK(!info.bitmaps && !info.external_data_file && !info.crypto_header);
+	image_info_clear(&info);
+
+	info = read_ok("snap.qcow2");
+	CHECK_INT_EQ(info.nb_snapshots, 2);
+	image_info_clear(&info);
+	expect_unreproducible("snap.qcow2", "2 internal snapshots");
+
+	info = read_ok("bmp.qcow2");
+	CHECK(info.bitmaps);
+	CHECK_INT_EQ(info.nb_bitmaps, 2);
+	CHECK(info.autoclear_features & 1);
+	image_info_clear(&info);
+	expect_unreproducible("bmp.qcow2", "bitmaps");
+
+	info = read_ok("ext.qcow2");
+	CHECK(info.external_data_file);
+	CHECK(info.incompatible_features & 4);
+	image_info_clear(&info);
+	expect_unreproducible("ext.qcow2", "external data file");
+
+	/* Encryption: the crypt_method field (1 AES, 2 LUKS) or the LUKS
+	 * header extension alone is enough to refuse. */
+	uint8_t buf[1024];
+	size_t len = make_header(buf, sizeof buf);
+	for (uint32_t method = 1; method <= 2; method++) {
+		put32(buf + 32, method);
+		REQUIRE(image_parse_qcow2(buf, len, &info, NULL) == 0);
+		CHECK_INT_EQ(info.crypt_method, method);
+		CHECK(!image_reproducible(&info, &why));
+		CHECK(why && strstr(why, "encrypted"));
+		free(why);
+		image_info_clear(&info);
+	}
+	len = make_header(buf, sizeof buf);
+	put32(buf + 128, 0x0537be77); /* FDE header pointer after the format ext. */
+	put32(buf + 132, 16);
+	put32(buf + 152, 0);
+	REQUIRE(image_parse_qcow2(buf, len, &info, NULL) == 0);
+	CHECK(info.crypto_header);
+	CHECK(!image_reproducible(&info, NULL));
+	image_info_clear(&info);
+
+	/* An incompatible feature nobody knows yet: refuse, name the bits. */
+	len = make_header(buf, sizeof buf);
+	put64(buf + 72, 1ull << 9);
+	REQUIRE(image_parse_qcow2(buf, len, &info, NULL) == 0);
+	CHECK(!image_reproducible(&info, &why));
+	CHECK(why && strstr(why, "0x200"));
+	free(why);
+	image_info_clear(&info);
+}
+
+static void test_format_options(void)
+{
+	make_base();
+	REQUIRE(
+	    test_sh("cd '%s' && qemu-img create -q -f qcow2 "
+		    "-o cluster_size=128k,extended_l2=on,compression_type=zstd,lazy_refcounts=on "
+		    "-F qcow2 -b base.qcow2 opts.qcow2 && "
+		    "qemu-img create -q -f qcow2 -o refcount_bits=64,cluster_size=4k "
+		    "-F qcow2 -b base.qcow2 rc64.qcow2 && "
+		    "qemu-img create -q -f qcow2 -o compat=0.10 -F qcow2 -b base.qcow2 v2.qcow2",
+		    test_tmpdir()) == 0);
+	struct qcow2_info a = read_ok("opts.qcow2");
+	CHECK_INT_EQ(a.cluster_bits, 17);
+	CHECK(a.extended_l2 && a.lazy_refcounts);
+	CHECK_INT_EQ(a.compression_type, 1);
+	CHECK_INT_EQ(a.refcount_order, 4);
+	CHECK(image_reproducible(&a, NULL));
+	char *o = image_create_options(&a);
+	CHECK_STR_EQ(o, "compat=1.1,cluster_size=131072,refcount_bits=16,lazy_refcounts=on,"
+			"extended_l2=on,compression_type=zstd");
+	/* What the rebuild runs gives the same options back. */
+	REQUIRE(test_sh("cd '%s' && qemu-img create -q -f qcow2 -o '%s' -F qcow2 -b base.qcow2 "
+			"again.qcow2",
+			test_tmpdir(), o) == 0);
+	struct qcow2_info b = read_ok("again.qcow2");
+	CHECK(image_same_format_options(&a, &b));
+	image_info_clear(&b);
+	free(o);
+
+	b = read_ok("rc64.qcow2");
+	CHECK(!image_same_format_options(&a, &b));
+	CHECK_INT_EQ(b.refcount_order, 6);
+	o = image_create_options(&b);
+	CHECK_STR_EQ(o, "compat=1.1,cluster_size=4096,refcount_bits=64");
+	free(o);
+	image_info_clear(&b);
+
+	b = read_ok("v2.qcow2");
+	CHECK_INT_EQ(b.version, 2);
+	o = image_create_options(&b);
+	CHECK_STR_EQ(o, "compat=0.10,cluster_size=65536");
+	free(o);
+	image_info_clear(&b);
+	image_info_clear(&a);
+
+	/* The compression type field must agree with its feature bit, and the
+	 * refcount order stays within the spec. */
+	uint8_t buf[1024];
+	size_t len = make_header(buf, sizeof buf);
+	put64(buf + 72, 1ull << 3);
+	parse_expect(buf, len, -EPROTO, "compression type");
+	len = make_header(buf, sizeof buf);
+	buf[104] = 1;
+	parse_expect(buf, len, -EPROTO, "compression type");
+	len = make_header(buf, sizeof buf);
+	put32(buf + 96, 7);
+	parse_expect(buf, len, -EPROTO, "refcount order");
+}
+
 static void test_resolve(void)
 {
 	char *r = image_resolve_backing("/vm/a/ov.qcow2", "base.qcow2");
@@ -632,6 +794,8 @@ int main(int argc, char **argv)
 		{"raw_and_missing", test_raw_and_missing},
 		{"truncated", test_truncated},
 		{"bogus_headers", test_bogus_headers},
+		{"unreproducible_overlays", test_unreproducible_overlays},
+		{"format_options", test_format_options},
 		{"resolve", test_resolve},
 		{"statefile", test_statefile},
 		{"statefile_keying", test_statefile_keying},

@@ -311,6 +311,210 @@ row_vm_started_during_operation() {
 	ok "VM start during a commit: start $([ $started = 1 ] && echo succeeded || echo refused by the image lock), flow ended '$st', the disk chain holds the session"
 }
 
+# dev:inode of every descriptor QEMU_PID holds on FILE, also once FILE was
+# replaced (readlink then ends in " (deleted)"), one per line.
+qemu_open_inodes() { # QEMU_PID FILE
+	local fd l
+	for fd in /proc/"$1"/fd/*; do
+		l=$(readlink "$fd" 2>/dev/null) || continue
+		case $l in "$2" | "$2 (deleted)") stat -L -c '%d:%i' "$fd" ;; esac
+	done | sort -u
+}
+
+# Issue 12 defect 2: `virsh start` while the fresh overlay is being created
+# (discard). The overlay is held with qemu's own image lock from the last
+# check through the rename, so the start fails ("Failed to get write
+# lock"); a start that got through anyway makes the rebuild abandon. Never:
+# a VM running on an overlay inode the path no longer names, shown `clean`.
+row_vm_start_during_rebuild() {
+	fl_vm vm
+	fl_qemu_img_wrapper "" 4
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" discard vm >/dev/null || fail "discard refused"
+	fl_wait_status vm rebuilding 10
+	sleep 0.5
+	[ "$(fl_status_of vm)" = rebuilding ] || fail "the rebuild ended before the start"
+	ve_virsh start vm >"$VE_DIR/start.out" 2>&1
+	start_rc=$?
+	end=$(($(now_ms) + 40000))
+	while st=$(fl_status_of vm); [ "$st" = rebuilding ] || [ -z "$st" ]; do
+		[ "$(now_ms)" -lt "$end" ] || fail "stuck in '$st'"
+		fl_alive || fail "the applet died"
+		sleep 0.1
+	done
+	ve_wait_for 30 no_qemu_img_on "$VE_IMAGES/vm" || fail "qemu-img create never ended"
+	fl_check "$VE_IMAGES/vm.qcow2"
+	fl_reads "$VE_IMAGES/vm.qcow2" 0x11 1M 1M || fail "the overlay lost its base"
+	# What happened is read from libvirt, not from virsh's exit status (a
+	# client that loses its connection says nothing about the start).
+	if ve_wait_state vm running 2; then
+		qpid=$(ve_qemu_pid vm) || fail "no qemu pid"
+		open=$(qemu_open_inodes "$qpid" "$VE_IMAGES/vm.qcow2")
+		now=$(stat -c '%d:%i' "$VE_IMAGES/vm.qcow2")
+		[ -n "$open" ] || fail "the VM's qemu has no descriptor on the overlay"
+		[ "$open" = "$now" ] ||
+			fail "the VM runs on overlay inode $open, the path names $now (state '$st'): its writes go to an unlinked file"
+		# The started event may still be on its way: the state becomes
+		# running, and never stays clean/pending with the VM up.
+		fl_wait_status vm running 20
+		ve_destroy vm
+		ve_wait_state vm "shut off" 20 || fail "vm does not stop"
+		fl_wait_status vm pending 20
+		session_kept vm
+		ok "start won: the rebuild abandoned (overlay untouched, same inode), state running, session kept"
+	else
+		[ "$start_rc" != 0 ] || fail "virsh start succeeded, but the VM does not run"
+		grep -q 'Failed to get "write" lock' "$VE_DIR/start.out" "$VE_DIR/libvirtd.log" ||
+			fail "start refused without a word of qemu's image lock: $(cat "$VE_DIR/start.out")"
+		[ "$st" = clean ] || fail "start refused, but the discard ended '$st'"
+		ve_wait_state vm "shut off" 5 || fail "start refused, but the VM is not shut off"
+		fl_overlay_fresh vm || fail "overlay not fresh after the discard"
+		fl_reads "$VE_IMAGES/vm.qcow2.discarded" 0x33 $SESSION_OFF $SESSION_LEN ||
+			fail "the discarded session is not in vm.qcow2.discarded"
+		ok "start refused by the image lock ($(grep -ho 'Failed to get "write" lock' "$VE_DIR/start.out" "$VE_DIR/libvirtd.log" | head -1)); discard completed, session in .discarded"
+	fi
+	ve_start vm || fail "the VM does not start after the discard"
+	qpid=$(ve_qemu_pid vm) || fail "no qemu pid"
+	[ "$(qemu_open_inodes "$qpid" "$VE_IMAGES/vm.qcow2")" = "$(stat -c '%d:%i' "$VE_IMAGES/vm.qcow2")" ] ||
+		fail "the next start does not use the overlay the path names"
+	fl_wait_status vm running 20
+	ve_destroy vm
+	ok "the next start runs on the overlay in place"
+}
+
+# Issue 12 defect 5: a commit must not start on an overlay the rebuild
+# after it will refuse (here a symbolic link to the real file): the commit
+# would empty it and leave the VM failed for ever.
+row_commit_refused_symlink_overlay() {
+	fl_vm vm
+	ve_as_user mkdir "$VE_IMAGES/real" || fail "mkdir"
+	mv "$VE_IMAGES/vm.qcow2" "$VE_IMAGES/real/vm.qcow2"
+	ve_as_user ln -s real/vm.qcow2 "$VE_IMAGES/vm.qcow2" || fail "ln -s"
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	ov=$(fl_sum "$VE_IMAGES/real/vm.qcow2") b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	if out=$("$VMO_BIN" commit vm 2>&1); then
+		end=$(($(now_ms) + 30000))
+		while st=$(fl_status_of vm); [ "$st" = committing ] || [ "$st" = rebuilding ]; do
+			[ "$(now_ms)" -lt "$end" ] || break
+			sleep 0.1
+		done
+		bc=no
+		[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || bc=yes
+		fail "commit accepted on a symlinked overlay: ended '$st', base changed: $bc, error: $(grep -o 'symbolic link[^"]*' "$FL_LOG" | tail -1)"
+	fi
+	case $out in *"symbolic link"*) ;; *) fail "the refusal does not say why: $out" ;; esac
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "base changed"
+	[ "$(fl_sum "$VE_IMAGES/real/vm.qcow2")" = "$ov" ] || fail "overlay changed"
+	[ -L "$VE_IMAGES/vm.qcow2" ] || fail "the symbolic link was replaced"
+	[ -z "$(ls "$FL_STATE" | grep commit)" ] || fail "a commit journal was written"
+	st=$(fl_status_of vm)
+	[ "$st" = pending ] || fail "state '$st' after the refusal (decision should stay pending)"
+	fl_menu_labels | grep -qi "^keep for now" || fail "the menu no longer offers Keep"
+	session_kept vm
+	ok "symlinked overlay: commit refused up front ($out), base and overlay byte-identical, still pending"
+}
+
+# Issue 12 defect 10: overlays a rebuild cannot reproduce (encrypted,
+# external data file, internal snapshot, persistent bitmap) are refused
+# for commit and discard with a reason, nothing changed.
+row_odd_overlay_refused() {
+	local v kind
+	for v in vmenc vmdata vmsnap vmbmp; do
+		ve_make_base "$VE_IMAGES/$v-base.qcow2" 64M 0x11 || fail "base $v"
+	done
+	ve_as_user qemu-img create -q -f qcow2 --object secret,id=s0,data=vmo-test-secret \
+		-o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=200 \
+		-F qcow2 -b "$VE_IMAGES/vmenc-base.qcow2" "$VE_IMAGES/vmenc.qcow2" || fail "encrypted overlay"
+	ve_as_user qemu-img create -q -f qcow2 -o data_file="$VE_IMAGES/vmdata.data" \
+		-F qcow2 -b "$VE_IMAGES/vmdata-base.qcow2" "$VE_IMAGES/vmdata.qcow2" || fail "data-file overlay"
+	for v in vmsnap vmbmp; do
+		ve_make_overlay "$VE_IMAGES/$v.qcow2" "$VE_IMAGES/$v-base.qcow2" || fail "overlay $v"
+		fl_write $v 0x33 $SESSION_OFF 1M
+	done
+	ve_as_user qemu-img snapshot -c before-upgrade "$VE_IMAGES/vmsnap.qcow2" || fail "snapshot -c"
+	ve_as_user qemu-img bitmap --add "$VE_IMAGES/vmbmp.qcow2" backup0 || fail "bitmap --add"
+	for v in vmenc vmdata vmsnap vmbmp; do
+		ve_define_vm $v "$VE_IMAGES/$v.qcow2" || fail "define $v"
+	done
+	fl_config "vmenc ask" "vmdata ask" "vmsnap ask" "vmbmp ask"
+	fl_app_start
+	local bad=""
+	for v in vmenc:encrypted vmdata:"data file" vmsnap:snapshot vmbmp:bitmap; do
+		kind=${v#*:} v=${v%%:*}
+		fl_wait_status $v clean 20
+		local files="$VE_IMAGES/$v.qcow2 $VE_IMAGES/$v-base.qcow2"
+		[ $v = vmdata ] && files="$files $VE_IMAGES/vmdata.data"
+		local f before="" after="" why=""
+		for f in $files; do before="$before $(fl_sum "$f")"; done
+		for verb in discard commit; do
+			if out=$("$VMO_BIN" $verb $v 2>&1); then
+				end=$(($(now_ms) + 30000))
+				while st=$(fl_status_of $v); [ "$st" = committing ] || [ "$st" = rebuilding ]; do
+					[ "$(now_ms)" -lt "$end" ] || break
+					sleep 0.1
+				done
+				bad="$bad; $v: $verb accepted (ended '$st')"
+				[ "$st" = clean ] || "$VMO_BIN" keep $v >/dev/null 2>&1
+				continue
+			fi
+			case $out in *"$kind"*) why=$out ;; *) bad="$bad; $v: $verb refused without naming the $kind: $out" ;; esac
+		done
+		for f in $files; do after="$after $(fl_sum "$f")"; done
+		[ "$before" = "$after" ] || bad="$bad; $v: images changed"
+		st=$(fl_status_of $v)
+		[ "$st" = clean ] || [ "$st" = kept ] || bad="$bad; $v: state '$st' after the refusals"
+		case $v in vmsnap | vmbmp) fl_reads "$VE_IMAGES/$v.qcow2" 0x33 $SESSION_OFF 1M || bad="$bad; $v: session lost" ;; esac
+		[ -n "$why" ] && ok "$v ($kind): commit and discard refused (\"$why\")"
+	done
+	ve_as_user qemu-img snapshot -l "$VE_IMAGES/vmsnap.qcow2" | grep -q before-upgrade || bad="$bad; vmsnap: snapshot gone"
+	ve_as_user qemu-img info -U "$VE_IMAGES/vmbmp.qcow2" | grep -q backup0 || bad="$bad; vmbmp: bitmap gone"
+	[ -z "$bad" ] || fail "${bad#; }"
+	ok "every odd overlay refused, images byte-identical, snapshot and bitmap still there"
+}
+
+# Issue 12 defect 10: a rebuild keeps the format options the user chose.
+overlay_format_options() { # FILE: the qcow2 options qemu-img reports, one line
+	ve_as_user qemu-img info -U --output=json "$1" | python3 -c '
+import json, sys
+i = json.load(sys.stdin)
+d = i["format-specific"]["data"]
+print(i["cluster-size"], d.get("compat"), d.get("lazy-refcounts"), d.get("extended-l2"),
+      d.get("compression-type"), d.get("refcount-bits"))'
+}
+
+row_rebuild_keeps_format_options() {
+	ve_make_base "$VE_IMAGES/vm-base.qcow2" 64M 0x11 || fail "base"
+	ve_as_user qemu-img create -q -f qcow2 \
+		-o cluster_size=128k,extended_l2=on,compression_type=zstd,lazy_refcounts=on \
+		-F qcow2 -b "$VE_IMAGES/vm-base.qcow2" "$VE_IMAGES/vm.qcow2" || fail "overlay"
+	ve_define_vm vm "$VE_IMAGES/vm.qcow2" || fail "define"
+	want=$(overlay_format_options "$VE_IMAGES/vm.qcow2")
+	case $want in "131072 1.1 True True zstd 16") ;; *) fail "the overlay was not made as asked: $want" ;; esac
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" discard vm >/dev/null || fail "discard refused"
+	fl_wait_status vm clean 30
+	fl_overlay_fresh vm || fail "overlay not fresh"
+	fl_check "$VE_IMAGES/vm.qcow2"
+	got=$(overlay_format_options "$VE_IMAGES/vm.qcow2")
+	[ "$got" = "$want" ] || fail "after the discard the overlay's options are '$got', were '$want'"
+	fl_reads "$VE_IMAGES/vm.qcow2.discarded" 0x33 $SESSION_OFF $SESSION_LEN || fail "discarded session lost"
+	ok "discard kept cluster size, compat, lazy refcounts, extended L2, zstd, refcount bits: $got"
+	# And the rebuild after a commit.
+	pending_vm vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit refused"
+	fl_wait_status vm clean 60
+	committed vm
+	got=$(overlay_format_options "$VE_IMAGES/vm.qcow2")
+	[ "$got" = "$want" ] || fail "after the commit the overlay's options are '$got', were '$want'"
+	ok "commit + rebuild kept them too"
+}
+
 row_vm_started_during_pending_decision() {
 	fl_vm vm
 	nt_mock_start || fail "notification server"

@@ -98,6 +98,13 @@ expect_refusal 5 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$U
 ve_virsh undefine sharevm >/dev/null
 rm -f "$R/ov2.qcow2"
 
+# Issue 12, defect 10: an overlay a fresh one cannot replace (here with an
+# internal snapshot) is refused for commit and discard, before anything runs.
+qemu-img snapshot -c keep-me "$R/ov.qcow2" || fail "snapshot -c"
+expect_refusal 5 'internal snapshot' -- --connect "$VE_URI" commit rootvm "$UUID" vda
+expect_refusal 5 'internal snapshot' -- --connect "$VE_URI" discard rootvm "$UUID" vda
+qemu-img snapshot -d keep-me "$R/ov.qcow2" || fail "snapshot -d"
+
 # Rule 2: qemu's image lock held by another process (qemu-io waiting for
 # commands on a FIFO keeps the overlay open read-write).
 mkfifo "$VE_DIR/fifo"
@@ -167,18 +174,38 @@ reads "$R/ov.qcow2" 1M 0x5a || fail "rebuild: the base's data does not show thro
 echo "ok: rebuild"
 checks=$((checks + 3))
 
-# ---- commit done, rebuild fails: exit 8, the base holds the session ----
-# (issue 12, defect 9: the applet must not say "nothing was changed".) The
-# overlay's directory is immutable: qemu-img commit writes into the
-# existing files, the fresh overlay's temporary file cannot be created.
+# ---- the rebuild could not run: refused before the commit ----
+# (issue 12, defect 5: a commit empties the overlay; a rebuild refused after
+# it would leave the VM failed.) The overlay's directory is immutable, so
+# the fresh overlay's temporary file could not be created.
 mkdir -m 0755 "$R/c8"
 mkroot_base "$R/c8-base.qcow2" 0x11
 mkroot_overlay "$R/c8/ov.qcow2" "$R/c8-base.qcow2" 0x5b
 ve_define_vm c8vm "$R/c8/ov.qcow2"
 C8UUID=$(ve_virsh domuuid c8vm | tr -d '[:space:]')
 chattr +i "$R/c8" || fail "chattr +i (needs root on ext4/xfs/btrfs)"
+c8sum=$(sha256sum <"$R/c8-base.qcow2")
 helper --connect "$VE_URI" commit c8vm "$C8UUID" vda
 chattr -i "$R/c8"
+[ "$rc" = 5 ] || fail "commit whose rebuild cannot run: exit $rc, want 5; stderr: $err"
+grep -q 'cannot create a file next to' <<<"$err" || fail "commit whose rebuild cannot run: $err"
+[ "$(sha256sum <"$R/c8-base.qcow2")" = "$c8sum" ] || fail "commit whose rebuild cannot run: the base changed"
+reads "$R/c8/ov.qcow2" 1M 0x5b || fail "commit whose rebuild cannot run: the overlay lost the session"
+echo "ok: refused (5) before the commit: $(tail -n 1 <<<"$err")"
+checks=$((checks + 1))
+
+# ---- commit done, rebuild fails: exit 8, the base holds the session ----
+# (issue 12, defect 9: the applet must not say "nothing was changed".) A
+# qemu-img whose `create` fails: nothing checked before the commit can
+# foresee that.
+mkdir -p "$VE_DIR/failbin"
+cat >"$VE_DIR/failbin/qemu-img" <<EOF
+#!/bin/sh
+if [ "\$1" = create ]; then echo "qemu-img: create failed (test)" >&2; exit 1; fi
+exec $(command -v qemu-img) "\$@"
+EOF
+chmod 755 "$VE_DIR/failbin/qemu-img"
+PATH="$VE_DIR/failbin:$PATH" helper --connect "$VE_URI" commit c8vm "$C8UUID" vda
 [ "$rc" = 8 ] || fail "commit with a failing rebuild: exit $rc, want 8; stderr: $err"
 reads "$R/c8-base.qcow2" 1M 0x5b || fail "commit with a failing rebuild: the base lacks the session"
 reads "$R/c8/ov.qcow2" 1M 0x5b || fail "commit with a failing rebuild: the chain lost the session"
