@@ -1,5 +1,7 @@
 /* The one struct main owns: every module's handle, wired together.
- * No other global mutable state. */
+ * No other global mutable state. Only main.c includes this header: the
+ * modules get what they need at creation (struct ui_deps, flow_ui,
+ * virt_events). */
 #ifndef VMO_APP_H
 #define VMO_APP_H
 
@@ -8,6 +10,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "ui.h"
 
 struct loop;
 struct loop_timer;
@@ -39,6 +42,9 @@ struct app {
 	struct notifier *notifier;
 	struct demo *demo;
 	struct term *term; /* the terminal front end (term.c) */
+	/* What the UI modules get: loop, model, flow and the actions below
+	 * (main.c's app_* functions); they never see this struct. */
+	struct ui_deps ui;
 
 	struct statefile *state; /* $XDG_STATE_HOME/vmoverlay/state */
 	char *state_dir;          /* $XDG_STATE_HOME/vmoverlay */
@@ -53,15 +59,5 @@ struct app {
 	struct loop_timer *quit_timer;
 };
 
-/* Re-reads the configuration (SIGHUP, menu "Reload configuration"). On error
- * the old config stays and the error is shown; returns false. */
-bool app_reload_config(struct app *app);
-/* Ends the loop cleanly (menu Quit, control Quit, SIGTERM, session bus
- * lost). A running commit is stopped first and waited for (flow_stop):
- * no qemu-img outlives the applet; its journal makes the next start show
- * it as interrupted. */
-void app_quit(struct app *app, int code);
-/* Shows the state summary (tray Activate). */
-void app_show_summary(struct app *app);
 
 #endif

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
 #include "build-config.h"
 #include "bus.h"
 #include "config.h"
 #include "control.h"
+#include "ui.h"
 #include "flow.h"
 #include "i18n.h"
 #include "log.h"
@@ -25,7 +25,7 @@
 
 struct control {
 	struct bus *bus;
-	struct app *app;
+	const struct ui_deps *deps;
 	bool exported;
 	bool name_owned;
 	struct loop_timer *quit_timer;
@@ -133,8 +133,8 @@ static DBusMessage *on_status(void *data, DBusMessage *msg)
 		return NULL;
 	dbus_message_iter_init_append(reply, &it);
 	bool ok = dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "(sssstdasas)", &arr);
-	for (size_t i = 0; ok && i < c->app->model.n_vms; i++)
-		ok = append_vm(&arr, c->app->model.vms[i]);
+	for (size_t i = 0; ok && i < c->deps->model->n_vms; i++)
+		ok = append_vm(&arr, c->deps->model->vms[i]);
 	if (ok)
 		ok = dbus_message_iter_close_container(&it, &arr);
 	else
@@ -152,7 +152,7 @@ static struct vm *lookup_vm(struct control *c, DBusMessage *msg, DBusMessage **e
 	DBusMessageIter it;
 	dbus_message_iter_init(msg, &it);
 	dbus_message_iter_get_basic(&it, &name);
-	struct vm *vm = model_find(&c->app->model, name);
+	struct vm *vm = model_find(c->deps->model, name);
 	if (!vm)
 		/* TRANSLATORS: %s is the name given on the command line */
 		*error = bus_error(msg, CONTROL_ERROR_UNKNOWN_VM, _("No watched VM is called “%s”"),
@@ -167,11 +167,11 @@ static DBusMessage *request(void *data, DBusMessage *msg, enum vm_action action)
 	struct vm *vm = lookup_vm(c, msg, &error);
 	if (!vm)
 		return error;
-	if (!c->app->flow)
+	if (!c->deps->flow)
 		return bus_error(msg, CONTROL_ERROR_REFUSED, "%s",
 		                 _("The commit/discard flow is not running"));
 	char *why = NULL;
-	if (!flow_request(c->app->flow, vm, action, &why)) {
+	if (!flow_request(c->deps->flow, vm, action, &why)) {
 		DBusMessage *reply = bus_error(msg, CONTROL_ERROR_REFUSED, "%s",
 		                               why ? why : _("Refused"));
 		log_info("control: %s %s refused: %s", action_names[action], vm->name,
@@ -206,11 +206,11 @@ static DBusMessage *on_set_policy(void *data, DBusMessage *msg)
 		/* TRANSLATORS: %s is what the user gave; the list is literal */
 		return bus_error(msg, CONTROL_ERROR_INVALID_POLICY,
 		                 _("Unknown policy “%s” (ask, commit, discard or keep)"), pname);
-	if (!c->app->flow)
+	if (!c->deps->flow)
 		return bus_error(msg, CONTROL_ERROR_REFUSED, "%s",
 		                 _("The commit/discard flow is not running"));
 	char *why = NULL;
-	if (!flow_set_policy(c->app->flow, vm, p, &why)) {
+	if (!flow_set_policy(c->deps->flow, vm, p, &why)) {
 		DBusMessage *reply = bus_error(msg, CONTROL_ERROR_REFUSED, "%s",
 		                               why ? why : _("Refused"));
 		free(why);
@@ -223,7 +223,8 @@ static void quit_later(struct loop *loop, struct loop_timer *t, void *data)
 {
 	struct control *c = data;
 	dbus_connection_flush(bus_connection(c->bus));
-	app_quit(c->app, 0);
+	if (c->deps->actions.quit)
+		c->deps->actions.quit(c->deps->actions.data, 0);
 }
 
 static DBusMessage *on_quit(void *data, DBusMessage *msg)
@@ -259,13 +260,13 @@ static const struct bus_interface control_iface = {
 };
 static const struct bus_interface *const control_ifaces[] = {&control_iface, NULL};
 
-struct control *control_create(struct bus *bus, struct app *app, char **err)
+struct control *control_create(struct bus *bus, const struct ui_deps *deps, char **err)
 {
 	struct control *c = calloc(1, sizeof(*c));
 	if (!c)
 		goto nomem;
 	c->bus = bus;
-	c->app = app;
+	c->deps = deps;
 	c->quit_timer = loop_timer_add(bus_loop(bus), -1, 0, quit_later, c);
 	if (!c->quit_timer)
 		goto nomem;

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 
 struct bus;
-struct app;
+struct ui_deps;
 struct cli;
 struct control;
 
@@ -18,7 +18,7 @@ struct control;
 
 /* Claims CONTROL_BUS_NAME (fails with a translated *err if another
  * instance owns it) and exports the control object. */
-struct control *control_create(struct bus *bus, struct app *app, char **err);
+struct control *control_create(struct bus *bus, const struct ui_deps *deps, char **err);
 void control_destroy(struct control *c); /* NULL ok */
 
 /* Runs a CLI verb against the running instance. Prints the result (status

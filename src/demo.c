@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "ui.h"
 #include "config.h"
 #include "i18n.h"
 #include "log.h"
@@ -35,7 +35,7 @@ struct demo {
 	char *overlay;
 	char *qemu_img;
 	char *qemu_io;
-	struct app *app;
+	const struct ui_deps *deps;
 	struct loop_timer *tick;
 	int countdown; /* -1 when not counting */
 };
@@ -205,17 +205,17 @@ static void on_tick(struct loop *loop, struct loop_timer *t, void *data)
 		demo_shutdown(demo);
 	}
 	/* The tooltip shows the countdown. */
-	struct vm *vm = model_find(&demo->app->model, DEMO_DOMAIN);
+	struct vm *vm = model_find(demo->deps->model, DEMO_DOMAIN);
 	if (vm)
 		vm->shutdown_in_s = demo->countdown;
-	model_changed(&demo->app->model);
+	model_changed(demo->deps->model);
 }
 
-void demo_start(struct demo *demo, struct app *app)
+void demo_start(struct demo *demo, const struct ui_deps *deps)
 {
-	if (!demo || !app)
+	if (!demo || !deps)
 		return;
-	demo->app = app;
+	demo->deps = deps;
 	int secs = DEMO_COUNTDOWN_S;
 	/* Tests shorten the wait; not documented for users. */
 	const char *env = getenv("VMO_DEMO_COUNTDOWN");
@@ -229,16 +229,16 @@ void demo_start(struct demo *demo, struct app *app)
 	log_info("demo: %s shuts down in %d s", DEMO_DOMAIN, secs);
 	if (secs == 0) {
 		demo->countdown = 1;
-		demo->tick = loop_timer_add(app->loop, 0, 0, on_tick, demo);
+		demo->tick = loop_timer_add(deps->loop, 0, 0, on_tick, demo);
 	} else {
-		demo->tick = loop_timer_add(app->loop, 1000, 1000, on_tick, demo);
+		demo->tick = loop_timer_add(deps->loop, 1000, 1000, on_tick, demo);
 	}
 	if (!demo->tick)
 		log_err("demo: cannot start the countdown timer");
-	struct vm *vm = model_find(&app->model, DEMO_DOMAIN);
+	struct vm *vm = model_find(deps->model, DEMO_DOMAIN);
 	if (vm)
 		vm->shutdown_in_s = demo->countdown;
-	model_changed(&app->model);
+	model_changed(deps->model);
 }
 
 static char *fmt_alloc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

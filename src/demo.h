@@ -8,7 +8,7 @@
 
 #include <stdbool.h>
 
-struct app;
+struct ui_deps;
 struct config;
 struct demo;
 
@@ -16,7 +16,7 @@ struct demo;
  * one VM "test" with overlay/base in the temp dir). */
 struct demo *demo_prepare(struct config *cfg, char **err);
 /* After everything is wired: starts the countdown. */
-void demo_start(struct demo *demo, struct app *app);
+void demo_start(struct demo *demo, const struct ui_deps *deps);
 /* Seconds left before the demo shuts the VM down, -1 when not counting. */
 int demo_countdown(const struct demo *demo);
 /* After the demo's question was answered: checks the images with qemu-io

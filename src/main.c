@@ -28,7 +28,7 @@
 #include "term.h"
 #include "virt.h"
 
-bool app_reload_config(struct app *app)
+static bool app_reload_config(struct app *app)
 {
 	char *err = NULL;
 	struct config *next = config_load(&app->cli, NULL, &err);
@@ -68,7 +68,7 @@ static void on_quit_wait(struct loop *loop, struct loop_timer *t, void *data)
 	loop_quit(loop, app->quit_code);
 }
 
-void app_quit(struct app *app, int code)
+static void app_quit(struct app *app, int code)
 {
 	if (code != 0)
 		app->quit_code = code;
@@ -88,12 +88,57 @@ void app_quit(struct app *app, int code)
 		loop_quit(app->loop, app->quit_code);
 }
 
-void app_show_summary(struct app *app)
+static void app_show_summary(struct app *app)
 {
 	char line[512];
 	for (size_t i = 0; i < app->model.n_vms; i++)
 		log_info("summary: %s", vm_summary_line(app->model.vms[i], line, sizeof line));
 	notifier_summary(app->notifier);
+}
+
+/* struct app_actions: what the UI modules may ask of the application. */
+static void act_quit(void *data, int code)
+{
+	app_quit(data, code);
+}
+
+static bool act_reload_config(void *data)
+{
+	return app_reload_config(data);
+}
+
+static void act_show_summary(void *data)
+{
+	app_show_summary(data);
+}
+
+static const struct config *act_config(void *data)
+{
+	struct app *app = data;
+	return app->config;
+}
+
+static void act_show_error(void *data, const char *summary, const char *body)
+{
+	struct app *app = data;
+	notifier_error(app->notifier, summary, body);
+}
+
+/* The newer of the tray's and the notification server's tokens (KWin has
+ * invalidated the older one); both are used up now. */
+static char *act_take_activation_token(void *data)
+{
+	struct app *app = data;
+	int64_t t_tray = 0, t_note = 0;
+	char *token = app->sni ? sni_take_activation_token(app->sni, &t_tray) : NULL;
+	char *note_token =
+	    app->notifier ? notifier_take_activation_token(app->notifier, &t_note) : NULL;
+	if (note_token && (!token || t_note > t_tray)) {
+		free(token);
+		return note_token;
+	}
+	free(note_token);
+	return token;
 }
 
 static void on_signal(struct loop *loop, int signo, void *data)
@@ -275,6 +320,8 @@ static void app_teardown(struct app *app)
 	control_destroy(app->control);
 	/* The flow may still reference the watcher (a running operation). */
 	flow_destroy(app->flow);
+	app->flow = NULL;
+	app->ui.flow = NULL;
 	virt_watcher_destroy(app->virt);
 	notifier_destroy(app->notifier);
 	bus_destroy(app->bus);
@@ -362,6 +409,17 @@ static int run_applet(struct app *app)
 			app->state_dir ? app->state_dir : "?", strerror(errno));
 		return 1;
 	}
+	app->ui = (struct ui_deps){
+	    .loop = app->loop,
+	    .model = &app->model,
+	    .actions = {.quit = act_quit,
+	                .reload_config = act_reload_config,
+	                .show_summary = act_show_summary,
+	                .config = act_config,
+	                .show_error = act_show_error,
+	                .take_activation_token = act_take_activation_token,
+	                .data = app},
+	};
 	if (!model_init(&app->model, app->loop, app->config))
 		return 1;
 	if (!connect_session_bus(app))
@@ -369,13 +427,13 @@ static int run_applet(struct app *app)
 	app->bus = bus_create(app->loop, app->conn);
 	if (!app->bus)
 		return 1;
-	app->control = control_create(app->bus, app, &err);
+	app->control = control_create(app->bus, &app->ui, &err);
 	if (!app->control) {
 		fprintf(stderr, "vmoverlay: %s\n", err ? err : "");
 		free(err);
 		return 1;
 	}
-	app->notifier = notifier_create(app);
+	app->notifier = notifier_create(&app->ui);
 
 	struct flow_ui ui = {
 	    .prompt = ui_prompt,
@@ -392,6 +450,7 @@ static int run_applet(struct app *app)
 	};
 	app->virt = virt_watcher_create(app->loop, &app->model, app->config, app->state, &events);
 	app->flow = flow_create(app->loop, &app->model, app->config, app->state, app->virt, &ui);
+	app->ui.flow = app->flow;
 	if (!app->virt || !app->flow)
 		return 1;
 	/* Images the user cannot write (qemu:///system) go through pkexec and
@@ -400,9 +459,9 @@ static int run_applet(struct app *app)
 
 	/* The menu object must exist before the item registers (Plasma reads
 	 * both right away). */
-	app->menu = menu_create(app->bus, app, &err);
+	app->menu = menu_create(app->bus, &app->ui, &err);
 	if (app->menu)
-		app->sni = sni_create(app->bus, app, &err);
+		app->sni = sni_create(app->bus, &app->ui, &err);
 	if (!app->menu || !app->sni) {
 		fprintf(stderr, "vmoverlay: %s\n", err ? err : "");
 		free(err);
@@ -422,7 +481,7 @@ static int run_applet(struct app *app)
 	if (app->cli.terminal || (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)))
 		term_engage(app);
 	if (app->demo)
-		demo_start(app->demo, app);
+		demo_start(app->demo, &app->ui);
 
 	log_info("vmoverlay %s: %zu VM(s), libvirt %s, config %s", VMO_VERSION, app->config->n_vms,
 		 app->config->connect, app->config->path ? app->config->path : "(defaults)");

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "build-config.h"
 #include "bus.h"
 #include "config.h"
@@ -25,9 +24,8 @@
 #include "log.h"
 #include "loop.h"
 #include "menu.h"
+#include "ui.h"
 #include "model.h"
-#include "notify.h"
-#include "sni.h"
 
 #define MENU_INTERFACE "com.canonical.dbusmenu"
 
@@ -69,7 +67,7 @@ struct menu_id_key {
 
 struct menu {
 	struct bus *bus;
-	struct app *app;
+	const struct ui_deps *deps;
 	struct menu_item *root;
 	uint32_t revision;
 	struct menu_id_key *keys;
@@ -179,7 +177,7 @@ error:
 
 static bool flow_can(const struct menu *menu, const struct vm *vm, enum vm_action a)
 {
-	return menu->app->flow && (vm->actions & ACT_BIT(a));
+	return menu->deps->flow && (vm->actions & ACT_BIT(a));
 }
 
 static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm *vm)
@@ -270,7 +268,7 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		it->role = ROLE_POLICY;
 		it->policy = (enum vmo_policy)p;
 		it->toggle = vm->policy == (enum vmo_policy)p;
-		it->enabled = menu->app->flow != NULL;
+		it->enabled = menu->deps->flow != NULL;
 	}
 	it = add_item(menu, sub, KIND_STANDARD, vm->name, "virt-manager",
 		      C_("menu", "_Open in virt-manager"), false);
@@ -289,7 +287,7 @@ static struct menu_item *build_tree(struct menu *menu)
 	root->id = 0;
 	root->kind = KIND_ROOT;
 	root->enabled = root->visible = true;
-	const struct model *m = &menu->app->model;
+	const struct model *m = menu->deps->model;
 	struct menu_item *it;
 	for (size_t i = 0; i < m->n_vms; i++)
 		if (!build_vm(menu, root, m->vms[i]))
@@ -691,6 +689,12 @@ static bool is_activation_var(const char *kv)
 	       strncmp(kv, "DESKTOP_STARTUP_ID=", 19) == 0;
 }
 
+static void show_error(struct menu *menu, const char *summary, const char *body)
+{
+	if (menu->deps->actions.show_error)
+		menu->deps->actions.show_error(menu->deps->actions.data, summary, body);
+}
+
 /* Detached, no shell: virt-manager --connect URI --show-domain-console NAME,
  * with the desktop's xdg-activation token so the window may take focus on
  * Wayland: in XDG_ACTIVATION_TOKEN (the xdg-activation convention) and in
@@ -698,9 +702,9 @@ static bool is_activation_var(const char *kv)
  * token is used once; tokens we were started with are never passed on. */
 static void open_virt_manager(struct menu *menu, const char *vm)
 {
-	const char *uri = menu->app->config && menu->app->config->connect
-			      ? menu->app->config->connect
-			      : "qemu:///system";
+	const struct config *cfg =
+	    menu->deps->actions.config ? menu->deps->actions.config(menu->deps->actions.data) : NULL;
+	const char *uri = cfg && cfg->connect ? cfg->connect : "qemu:///system";
 	char *argv[] = {"virt-manager",          "--connect", (char *)uri,
 			"--show-domain-console", (char *)vm,  NULL};
 	size_t n_env = 0;
@@ -708,17 +712,9 @@ static void open_virt_manager(struct menu *menu, const char *vm)
 		n_env++;
 	char **envp = calloc(n_env + 3, sizeof(*envp));
 	char *xdg_env = NULL, *startup_env = NULL;
-	/* The newer of the tray's and the notification server's tokens (KWin
-	 * has invalidated the older one); both are used up now. */
-	int64_t t_tray = 0, t_note = 0;
-	char *token = sni_take_activation_token(menu->app->sni, &t_tray);
-	char *note_token = notifier_take_activation_token(menu->app->notifier, &t_note);
-	if (note_token && (!token || t_note > t_tray)) {
-		free(token);
-		token = note_token;
-	} else {
-		free(note_token);
-	}
+	char *token = menu->deps->actions.take_activation_token
+	                  ? menu->deps->actions.take_activation_token(menu->deps->actions.data)
+	                  : NULL;
 	if (!envp) {
 		free(token);
 		return;
@@ -754,7 +750,7 @@ static void open_virt_manager(struct menu *menu, const char *vm)
 	free(envp);
 	if (r != 0) {
 		log_warn("cannot start virt-manager: %s", strerror(r));
-		notifier_error(menu->app->notifier, _("Cannot start virt-manager"), strerror(r));
+		show_error(menu, _("Cannot start virt-manager"), strerror(r));
 		return;
 	}
 	loop_child_watch(bus_loop(menu->bus), pid, on_child_exit, NULL);
@@ -767,7 +763,7 @@ static void refused(struct menu *menu, const struct menu_item *item, char *why)
 	char *title = NULL;
 	if (asprintf(&title, _("%s: not possible right now"), item->vm ? item->vm : "") < 0)
 		title = NULL;
-	notifier_error(menu->app->notifier, title ? title : "", why ? why : "");
+	show_error(menu, title ? title : "", why ? why : "");
 	free(title);
 	free(why);
 }
@@ -779,20 +775,20 @@ static void run_click(struct menu *menu, int32_t id)
 		log_debug("menu: click on id %d ignored (gone, disabled or hidden)", (int)id);
 		return;
 	}
-	struct app *app = menu->app;
-	struct vm *vm = item->vm ? model_find(&app->model, item->vm) : NULL;
+	const struct ui_deps *deps = menu->deps;
+	struct vm *vm = item->vm ? model_find(deps->model, item->vm) : NULL;
 	char *why = NULL;
 	int32_t force = 0;
 	switch (item->role) {
 	case ROLE_ACTION:
-		if (vm && app->flow && !flow_request(app->flow, vm, item->action, &why))
+		if (vm && deps->flow && !flow_request(deps->flow, vm, item->action, &why))
 			refused(menu, item, why);
 		break;
 	case ROLE_POLICY:
 		/* The host already flipped its radio locally: always resend the
 		 * group's real state afterwards. */
 		force = item->parent_id;
-		if (vm && app->flow && !flow_set_policy(app->flow, vm, item->policy, &why))
+		if (vm && deps->flow && !flow_set_policy(deps->flow, vm, item->policy, &why))
 			refused(menu, item, why);
 		break;
 	case ROLE_VIRT_MANAGER:
@@ -800,7 +796,8 @@ static void run_click(struct menu *menu, int32_t id)
 			open_virt_manager(menu, vm->name);
 		break;
 	case ROLE_RELOAD:
-		app_reload_config(app);
+		if (deps->actions.reload_config)
+			deps->actions.reload_config(deps->actions.data);
 		break;
 	case ROLE_ABOUT:
 		show_about(menu);
@@ -808,7 +805,8 @@ static void run_click(struct menu *menu, int32_t id)
 	case ROLE_QUIT:
 		/* The Event reply is queued; make sure it leaves before we exit. */
 		dbus_connection_flush(bus_connection(menu->bus));
-		app_quit(app, 0);
+		if (deps->actions.quit)
+			deps->actions.quit(deps->actions.data, 0);
 		return;
 	default:
 		break;
@@ -1175,8 +1173,8 @@ static bool get_menu_status(void *data, DBusMessageIter *it)
 {
 	struct menu *menu = data;
 	const char *status = "normal";
-	for (size_t i = 0; i < menu->app->model.n_vms; i++) {
-		enum flow_state f = menu->app->model.vms[i]->flow;
+	for (size_t i = 0; i < menu->deps->model->n_vms; i++) {
+		enum flow_state f = menu->deps->model->vms[i]->flow;
 		if (f == FLOW_PENDING || f == FLOW_FAILED || f == FLOW_INTERRUPTED)
 			status = "notice";
 	}
@@ -1220,13 +1218,13 @@ static const struct bus_interface *const menu_ifaces[] = {&menu_iface, NULL};
 
 /* ---------------------------------------------------------- create */
 
-struct menu *menu_create(struct bus *bus, struct app *app, char **err)
+struct menu *menu_create(struct bus *bus, const struct ui_deps *deps, char **err)
 {
 	struct menu *menu = calloc(1, sizeof(*menu));
 	if (!menu)
 		goto nomem;
 	menu->bus = bus;
-	menu->app = app;
+	menu->deps = deps;
 	menu->revision = 1;
 	menu->have_virt_manager = on_path("virt-manager");
 	menu->icon_theme_dir = icons_theme_dir();
@@ -1248,7 +1246,7 @@ struct menu *menu_create(struct bus *bus, struct app *app, char **err)
 		goto error;
 	}
 	menu->exported = true;
-	model_add_listener(&app->model, on_model_changed, menu);
+	model_add_listener(deps->model, on_model_changed, menu);
 	menu->listening = true;
 	return menu;
 nomem:
@@ -1264,7 +1262,7 @@ void menu_destroy(struct menu *menu)
 	if (!menu)
 		return;
 	if (menu->listening)
-		model_remove_listener(&menu->app->model, on_model_changed, menu);
+		model_remove_listener(menu->deps->model, on_model_changed, menu);
 	if (menu->exported)
 		bus_unexport(menu->bus, MENU_OBJECT_PATH);
 	bus_call_cancel(menu->about_call);

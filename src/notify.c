@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "ui.h"
 #include "i18n.h"
 #include "log.h"
 #include "loop.h"
@@ -105,7 +105,7 @@ struct vm_entry {
 };
 
 struct notifier {
-	struct app *app;
+	const struct ui_deps *deps;
 	GDBusConnection *conn;
 	GCancellable *cancel;
 	guint owner_sub;
@@ -253,15 +253,15 @@ static void on_action(NotifyNotification *nn, char *action, gpointer data)
 		return;
 	}
 	/* Look the VM up now: a config reload may have replaced it. */
-	struct vm *vm = note->vm_name ? model_find(&n->app->model, note->vm_name) : NULL;
-	if (!vm || !n->app->flow) {
+	struct vm *vm = note->vm_name ? model_find(n->deps->model, note->vm_name) : NULL;
+	if (!vm || !n->deps->flow) {
 		log_warn("notification action %s for unknown VM %s", action,
 			 note->vm_name ? note->vm_name : "-");
 		return;
 	}
 	log_info("%s: \"%s\" chosen in the notification", vm->name, action);
 	char *why = NULL;
-	if (!flow_request(n->app->flow, vm, act, &why)) {
+	if (!flow_request(n->deps->flow, vm, act, &why)) {
 		log_warn("%s: request %s refused: %s", vm->name, action, why ? why : "");
 		/* TRANSLATORS: notification summary when a choice cannot be done; %s is the VM */
 		char *sum = strdup_printf(_("%s: cannot do that now"), vm->name);
@@ -643,12 +643,12 @@ static void on_job_cancel(GDBusConnection *conn, const char *sender, const char 
 {
 	struct vm_entry *e = data;
 	struct notifier *n = e->note.n;
-	struct vm *vm = model_find(&n->app->model, e->name);
-	if (!vm || !n->app->flow)
+	struct vm *vm = model_find(n->deps->model, e->name);
+	if (!vm || !n->deps->flow)
 		return;
 	log_info("%s: cancel requested from the job view", vm->name);
 	char *why = NULL;
-	if (!flow_request(n->app->flow, vm, ACT_CANCEL, &why))
+	if (!flow_request(n->deps->flow, vm, ACT_CANCEL, &why))
 		log_warn("%s: cancel refused: %s", vm->name, why ? why : "");
 	free(why);
 }
@@ -869,7 +869,7 @@ static void on_throttle(struct loop *loop, struct loop_timer *t, void *data)
 
 static void show_held_progress(struct notifier *n, struct vm_entry *e)
 {
-	struct vm *vm = model_find(&n->app->model, e->name);
+	struct vm *vm = model_find(n->deps->model, e->name);
 	if (vm && (vm->flow == FLOW_COMMITTING || vm->flow == FLOW_REBUILDING))
 		notifier_progress(n, vm);
 }
@@ -917,7 +917,7 @@ void notifier_progress(void *data, struct vm *vm)
 			e->note.op = OP_NONE;
 			if (!e->note.throttle)
 				e->note.throttle =
-				    loop_timer_add(n->app->loop, -1, 0, on_throttle, &e->note);
+				    loop_timer_add(n->deps->loop, -1, 0, on_throttle, &e->note);
 			if (e->note.throttle)
 				loop_timer_arm(e->note.throttle, wait, 0);
 		}
@@ -1003,7 +1003,7 @@ void notifier_summary(struct notifier *n)
 {
 	if (!n)
 		return;
-	const struct model *m = &n->app->model;
+	const struct model *m = n->deps->model;
 	size_t cap = 256 + m->n_vms * 512, len = 0;
 	char *body = calloc(1, cap);
 	if (!body)
@@ -1033,12 +1033,12 @@ void notifier_error(struct notifier *n, const char *summary, const char *body)
 
 /* ---- lifetime ---- */
 
-struct notifier *notifier_create(struct app *app)
+struct notifier *notifier_create(const struct ui_deps *deps)
 {
 	struct notifier *n = calloc(1, sizeof *n);
 	if (!n)
 		return NULL;
-	n->app = app;
+	n->deps = deps;
 	n->icon = icons_notification_icon();
 	if (!n->icon) {
 		free(n);

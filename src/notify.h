@@ -11,10 +11,10 @@
 
 #include "flow.h"
 
-struct app;
+struct ui_deps;
 struct notifier;
 
-struct notifier *notifier_create(struct app *app);
+struct notifier *notifier_create(const struct ui_deps *deps);
 void notifier_destroy(struct notifier *n); /* NULL ok */
 
 /* The flow_ui hooks (data = struct notifier *). */

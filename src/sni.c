@@ -13,7 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "app.h"
 #include "build-config.h"
 #include "bus.h"
 #include "i18n.h"
@@ -24,6 +23,7 @@
 #include "menu.h"
 #include "model.h"
 #include "sni.h"
+#include "ui.h"
 
 #define SNI_WATCHER_INTERFACE "org.kde.StatusNotifierWatcher"
 #define SNI_RETRY_MIN_MS 250
@@ -39,7 +39,7 @@ struct sni_view {
 
 struct sni {
 	struct bus *bus;
-	struct app *app;
+	const struct ui_deps *deps;
 	char *service;
 	char *icon_theme_path;
 	bool send_pixmaps; /* a host cannot find our icons by name */
@@ -61,7 +61,7 @@ struct sni {
 
 static void view_compute(const struct sni *sni, struct sni_view *v)
 {
-	const struct model *m = &sni->app->model;
+	const struct model *m = sni->deps->model;
 	bool busy = false, error = false, pending = false, running = false, attention = false;
 	bool failed = false;
 	for (size_t i = 0; i < m->n_vms; i++) {
@@ -310,7 +310,8 @@ static bool get_tooltip(void *data, DBusMessageIter *it)
 static void activate_later(struct loop *loop, struct loop_timer *t, void *data)
 {
 	struct sni *sni = data;
-	app_show_summary(sni->app);
+	if (sni->deps->actions.show_summary)
+		sni->deps->actions.show_summary(sni->deps->actions.data);
 }
 
 static DBusMessage *on_activate(void *data, DBusMessage *msg)
@@ -477,13 +478,13 @@ static void on_watcher_owner(void *data, const char *name, const char *new_owner
 
 /* ----------------------------------------------------------- create */
 
-struct sni *sni_create(struct bus *bus, struct app *app, char **err)
+struct sni *sni_create(struct bus *bus, const struct ui_deps *deps, char **err)
 {
 	struct sni *sni = calloc(1, sizeof(*sni));
 	if (!sni)
 		goto nomem;
 	sni->bus = bus;
-	sni->app = app;
+	sni->deps = deps;
 	struct loop *loop = bus_loop(bus);
 	sni->retry_timer = loop_timer_add(loop, -1, 0, on_retry, sni);
 	sni->activate_timer = loop_timer_add(loop, -1, 0, activate_later, sni);
@@ -521,7 +522,7 @@ struct sni *sni_create(struct bus *bus, struct app *app, char **err)
 		dbus_error_free(&derr);
 		goto error;
 	}
-	model_add_listener(&app->model, sni_refresh, sni);
+	model_add_listener(deps->model, sni_refresh, sni);
 	sni->listening = true;
 	/* The match is added before the first call so a watcher that starts
 	 * in between is not missed. */
@@ -542,7 +543,7 @@ void sni_destroy(struct sni *sni)
 	if (!sni)
 		return;
 	if (sni->listening)
-		model_remove_listener(&sni->app->model, sni_refresh, sni);
+		model_remove_listener(sni->deps->model, sni_refresh, sni);
 	if (sni->watch_id)
 		bus_unwatch_name(sni->bus, sni->watch_id);
 	bus_call_cancel(sni->reg_call);

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 struct bus;
-struct app;
+struct ui_deps;
 struct sni;
 
 #define SNI_OBJECT_PATH "/StatusNotifierItem"
@@ -19,8 +19,9 @@ struct sni;
 
 /* Exports the item (the menu at MENU_OBJECT_PATH must be exported first:
  * menu_create), owns org.kde.StatusNotifierItem-PID-1, then registers
- * asynchronously. app gives the model and app_show_summary(). */
-struct sni *sni_create(struct bus *bus, struct app *app, char **err);
+ * asynchronously. deps gives the model and the summary action; it must
+ * outlive the item. */
+struct sni *sni_create(struct bus *bus, const struct ui_deps *deps, char **err);
 void sni_destroy(struct sni *sni); /* NULL ok */
 
 /* The bus name the item registered ("org.kde.StatusNotifierItem-PID-1"). */

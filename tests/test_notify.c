@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "ui.h"
 #include "config.h"
 #include "demo.h"
 #include "flow.h"
@@ -270,8 +270,20 @@ static bool pump_until_calls(struct loop *loop, const char *method, size_t n, in
 
 /* ---- a small app around the notifier ---- */
 
+/* The handles main.c would hold, and the ui_deps it would give. */
+struct fixture_app {
+	struct loop *loop;
+	struct config *config;
+	struct model model;
+	struct virt_watcher *virt;
+	struct flow *flow;
+	struct notifier *notifier;
+	struct demo *demo;
+	struct ui_deps ui;
+};
+
 struct fixture {
-	struct app app;
+	struct fixture_app app;
 	struct config cfg;
 	struct vm_config vc;
 	struct statefile *state;
@@ -300,6 +312,8 @@ static bool fixture_init(struct fixture *f, bool with_images)
 	f->app.loop = loop_create();
 	if (!f->app.loop || !loop_glib_attach(f->app.loop))
 		return false;
+	f->app.ui.loop = f->app.loop;
+	f->app.ui.model = &f->app.model;
 	return model_init(&f->app.model, f->app.loop, &f->cfg);
 }
 
@@ -330,7 +344,7 @@ static void test_prompt_replace_withdraw(void)
 	REQUIRE(start_mock());
 	struct fixture f;
 	REQUIRE(fixture_init(&f, false));
-	f.app.notifier = notifier_create(&f.app);
+	f.app.notifier = notifier_create(&f.app.ui);
 	REQUIRE(f.app.notifier);
 	struct vm *vm = f.app.model.vms[0];
 	vm->flow = FLOW_PENDING;
@@ -408,7 +422,7 @@ static void test_progress_result(void)
 	REQUIRE(start_mock());
 	struct fixture f;
 	REQUIRE(fixture_init(&f, false));
-	f.app.notifier = notifier_create(&f.app);
+	f.app.notifier = notifier_create(&f.app.ui);
 	struct vm *vm = f.app.model.vms[0];
 	vm_set_str(&vm->base, "/images/test-base.qcow2");
 	vm->flow = FLOW_COMMITTING;
@@ -477,7 +491,7 @@ static void test_installed_icon_by_name(void)
 	setenv("XDG_DATA_DIRS", dir, 1);
 	struct fixture f;
 	REQUIRE(fixture_init(&f, false));
-	f.app.notifier = notifier_create(&f.app);
+	f.app.notifier = notifier_create(&f.app.ui);
 	notifier_summary(f.app.notifier);
 	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, 5000));
 	char *s = call_str("Notify", 0, 2);
@@ -495,7 +509,7 @@ static void test_no_server_then_appears(void)
 	REQUIRE(wait_owner("org.freedesktop.Notifications", false, 5000));
 	struct fixture f;
 	REQUIRE(fixture_init(&f, false));
-	f.app.notifier = notifier_create(&f.app);
+	f.app.notifier = notifier_create(&f.app.ui);
 	struct vm *vm = f.app.model.vms[0];
 	vm->flow = FLOW_PENDING;
 	notifier_prompt(f.app.notifier, vm);
@@ -580,8 +594,7 @@ static void test_hung_server(void)
 	DBusConnection *conn = dbus_bus_get_private(DBUS_BUS_SESSION, &e);
 	REQUIRE(conn);
 	REQUIRE(loop_dbus_attach(f.app.loop, conn));
-	f.app.conn = conn;
-	f.app.notifier = notifier_create(&f.app);
+	f.app.notifier = notifier_create(&f.app.ui);
 	struct vm *vm = f.app.model.vms[0];
 	vm->flow = FLOW_PENDING;
 
@@ -627,13 +640,13 @@ static void test_hung_server(void)
  * "commit" reaches flow_request, qemu-img commits real files. */
 static void on_stopped(void *data, struct vm *vm, enum vm_stop_kind kind)
 {
-	struct app *app = data;
+	struct fixture_app *app = data;
 	flow_on_domain_stopped(app->flow, vm, kind);
 }
 
 static void on_started(void *data, struct vm *vm)
 {
-	struct app *app = data;
+	struct fixture_app *app = data;
 	flow_on_domain_started(app->flow, vm);
 }
 
@@ -691,7 +704,7 @@ static void test_action_commit_through_flow(void)
 	mkdir(sdir, 0700);
 	f.state = statefile_open(sdir);
 	REQUIRE(f.state);
-	f.app.notifier = notifier_create(&f.app);
+	f.app.notifier = notifier_create(&f.app.ui);
 	struct flow_ui ui = {.prompt = notifier_prompt,
 			     .withdraw = notifier_withdraw,
 			     .progress = notifier_progress,
@@ -701,12 +714,13 @@ static void test_action_commit_through_flow(void)
 	f.app.virt = virt_watcher_create(f.app.loop, &f.app.model, &f.cfg, f.state, &ev);
 	REQUIRE(f.app.virt);
 	f.app.flow = flow_create(f.app.loop, &f.app.model, &f.cfg, f.state, f.app.virt, &ui);
+	f.app.ui.flow = f.app.flow;
 	REQUIRE(f.app.flow);
 	struct vm *vm = f.app.model.vms[0];
 	REQUIRE(pump_until_flow(f.app.loop, vm, FLOW_RUNNING, 5000));
 	char *dir = strdup(demo_dir(f.app.demo));
 
-	demo_start(f.app.demo, &f.app);
+	demo_start(f.app.demo, &f.app.ui);
 	int64_t t0 = loop_now_ms();
 	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, 5000));
 	printf("shutdown -> Notify recorded in %lld ms\n", (long long)(loop_now_ms() - t0));

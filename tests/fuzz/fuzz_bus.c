@@ -42,7 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "ui.h"
 #include "bus.h"
 #include "config.h"
 #include "control.h"
@@ -83,11 +83,28 @@ struct target {
 	bool served; /* the member exists at that path (replies are checked) */
 };
 
+/* The handles main.c holds in the applet; the harness is this program's
+ * main and gives the UI modules its own actions. */
+struct fuzz_app {
+	struct loop *loop;
+	struct cli cli;
+	struct config *config;
+	struct model model;
+	DBusConnection *conn;
+	struct bus *bus;
+	struct sni *sni;
+	struct menu *menu;
+	struct control *control;
+	struct flow *flow;
+	struct notifier *notifier;
+	struct ui_deps ui;
+};
+
 static struct {
 	pid_t daemon_pid;
 	char dir[64];
 	char conf[96];
-	struct app app;
+	struct fuzz_app app;
 	struct statefile *state;
 	DBusConnection *client;
 	const char *applet_name;
@@ -100,11 +117,12 @@ static struct {
 	unsigned quits;
 } F;
 
-/* ---------------------------------------------------------------- app.h
- * main.c owns these in the applet; the harness is this program's main. */
+/* ------------------------------------------------------ app_actions
+ * main.c provides these in the applet; the harness is this program's main. */
 
-bool app_reload_config(struct app *app)
+static bool fuzz_reload_config(void *data)
 {
+	struct fuzz_app *app = data;
 	char *err = NULL;
 	struct config *next = config_load(&app->cli, NULL, &err);
 	if (!next) {
@@ -120,14 +138,17 @@ bool app_reload_config(struct app *app)
 	return true;
 }
 
-void app_quit(struct app *app, int code)
+static void fuzz_quit(void *data, int code)
 {
+	(void)data;
+	(void)code;
 	/* The fuzzer keeps serving: count it instead of leaving the loop. */
 	F.quits++;
 }
 
-void app_show_summary(struct app *app)
+static void fuzz_show_summary(void *data)
 {
+	struct fuzz_app *app = data;
 	char line[512];
 	for (size_t i = 0; i < app->model.n_vms; i++)
 		vm_summary_line(app->model.vms[i], line, sizeof line);
@@ -424,7 +445,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	char *address = start_daemon();
 	setenv("DBUS_SESSION_BUS_ADDRESS", address, 1);
 
-	struct app *app = &F.app;
+	struct fuzz_app *app = &F.app;
 	char *err = NULL;
 	app->cli.mode = CLI_RUN;
 	app->cli.config_path = strdup(F.conf);
@@ -451,7 +472,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	app->bus = bus_create(app->loop, app->conn);
 	if (!app->bus)
 		die("bus_create");
-	app->control = control_create(app->bus, app, &err);
+	app->ui = (struct ui_deps){
+	    .loop = app->loop,
+	    .model = &app->model,
+	    .actions = {.quit = fuzz_quit,
+	                .reload_config = fuzz_reload_config,
+	                .show_summary = fuzz_show_summary,
+	                .data = app},
+	};
+	app->control = control_create(app->bus, &app->ui, &err);
 	struct flow_ui ui = {
 	    .prompt = notifier_prompt,
 	    .withdraw = notifier_withdraw,
@@ -460,16 +489,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	    .data = NULL, /* no notification server: the menu is the UI */
 	};
 	app->flow = flow_create(app->loop, &app->model, app->config, F.state, NULL, &ui);
+	app->ui.flow = app->flow;
 	/* "Open in virt-manager" must not start anything: the menu looks
 	 * for it on PATH when it is created. */
 	char *path = strdup(getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin");
 	setenv("PATH", "/nonexistent", 1);
 	if (app->control && app->flow)
-		app->menu = menu_create(app->bus, app, &err);
+		app->menu = menu_create(app->bus, &app->ui, &err);
 	setenv("PATH", path, 1);
 	free(path);
 	if (app->menu)
-		app->sni = sni_create(app->bus, app, &err);
+		app->sni = sni_create(app->bus, &app->ui, &err);
 	if (!app->sni) {
 		fprintf(stderr, "fuzz_bus: applet set-up: %s\n", err ? err : "?");
 		exit(1);
