@@ -32,7 +32,7 @@ static bool iterate_until(struct loop *loop, const bool *flag, int timeout_ms)
 	return true;
 }
 
-/* ---- timers ---- */
+/* ---- loop.c: timers ---- */
 
 struct order {
 	int seen[16];
@@ -222,7 +222,7 @@ static void test_timer_zero_delay_per_iteration(void)
 	loop_destroy(loop);
 }
 
-/* ---- fd watches ---- */
+/* ---- loop.c: fd watches ---- */
 
 struct fdtest {
 	int pipes[4][2];
@@ -410,7 +410,7 @@ static void test_fd_shared_and_hangup(void)
 	close(p[0]);
 }
 
-/* ---- signals ---- */
+/* ---- loop.c: signals ---- */
 
 struct sigseen {
 	int usr1, hup;
@@ -452,7 +452,7 @@ static void test_signals(void)
 	CHECK(!sigismember(&blocked, SIGHUP));
 }
 
-/* ---- children ---- */
+/* ---- loop.c: children ---- */
 
 struct childseen {
 	pid_t pid;
@@ -570,7 +570,7 @@ static void test_child_exit_sigchld_fallback(void)
 	CHECK(!sigismember(&blocked, SIGCHLD)); /* restored by loop_destroy */
 }
 
-/* ---- deferred calls ---- */
+/* ---- loop.c: deferred calls ---- */
 
 struct deferlog {
 	char seq[32];
@@ -653,7 +653,7 @@ static void test_run_quit(void)
 	loop_destroy(NULL);
 }
 
-/* ---- idle proof ---- */
+/* ---- loop.c: idle proof ---- */
 
 struct idle {
 	uint64_t start;
@@ -712,7 +712,7 @@ static void test_idle_plain(void)
 	close(p[1]);
 }
 
-/* ---- D-Bus ---- */
+/* ---- loop-dbus.c: the libdbus-1 adapter ---- */
 
 struct dbus_daemon {
 	pid_t pid;
@@ -923,7 +923,7 @@ static void test_idle_dbus(void)
 	dbus_daemon_stop(&d);
 }
 
-/* ---- libvirt ---- */
+/* ---- loop-virt.c: libvirt's event implementation ---- */
 
 struct virt_events {
 	int lifecycle;
@@ -996,7 +996,7 @@ static void test_virt_adapter(void)
 	loop_destroy(loop);
 }
 
-/* ---- GLib ---- */
+/* ---- loop-glib.c: GLib's default main context ---- */
 
 struct gseen {
 	char seq[16];
