@@ -2,16 +2,17 @@
  * source of what we serve: each exported object names its interfaces, the
  * tables of sni.c/menu.c/control.c only map member names to C functions,
  * and every call's signature is checked against the XML before a handler
- * sees it, so handlers can read their arguments without re-checking. */
+ * sees it, so handlers can read their arguments without re-checking. The
+ * definitions themselves are read in bus-xml.c; this file dispatches,
+ * serves properties and introspection, emits signals and tracks calls and
+ * name owners. */
 #include <dbus/dbus.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bus.h"
+#include "bus-private.h"
 #include "dbus-xml-embed.h"
 #include "i18n.h"
 #include "log.h"
@@ -20,370 +21,6 @@
 #define DBUS_IFACE_PROPERTIES "org.freedesktop.DBus.Properties"
 #define DBUS_IFACE_INTROSPECTABLE "org.freedesktop.DBus.Introspectable"
 #define DBUS_IFACE_PEER "org.freedesktop.DBus.Peer"
-
-struct bus_arg {
-	char *name; /* may be NULL */
-	char *type;
-	bool out;
-};
-
-struct bus_member {
-	char *name;
-	struct bus_arg *args;
-	size_t n_args;
-	char *in_sig; /* concatenated in-args (methods) or all args (signals) */
-	bool no_reply;
-};
-
-struct bus_prop_def {
-	char *name;
-	char *type;
-	char *access;
-};
-
-struct bus_iface_def {
-	char *name;
-	struct bus_member *methods;
-	size_t n_methods;
-	struct bus_member *signals;
-	size_t n_signals;
-	struct bus_prop_def *props;
-	size_t n_props;
-	char *introspect; /* <interface> element, generated */
-};
-
-struct bus_export {
-	struct bus *bus;
-	char *path;
-	const struct bus_interface *const *ifaces;
-	const struct bus_iface_def **defs; /* parallel to ifaces */
-	size_t n_ifaces;
-	void *data;
-};
-
-struct bus_call {
-	struct bus *bus;
-	DBusPendingCall *pending;
-	bus_reply_fn cb;
-	void *data;
-	struct bus_call *prev, *next;
-};
-
-struct bus_name_watch {
-	unsigned id;
-	char *name;
-	char *rule;
-	bus_name_fn cb;
-	void *data;
-	bool removed;
-};
-
-struct bus {
-	struct loop *loop;
-	DBusConnection *conn;
-	struct bus_iface_def **defs;
-	size_t n_defs;
-	struct bus_export **exports;
-	size_t n_exports;
-	struct bus_call *calls;
-	struct bus_name_watch **watches;
-	size_t n_watches;
-	unsigned next_watch_id;
-	int dispatching_watches;
-	bool fallback_registered;
-	bool filter_added;
-};
-
-/* ---------------------------------------------------------------- XML */
-
-static void member_free(struct bus_member *m)
-{
-	for (size_t i = 0; i < m->n_args; i++) {
-		free(m->args[i].name);
-		free(m->args[i].type);
-	}
-	free(m->args);
-	free(m->name);
-	free(m->in_sig);
-}
-
-static void iface_def_free(struct bus_iface_def *d)
-{
-	if (!d)
-		return;
-	for (size_t i = 0; i < d->n_methods; i++)
-		member_free(&d->methods[i]);
-	for (size_t i = 0; i < d->n_signals; i++)
-		member_free(&d->signals[i]);
-	for (size_t i = 0; i < d->n_props; i++) {
-		free(d->props[i].name);
-		free(d->props[i].type);
-		free(d->props[i].access);
-	}
-	free(d->methods);
-	free(d->signals);
-	free(d->props);
-	free(d->introspect);
-	free(d->name);
-	free(d);
-}
-
-static char *xml_attr(xmlNode *node, const char *name)
-{
-	xmlChar *v = xmlGetProp(node, (const xmlChar *)name);
-	if (!v)
-		return NULL;
-	char *s = strdup((const char *)v);
-	xmlFree(v);
-	return s;
-}
-
-static bool is_element(xmlNode *n, const char *name)
-{
-	return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
-
-static bool parse_member(xmlNode *node, bool is_signal, struct bus_member *m, const char *iface,
-                         char **err)
-{
-	memset(m, 0, sizeof(*m));
-	m->name = xml_attr(node, "name");
-	if (!m->name || !dbus_validate_member(m->name, NULL)) {
-		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-		set_err(err, "%s: member without a valid name", iface);
-		return false;
-	}
-	size_t sig_len = 0;
-	for (xmlNode *c = node->children; c; c = c->next) {
-		if (is_element(c, "annotation")) {
-			char *an = xml_attr(c, "name");
-			char *av = xml_attr(c, "value");
-			if (an && av && strcmp(an, "org.freedesktop.DBus.Method.NoReply") == 0 &&
-			    strcmp(av, "true") == 0)
-				m->no_reply = true;
-			free(an);
-			free(av);
-			continue;
-		}
-		if (!is_element(c, "arg"))
-			continue;
-		struct bus_arg *args = realloc(m->args, (m->n_args + 1) * sizeof(*args));
-		if (!args)
-			return false;
-		m->args = args;
-		struct bus_arg *a = &m->args[m->n_args++];
-		a->name = xml_attr(c, "name");
-		a->type = xml_attr(c, "type");
-		char *dir = xml_attr(c, "direction");
-		a->out = is_signal || (dir && strcmp(dir, "out") == 0);
-		free(dir);
-		if (!a->type || !dbus_signature_validate_single(a->type, NULL)) {
-			/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-			set_err(err, "%s.%s: invalid argument type \"%s\"", iface, m->name,
-			        a->type ? a->type : "");
-			return false;
-		}
-		if (is_signal || !a->out)
-			sig_len += strlen(a->type);
-	}
-	m->in_sig = calloc(sig_len + 1, 1);
-	if (!m->in_sig)
-		return false;
-	for (size_t i = 0; i < m->n_args; i++)
-		if (is_signal || !m->args[i].out)
-			strcat(m->in_sig, m->args[i].type);
-	return true;
-}
-
-/* Escapes the few characters that matter inside an attribute value. */
-static void put_attr(FILE *f, const char *s)
-{
-	for (; s && *s; s++) {
-		switch (*s) {
-		case '&': fputs("&amp;", f); break;
-		case '<': fputs("&lt;", f); break;
-		case '>': fputs("&gt;", f); break;
-		case '"': fputs("&quot;", f); break;
-		default: fputc(*s, f);
-		}
-	}
-}
-
-static void put_args(FILE *f, const struct bus_member *m, bool is_signal)
-{
-	for (size_t i = 0; i < m->n_args; i++) {
-		fputs("      <arg", f);
-		if (m->args[i].name) {
-			fputs(" name=\"", f);
-			put_attr(f, m->args[i].name);
-			fputc('"', f);
-		}
-		fputs(" type=\"", f);
-		put_attr(f, m->args[i].type);
-		fputc('"', f);
-		if (!is_signal)
-			fprintf(f, " direction=\"%s\"", m->args[i].out ? "out" : "in");
-		fputs("/>\n", f);
-	}
-}
-
-static bool iface_gen_introspect(struct bus_iface_def *d)
-{
-	size_t size = 0;
-	FILE *f = open_memstream(&d->introspect, &size);
-	if (!f)
-		return false;
-	fprintf(f, "  <interface name=\"%s\">\n", d->name);
-	for (size_t i = 0; i < d->n_methods; i++) {
-		fprintf(f, "    <method name=\"%s\">\n", d->methods[i].name);
-		put_args(f, &d->methods[i], false);
-		if (d->methods[i].no_reply)
-			fputs("      <annotation name=\"org.freedesktop.DBus.Method.NoReply\""
-			      " value=\"true\"/>\n",
-			      f);
-		fputs("    </method>\n", f);
-	}
-	for (size_t i = 0; i < d->n_signals; i++) {
-		fprintf(f, "    <signal name=\"%s\">\n", d->signals[i].name);
-		put_args(f, &d->signals[i], true);
-		fputs("    </signal>\n", f);
-	}
-	for (size_t i = 0; i < d->n_props; i++) {
-		fprintf(f, "    <property name=\"%s\" type=\"", d->props[i].name);
-		put_attr(f, d->props[i].type);
-		fprintf(f, "\" access=\"%s\"/>\n", d->props[i].access);
-	}
-	fputs("  </interface>\n", f);
-	return fclose(f) == 0;
-}
-
-static struct bus_iface_def *parse_interface(xmlNode *node, char **err)
-{
-	struct bus_iface_def *d = calloc(1, sizeof(*d));
-	if (!d)
-		return NULL;
-	d->name = xml_attr(node, "name");
-	if (!d->name || !dbus_validate_interface(d->name, NULL)) {
-		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-		set_err(err, "interface without a valid name");
-		goto error;
-	}
-	for (xmlNode *c = node->children; c; c = c->next) {
-		if (is_element(c, "method") || is_element(c, "signal")) {
-			bool sig = is_element(c, "signal");
-			struct bus_member **arr = sig ? &d->signals : &d->methods;
-			size_t *n = sig ? &d->n_signals : &d->n_methods;
-			struct bus_member *grown = realloc(*arr, (*n + 1) * sizeof(**arr));
-			if (!grown)
-				goto error;
-			*arr = grown;
-			bool ok = parse_member(c, sig, &grown[*n], d->name, err);
-			(*n)++; /* counted even when half-parsed so it is freed */
-			if (!ok)
-				goto error;
-		} else if (is_element(c, "property")) {
-			struct bus_prop_def *grown = realloc(d->props, (d->n_props + 1) * sizeof(*grown));
-			if (!grown)
-				goto error;
-			d->props = grown;
-			struct bus_prop_def *p = &d->props[d->n_props++];
-			p->name = xml_attr(c, "name");
-			p->type = xml_attr(c, "type");
-			p->access = xml_attr(c, "access");
-			if (!p->name || !p->type || !dbus_signature_validate_single(p->type, NULL)) {
-				/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-				set_err(err, "%s: property %s without a valid type", d->name,
-				        p->name ? p->name : "(unnamed)");
-				goto error;
-			}
-			if (!p->access && !(p->access = strdup("read")))
-				goto error;
-		}
-	}
-	if (!iface_gen_introspect(d))
-		goto error;
-	return d;
-
-error:
-	iface_def_free(d);
-	return NULL;
-}
-
-static const struct bus_iface_def *find_def(const struct bus *bus, const char *name)
-{
-	for (size_t i = 0; i < bus->n_defs; i++)
-		if (strcmp(bus->defs[i]->name, name) == 0)
-			return bus->defs[i];
-	return NULL;
-}
-
-static const struct bus_member *find_member(const struct bus_member *arr, size_t n,
-                                            const char *name)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(arr[i].name, name) == 0)
-			return &arr[i];
-	return NULL;
-}
-
-static const struct bus_prop_def *find_prop_def(const struct bus_iface_def *d, const char *name)
-{
-	for (size_t i = 0; i < d->n_props; i++)
-		if (strcmp(d->props[i].name, name) == 0)
-			return &d->props[i];
-	return NULL;
-}
-
-bool bus_load_xml(struct bus *bus, const char *xml, char **err)
-{
-	xmlDoc *doc = xmlReadMemory(xml, (int)strlen(xml), "dbus.xml", NULL,
-	                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	if (!doc) {
-		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-		set_err(err, "not well-formed XML");
-		return false;
-	}
-	bool ok = false;
-	xmlNode *root = xmlDocGetRootElement(doc);
-	if (!root || !is_element(root, "node")) {
-		/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-		set_err(err, "the root element is not <node>");
-		goto out;
-	}
-	for (xmlNode *c = root->children; c; c = c->next) {
-		if (!is_element(c, "interface"))
-			continue;
-		struct bus_iface_def *d = parse_interface(c, err);
-		if (!d)
-			goto out;
-		if (find_def(bus, d->name)) {
-			/* no-i18n: bad embedded dbus-xml/ (a build defect), only logged */
-			set_err(err, "interface %s defined twice", d->name);
-			iface_def_free(d);
-			goto out;
-		}
-		struct bus_iface_def **grown = realloc(bus->defs, (bus->n_defs + 1) * sizeof(*grown));
-		if (!grown) {
-			iface_def_free(d);
-			goto out;
-		}
-		bus->defs = grown;
-		bus->defs[bus->n_defs++] = d;
-	}
-	ok = true;
-out:
-	xmlFreeDoc(doc);
-	return ok;
-}
-
-const char *bus_method_signature(const struct bus *bus, const char *iface, const char *member)
-{
-	const struct bus_iface_def *d = find_def(bus, iface);
-	if (!d)
-		return NULL;
-	const struct bus_member *m = find_member(d->methods, d->n_methods, member);
-	return m ? m->in_sig : NULL;
-}
 
 /* ---------------------------------------------------------- replies */
 
@@ -547,7 +184,7 @@ static DBusMessage *props_get(struct bus_export *ex, DBusMessage *msg)
 	if (idx == (size_t)-1)
 		return bus_error(msg, DBUS_ERROR_UNKNOWN_INTERFACE, "No interface %s at %s", iface,
 		                 ex->path);
-	const struct bus_prop_def *pd = find_prop_def(ex->defs[idx], prop);
+	const struct bus_prop_def *pd = bus_find_prop_def(ex->defs[idx], prop);
 	if (!pd)
 		return bus_error(msg, DBUS_ERROR_UNKNOWN_PROPERTY, "No property %s in %s", prop,
 		                 iface);
@@ -617,7 +254,7 @@ static DBusMessage *props_set(struct bus_export *ex, DBusMessage *msg)
 	if (idx == (size_t)-1)
 		return bus_error(msg, DBUS_ERROR_UNKNOWN_INTERFACE, "No interface %s at %s", iface,
 		                 ex->path);
-	if (!find_prop_def(ex->defs[idx], prop))
+	if (!bus_find_prop_def(ex->defs[idx], prop))
 		return bus_error(msg, DBUS_ERROR_UNKNOWN_PROPERTY, "No property %s in %s", prop,
 		                 iface);
 	return bus_error(msg, DBUS_ERROR_PROPERTY_READ_ONLY, "Property %s is read-only", prop);
@@ -685,7 +322,7 @@ static DBusHandlerResult export_message(DBusConnection *conn, DBusMessage *msg, 
 		const struct bus_iface_def *d = ex->defs[i];
 		if (iface && strcmp(iface, d->name) != 0)
 			continue;
-		const struct bus_member *m = find_member(d->methods, d->n_methods, member);
+		const struct bus_member *m = bus_find_member(d->methods, d->n_methods, member);
 		if (!m) {
 			if (!iface)
 				continue;
@@ -759,7 +396,7 @@ static bool check_tables(const struct bus_interface *iface, const struct bus_ifa
 			return false;
 		}
 	for (const struct bus_method *m = iface->methods; m && m->name; m++)
-		if (!m->handler || !find_member(d->methods, d->n_methods, m->name)) {
+		if (!m->handler || !bus_find_member(d->methods, d->n_methods, m->name)) {
 			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "%s.%s is not in the XML", d->name, m->name);
 			return false;
@@ -771,7 +408,7 @@ static bool check_tables(const struct bus_interface *iface, const struct bus_ifa
 			return false;
 		}
 	for (const struct bus_property *p = iface->properties; p && p->name; p++)
-		if (!p->get || !find_prop_def(d, p->name)) {
+		if (!p->get || !bus_find_prop_def(d, p->name)) {
 			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "%s property %s is not in the XML", d->name, p->name);
 			return false;
@@ -794,7 +431,7 @@ bool bus_export(struct bus *bus, const char *path, const struct bus_interface *c
 	if (!ex->defs)
 		goto nomem;
 	for (size_t i = 0; i < ex->n_ifaces; i++) {
-		ex->defs[i] = find_def(bus, ifaces[i]->name);
+		ex->defs[i] = bus_find_def(bus, ifaces[i]->name);
 		if (!ex->defs[i]) {
 			/* no-i18n: handler table vs dbus-xml/ mismatch, a programming error */
 			set_err(err, "interface %s is not defined in dbus-xml/", ifaces[i]->name);
@@ -845,8 +482,8 @@ void bus_unexport(struct bus *bus, const char *path)
 bool bus_emit_signal(struct bus *bus, const char *path, const char *iface, const char *member,
                      bus_append_fn append, void *data)
 {
-	const struct bus_iface_def *d = find_def(bus, iface);
-	const struct bus_member *s = d ? find_member(d->signals, d->n_signals, member) : NULL;
+	const struct bus_iface_def *d = bus_find_def(bus, iface);
+	const struct bus_member *s = d ? bus_find_member(d->signals, d->n_signals, member) : NULL;
 	if (!s) {
 		log_err("bus: signal %s.%s is not defined in dbus-xml/", iface, member);
 		return false;
@@ -1073,7 +710,7 @@ void bus_destroy(struct bus *bus)
 	if (bus->filter_added)
 		dbus_connection_remove_filter(bus->conn, bus_filter, bus);
 	for (size_t i = 0; i < bus->n_defs; i++)
-		iface_def_free(bus->defs[i]);
+		bus_iface_def_free(bus->defs[i]);
 	free(bus->defs);
 	dbus_connection_unref(bus->conn);
 	free(bus);
