@@ -29,7 +29,11 @@ set(VMO_FAULT_ROWS
   domain_renamed_with_journal
   same_name_other_domain
   second_instance_refused
-  stale_temps_user_file_kept)
+  stale_temps_user_file_kept
+  undo_after_unseen_session
+  shared_base_unreadable_other
+  overlay_is_backing_of_clone
+  fifo_disk_source)
 foreach(row ${VMO_FAULT_ROWS})
   vmo_script_test(NAME fault_${row}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/faults/faults.sh ${row}

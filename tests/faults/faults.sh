@@ -1027,6 +1027,142 @@ row_stale_temps_user_file_kept() {
 	ok "discard: the user's .vm.qcow2.abcdef survives (stale temporaries: kill9_during_rebuild)"
 }
 
+# ---- issue 12, defects 3, 4, 7 ----
+
+# Everything `vmoverlay status` prints, within 10 s (a blocked applet fails).
+fl_status_text() { timeout 10 "$VMO_BIN" status 2>&1; }
+
+# Defect 3: the VM ran (and was written to) while the applet was not
+# running; the .discarded overlay from before must not replace that session.
+row_undo_after_unseen_session() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" discard vm >/dev/null || fail "discard refused"
+	fl_wait_status vm clean 30
+	[ -f "$VE_IMAGES/vm.qcow2.discarded" ] || fail "no .discarded kept (keep_discarded = true)"
+	fl_app_kill
+	ve_start vm || fail "start while the applet is away"
+	ve_destroy vm
+	ve_wait_state vm "shut off" 20 || fail "vm does not stop"
+	fl_write vm 0x44 $SESSION_OFF 4M
+	sum=$(fl_sum "$VE_IMAGES/vm.qcow2")
+	ok "discarded, then a session the applet never saw wrote 0x44"
+	fl_app_start
+	fl_wait_status vm clean 20
+	out=$(fl_ctl UndoDiscard vm 2>&1) && fail "Undo accepted over a session the applet never saw"
+	echo "$out" | grep -q "changed since the discard" || fail "the refusal gives no reason: $out"
+	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$sum" ] || fail "the overlay was replaced"
+	fl_reads "$VE_IMAGES/vm.qcow2" 0x44 $SESSION_OFF 4M || fail "the newer session's bytes are gone"
+	[ -f "$VE_IMAGES/vm.qcow2.discarded" ] || fail "the .discarded overlay went away"
+	fl_menu_labels >"$VE_DIR/menu.txt" || fail "GetLayout"
+	grep -q "^(disabled) Undo discard" "$VE_DIR/menu.txt" || fail "the menu still offers Undo: $(cat "$VE_DIR/menu.txt")"
+	grep -q "changed since the discard" "$VE_DIR/menu.txt" || fail "the menu does not say why Undo is refused"
+	fl_status_text | grep -q "changed since the discard" || fail "vmoverlay status does not say why"
+	ok "Undo refused with a reason (menu, status, reply); the newer session is intact"
+}
+
+# Defect 4: another domain's overlay over the same base is unreadable to
+# the applet's user (root's, 0600, as on qemu:///system): commit refused,
+# naming that domain; once the domain is gone, the commit goes ahead.
+row_shared_base_unreadable_other() {
+	fl_vm vm
+	qemu-img create -q -f qcow2 -F qcow2 -b "$VE_IMAGES/vm-base.qcow2" "$VE_IMAGES/other.qcow2" ||
+		fail "other overlay"
+	chown root:root "$VE_IMAGES/other.qcow2"
+	chmod 600 "$VE_IMAGES/other.qcow2"
+	ve_define_vm other "$VE_IMAGES/other.qcow2" || fail "define other"
+	fl_config "vm ask"
+	fl_app_start
+	ve_as_user head -c 4 "$VE_IMAGES/other.qcow2" >/dev/null 2>&1 && fail "other.qcow2 is readable by $VE_USER"
+	pending_vm vm
+	b=$(fl_sum "$VE_IMAGES/vm-base.qcow2")
+	out=$("$VMO_BIN" commit vm 2>&1) && fail "commit accepted though 'other' could not be checked"
+	echo "$out" | grep -q "other" || fail "the refusal does not name the domain: $out"
+	sleep 1
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "the base changed"
+	session_kept vm
+	fl_status_text | grep -q "other" || fail "vmoverlay status does not name the unchecked domain"
+	fl_menu_labels | grep -q "other" || fail "the menu does not name the unchecked domain"
+	ok "commit refused naming 'other' ($out), base byte-identical"
+	ve_virsh undefine other >/dev/null || fail "undefine other"
+	sleep 1
+	"$VMO_BIN" commit vm >/dev/null || fail "commit refused once 'other' is gone"
+	fl_wait_status vm clean 60
+	committed vm
+	ok "without 'other' the commit goes ahead"
+}
+
+# Defect 4: domain 'clone' is an overlay made with -b vm.qcow2; discarding
+# vm's overlay would pull the floor out from under it.
+row_overlay_is_backing_of_clone() {
+	fl_vm vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm vm
+	ve_as_user qemu-img create -q -f qcow2 -F qcow2 -b "$VE_IMAGES/vm.qcow2" "$VE_IMAGES/clone.qcow2" ||
+		fail "clone overlay"
+	ve_define_vm clone "$VE_IMAGES/clone.qcow2" || fail "define clone"
+	sleep 1
+	sum=$(fl_sum "$VE_IMAGES/vm.qcow2")
+	out=$("$VMO_BIN" discard vm 2>&1) && fail "discard accepted though clone is backed by vm.qcow2"
+	echo "$out" | grep -q "clone" || fail "the refusal does not name the clone: $out"
+	sleep 1
+	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$sum" ] || fail "vm.qcow2 changed"
+	fl_reads "$VE_IMAGES/clone.qcow2" 0x33 $SESSION_OFF $SESSION_LEN || fail "the clone lost vm's session"
+	out2=$("$VMO_BIN" commit vm 2>&1) && fail "commit accepted under a clone"
+	echo "$out2" | grep -q "clone" || fail "the commit refusal does not name the clone: $out2"
+	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$sum" ] || fail "vm.qcow2 changed"
+	fl_status_text | grep -q "clone" || fail "vmoverlay status does not name the clone"
+	ok "discard and commit refused naming 'clone'; vm.qcow2 byte-identical"
+}
+
+# Defect 7: a disk source that is a FIFO (another domain's, then the
+# watched overlay itself). Opening it for reading blocks until a writer
+# comes; the applet must stay responsive, the shared-base probe must time
+# out and say which domain it could not check, and operations are refused.
+row_fifo_disk_source() {
+	fl_vm vm
+	mkfifo "$VE_IMAGES/piped.qcow2"
+	ve_give "$VE_IMAGES/piped.qcow2"
+	ve_define_vm piped "$VE_IMAGES/piped.qcow2" || fail "define piped"
+	fl_config "vm ask"
+	fl_app_start_env VMO_PROBE_TIMEOUT_MS=4000
+	fl_status_text >/dev/null || fail "vmoverlay status does not answer (a FIFO disk blocks the applet)"
+	fl_menu_labels >/dev/null || fail "GetLayout does not answer"
+	ok "applet responsive with a FIFO disk in another domain"
+	pending_vm vm
+	b=$(fl_sum "$VE_IMAGES/vm-base.qcow2") ov=$(fl_sum "$VE_IMAGES/vm.qcow2")
+	out=$(timeout 60 "$VMO_BIN" commit vm 2>&1) && fail "commit accepted though 'piped' could not be checked"
+	echo "$out" | grep -q "piped" || fail "the refusal does not name 'piped': $out"
+	echo "$out" | grep -q "did not finish" || fail "the refusal does not say the check did not finish: $out"
+	out=$(timeout 60 "$VMO_BIN" discard vm 2>&1) && fail "discard accepted though 'piped' could not be checked"
+	echo "$out" | grep -q "piped" || fail "the discard refusal does not name 'piped': $out"
+	fl_menu_labels >"$VE_DIR/menu.txt" || fail "GetLayout"
+	grep "piped" "$VE_DIR/menu.txt" | grep -q "did not finish" ||
+		fail "the menu does not say which check did not finish: $(cat "$VE_DIR/menu.txt")"
+	[ "$(fl_sum "$VE_IMAGES/vm-base.qcow2")" = "$b" ] || fail "the base changed"
+	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$ov" ] || fail "the overlay changed"
+	ok "probe timed out: commit and discard refused naming 'piped', menu says the check did not finish"
+	ve_virsh undefine piped >/dev/null || fail "undefine piped"
+	# The watched overlay itself replaced by a FIFO.
+	mv "$VE_IMAGES/vm.qcow2" "$VE_IMAGES/vm.qcow2.real"
+	mkfifo "$VE_IMAGES/vm.qcow2"
+	ve_give "$VE_IMAGES/vm.qcow2"
+	kill -HUP "$FL_APP_PID"
+	sleep 1
+	fl_status_text >"$VE_DIR/st.txt" || fail "vmoverlay status does not answer with the overlay a FIFO"
+	fl_menu_labels >/dev/null || fail "GetLayout does not answer with the overlay a FIFO"
+	out=$(timeout 60 "$VMO_BIN" discard vm 2>&1) && fail "discard accepted on a FIFO overlay"
+	[ -n "$out" ] || fail "the refusal has no message"
+	[ -p "$VE_IMAGES/vm.qcow2" ] || fail "the FIFO was replaced"
+	rm -f "$VE_IMAGES/vm.qcow2"
+	mv "$VE_IMAGES/vm.qcow2.real" "$VE_IMAGES/vm.qcow2"
+	session_kept vm
+	ok "watched overlay a FIFO: status and menu answer, discard refused ($out)"
+}
+
 row="${row//-/_}"
 declare -F "row_$row" >/dev/null || fail "no row $row"
 fl_setup
