@@ -96,12 +96,16 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 			acts[n_acts++] = action_names[a];
 	char summary[512];
 	size_t n_lines = 0;
-	const char **lines = calloc(3 + vm->n_problems, sizeof(*lines));
+	const char **lines = calloc(5 + vm->n_problems, sizeof(*lines));
 	if (!lines)
 		return false;
 	lines[n_lines++] = vm_summary_line(vm, summary, sizeof summary);
 	if ((vm->flow == FLOW_FAILED || vm->flow == FLOW_INTERRUPTED) && vm->error)
 		lines[n_lines++] = vm->error;
+	if (vm->check_note)
+		lines[n_lines++] = vm->check_note;
+	if (vm->undo_note)
+		lines[n_lines++] = vm->undo_note;
 	for (size_t i = 0; i < vm->n_problems; i++)
 		lines[n_lines++] = vm->problems[i];
 	if (vm->notice)

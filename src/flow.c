@@ -149,6 +149,72 @@ static bool state_allows_discarded(enum flow_state s)
 	return s == FLOW_CLEAN || s == FLOW_KEPT || s == FLOW_FAILED || s == FLOW_PENDING;
 }
 
+/* Issue 12, defect 3: the .discarded overlay may only come back over the
+ * very fresh overlay the discard made. The applet drops .discarded when it
+ * sees the VM start, but a session it never saw (the VM ran while the
+ * applet was not running, or something wrote to the image) leaves both
+ * files in place; the identity recorded at discard time tells them apart.
+ * Returns why Undo must be refused (translated, malloc'd), or NULL. */
+static char *undo_refusal(const struct flow *flow, const struct vm *vm)
+{
+	struct statefile_file_id mark, now;
+	struct stat st;
+	struct state_key k = vm_key(vm);
+	char *msg = NULL;
+	if (!flow->state || !statefile_get_discard_mark(flow->state, &k, &mark))
+		set_msg(
+		    &msg,
+		    _("%s: Undo is not offered: there is no record of the overlay the discard "
+		      "left, so a session since then cannot be ruled out. The discarded overlay "
+		      "stays in %s.discarded"),
+		    vm->name, vm->overlay);
+	else if (stat(vm->overlay, &st) < 0)
+		set_msg(&msg, _("%s: Undo is not offered: cannot check the overlay %s: %s"),
+			vm->name, vm->overlay, strerror(errno));
+	else {
+		statefile_file_id_of(&st, &now);
+		if (!statefile_file_id_equal(&mark, &now))
+			set_msg(
+			    &msg,
+			    _("%s: Undo is not offered: the overlay changed since the discard (the "
+			      "VM ran or was written to while vmoverlay was not watching), and "
+			      "undoing would throw that newer session away. The discarded overlay "
+			      "stays in %s.discarded"),
+			    vm->name, vm->overlay);
+	}
+	return msg;
+}
+
+/* After a discard that kept .discarded: remember the fresh overlay. */
+static void mark_discard(struct flow *flow, const struct vm *vm)
+{
+	struct stat st;
+	struct state_key k = vm_key(vm);
+	if (!flow->state)
+		return;
+	if (stat(vm->overlay, &st) < 0) {
+		/* No mark: Undo will be refused, never offered blindly. */
+		log_warn("flow: %s: cannot stat the fresh overlay %s: %s", vm->name, vm->overlay,
+			 strerror(errno));
+		statefile_set_discard_mark(flow->state, &k, NULL);
+	} else {
+		struct statefile_file_id id;
+		statefile_file_id_of(&st, &id);
+		statefile_set_discard_mark(flow->state, &k, &id);
+	}
+	if (!statefile_save(flow->state))
+		log_warn("flow: %s: could not save the state file (discard record)", vm->name);
+}
+
+static void forget_discard(struct flow *flow, const struct vm *vm)
+{
+	struct state_key k = vm_key(vm);
+	if (!flow->state || !statefile_get_discard_mark(flow->state, &k, NULL))
+		return;
+	statefile_set_discard_mark(flow->state, &k, NULL);
+	statefile_save(flow->state);
+}
+
 /* vm->actions from the state; the journal overrides: while a commit is
  * unfinished the base is half-merged, so nothing but Resume and Keep. */
 static void update_actions(struct flow *flow, struct vm *vm)
@@ -181,12 +247,15 @@ static void update_actions(struct flow *flow, struct vm *vm)
 	}
 	bool journal = journal_exists(flow, vm);
 	vm->has_discarded = vm->overlay && imageops_has_discarded(vm->overlay);
+	char *undo_no = vm->has_discarded ? undo_refusal(flow, vm) : NULL;
+	vm_set_str(&vm->undo_note, undo_no);
+	free(undo_no);
 	if (journal && vm->flow != FLOW_COMMITTING && vm->flow != FLOW_REBUILDING) {
 		bool offered = a != 0;
 		a &= ~(ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD) | ACT_BIT(ACT_RETRY));
 		if (offered)
 			a |= ACT_BIT(ACT_RESUME);
-	} else if (vm->has_discarded && state_allows_discarded(vm->flow)) {
+	} else if (vm->has_discarded && !vm->undo_note && state_allows_discarded(vm->flow)) {
 		a |= ACT_BIT(ACT_UNDO_DISCARD);
 	}
 	if (vm->shared_with)
@@ -402,6 +471,10 @@ static void success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum i
 		res = RESULT_UNDONE;
 		what = "undo";
 	}
+	if (op == IMAGEOPS_DISCARD && imageops_has_discarded(vm->overlay))
+		mark_discard(flow, vm);
+	else if (op == IMAGEOPS_UNDO_DISCARD)
+		forget_discard(flow, vm);
 	log_info("flow: %s: %s done (%llu bytes)", vm->name, what, (unsigned long long)bytes);
 	/* After undo the old session's changes are back: a decision is open
 	 * again, so the menu offers commit/discard (KEPT). */
@@ -960,6 +1033,14 @@ error:
 
 static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
 {
+	/* Asked again right before the rename (the check above was for the
+	 * menu): the overlay must still be the one the discard made. */
+	char *no = undo_refusal(flow, vm);
+	if (no) {
+		set_msg(why, "%s", no);
+		free(no);
+		return false;
+	}
 	char *err = NULL;
 	int r = imageops_undo_discard(vm->overlay, &err);
 	if (r == -EACCES || r == -EPERM) {
@@ -1355,6 +1436,7 @@ void flow_on_domain_started(struct flow *flow, struct vm *vm)
 	 * no longer be put back meaningfully. */
 	if (vm->overlay && imageops_has_discarded(vm->overlay))
 		imageops_drop_discarded(vm->overlay);
+	forget_discard(flow, vm);
 	set_state(flow, fv, vm, FLOW_RUNNING);
 }
 
@@ -1518,6 +1600,8 @@ static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum v
 		set_msg(why, _("%s has a saved state that needs its overlay as it is"), vm->name);
 	else if (vm->flow == FLOW_MISCONFIGURED)
 		set_msg(why, "%s: %s", vm->name, vm->n_problems ? vm->problems[0] : "");
+	else if (a == ACT_UNDO_DISCARD && vm->undo_note)
+		set_msg(why, "%s", vm->undo_note);
 	else if (a == ACT_UNDO_DISCARD)
 		set_msg(why, _("%s: there is no discarded overlay to restore"), vm->name);
 	else

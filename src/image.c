@@ -236,9 +236,15 @@ int image_read_qcow2(const char *path, struct qcow2_info *out, char **err)
 	memset(out, 0, sizeof(*out));
 	if (err)
 		*err = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* The applet's loop reads headers itself: a FIFO must not block it
+	 * (O_NONBLOCK: open returns at once, fstat then refuses it) and a
+	 * symlink is not the overlay we manage (O_NOFOLLOW). */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0) {
 		int e = errno;
+		if (e == ELOOP)
+			return fail(err, -e, _("%s is a symbolic link; name the file itself"),
+				    path);
 		return fail(err, -e, _("cannot open %s: %s"), path, strerror(e));
 	}
 	int r = image_read_qcow2_fd(fd, path, out, err);
@@ -254,7 +260,14 @@ int image_read_qcow2_fd(int fd, const char *path, struct qcow2_info *out, char *
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return fail(err, -EINVAL, _("%s is not a regular file"), path);
+	return image_read_qcow2_fd_any(fd, path, out, err);
+}
 
+int image_read_qcow2_fd_any(int fd, const char *path, struct qcow2_info *out, char **err)
+{
+	memset(out, 0, sizeof(*out));
+	if (err)
+		*err = NULL;
 	size_t want = IMAGE_READ_CHUNK;
 	uint8_t *buf = malloc(want);
 	if (!buf)

@@ -44,10 +44,14 @@ struct qcow2_info {
  * negative errno (-EINVAL bad magic/format, -EPROTO truncated/bogus) and a
  * translated *err. */
 int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, char **err);
-/* Reads path (O_NOFOLLOW not implied) and parses it. */
+/* Opens path with O_NONBLOCK|O_NOFOLLOW (never blocks on a FIFO, never
+ * follows a symlink), requires a regular file, reads and parses it. */
 int image_read_qcow2(const char *path, struct qcow2_info *out, char **err);
 /* The same from an open descriptor (path only names it in *err). */
 int image_read_qcow2_fd(int fd, const char *path, struct qcow2_info *out, char **err);
+/* The same without the regular-file check: the caller accepted the file
+ * type (the chain probe reads qcow2 headers on block devices too). */
+int image_read_qcow2_fd_any(int fd, const char *path, struct qcow2_info *out, char **err);
 void image_info_clear(struct qcow2_info *info);
 
 /* True if `qemu-img create -f qcow2 -o <image_create_options> -b ...`

@@ -757,9 +757,16 @@ int imageops_drop_discarded(const char *overlay)
 
 bool imageops_locked(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Never block the loop on a FIFO; a symlink or anything but a regular
+	 * file cannot be probed truthfully, so it counts as in use. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
 	if (fd < 0)
-		return false;
+		return errno == ELOOP;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return true;
+	}
 	/* QEMU's file-posix driver takes OFD read locks on byte 100 + perm
 	 * (permissions held) and 200 + perm (permissions it refuses to
 	 * share). Any lock in that range means a QEMU process has it open. */

@@ -194,14 +194,21 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		return false;
 	it->role = ROLE_STATE;
 	it->enabled = false;
-	/* A commit journal no domain owns (issue 12): shown, never acted on. */
-	it = add_item(menu, sub, KIND_STANDARD, vm->name, "notice", vm->notice ? vm->notice : "",
-	              true);
-	if (!it)
-		return false;
-	it->role = ROLE_STATE;
-	it->enabled = false;
-	it->visible = vm->notice != NULL;
+	/* Why an operation will be refused or a journal is not acted on
+	 * (issue 12): a commit journal no domain owns, another VM's disk, a
+	 * check that could not finish, an Undo that would lose a newer session. */
+	const char *notes[][2] = {{"notice", vm->notice},
+				  {"note-check", vm->check_note},
+				  {"note-undo", vm->undo_note}};
+	for (size_t i = 0; i < sizeof notes / sizeof *notes; i++) {
+		it = add_item(menu, sub, KIND_STANDARD, vm->name, notes[i][0],
+			      notes[i][1] ? notes[i][1] : "", true);
+		if (!it)
+			return false;
+		it->role = ROLE_STATE;
+		it->enabled = false;
+		it->visible = notes[i][1] != NULL;
+	}
 	if (!add_item(menu, sub, KIND_SEPARATOR, vm->name, "sep1", NULL, false))
 		return false;
 

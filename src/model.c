@@ -41,6 +41,10 @@ static void vm_destroy(struct vm *vm)
 	free(vm->backing_stored);
 	free(vm->backing_format);
 	free(vm->shared_with);
+	free(vm->overlay_used_by);
+	free(vm->check_unknown);
+	free(vm->check_note);
+	free(vm->undo_note);
 	free(vm->error);
 	free(vm->uri);
 	free(vm->notice);

@@ -81,7 +81,10 @@ struct vm {
 	char *backing_format;   /* "qcow2", "raw"; NULL if not recorded */
 	uint64_t overlay_bytes; /* allocated size (st_blocks * 512) */
 	uint64_t virtual_size;
-	char *shared_with;      /* another domain using the same base, or NULL */
+	char *shared_with;     /* another disk whose chain holds the base, or NULL */
+	char *overlay_used_by; /* another disk whose chain holds the overlay, or NULL */
+	char *check_unknown;   /* a disk that could not be checked: why (translated) */
+	char *check_note;      /* the sentence the menu/status show about those, or NULL */
 
 	/* problems: human-readable, translated; empty when fine */
 	char **problems;
@@ -95,6 +98,7 @@ struct vm {
 	char *error;                 /* FAILED: translated message incl. qemu-img's */
 	bool has_discarded;          /* <overlay>.discarded exists (Undo possible) */
 	char *notice;                /* translated; a commit journal no domain owns, or NULL */
+	char *undo_note;             /* why Undo is refused although it exists, or NULL */
 	int64_t stop_time_ms;        /* loop_now_ms() of the stop that prompted */
 
 	/* demo mode: seconds before the demo shuts this VM down, -1 otherwise */

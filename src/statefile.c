@@ -8,7 +8,9 @@
  *     running<TAB>NAME
  *     policy<TAB>ask<TAB>NAME
  * They are kept (and written back as they are) until a key with that name
- * asks for them; then they move to that key (statefile.h).
+ * asks for them; then they move to that key (statefile.h). And the fresh
+ * overlay a discard left (statefile.h, issue 12 defect 3):
+ *     vm-discarded<TAB>DEV<TAB>INO<TAB>SIZE<TAB>MTIME_S<TAB>MTIME_NS<TAB>CTIME_S<TAB>CTIME_NS<TAB>URI<TAB>UUID<TAB>NAME
  * Saved atomically (tmp + fsync + rename + fsync dir), so a crash leaves
  * the old or the new file. A NULL dir keeps the state in memory only. */
 #include "statefile.h"
@@ -31,6 +33,8 @@ struct state_entry {
 	bool running;
 	bool has_policy;
 	enum vmo_policy policy;
+	bool has_mark;
+	struct statefile_file_id mark;
 };
 
 struct statefile {
@@ -187,6 +191,28 @@ static void parse_line(struct statefile *sf, char *line, int lineno)
 	char *tag = field(&rest);
 	if (!tag)
 		goto bad;
+	if (strcmp(tag, "vm-discarded") == 0) {
+		unsigned long long v[3];
+		long long ms, cs;
+		long mns, cns;
+		int used = 0;
+		if (sscanf(rest, "%llu\t%llu\t%llu\t%lld\t%ld\t%lld\t%ld\t%n", &v[0], &v[1], &v[2],
+			   &ms, &mns, &cs, &cns, &used) != 7 ||
+		    !used)
+			goto bad;
+		rest += used;
+		char *uri = field(&rest);
+		char *uuid = field(&rest);
+		if (!uri || !*uri || !uuid || !*uuid)
+			goto bad;
+		struct state_entry *e = load_entry(sf, uri, uuid, rest);
+		if (e) {
+			e->has_mark = true;
+			e->mark = (struct statefile_file_id){v[0], v[1], v[2], (int64_t)ms,
+							     mns,  (int64_t)cs, cns};
+		}
+		return;
+	}
 	enum vmo_policy p = POLICY_ASK;
 	bool policy = false;
 	if (strcmp(tag, "policy") == 0 || strcmp(tag, "vm-policy") == 0) {
@@ -331,6 +357,51 @@ void statefile_clear_policy(struct statefile *sf, const struct state_key *k)
 	sf->dirty = true;
 }
 
+bool statefile_get_discard_mark(struct statefile *sf, const struct state_key *k,
+				struct statefile_file_id *out)
+{
+	const struct state_entry *e = sf ? find_entry(sf, k) : NULL;
+	if (!e || !e->has_mark)
+		return false;
+	if (out)
+		*out = e->mark;
+	return true;
+}
+
+void statefile_set_discard_mark(struct statefile *sf, const struct state_key *k,
+				const struct statefile_file_id *id)
+{
+	if (!sf)
+		return;
+	struct state_entry *e = id ? get_entry(sf, k) : find_entry(sf, k);
+	if (!e || (!id && !e->has_mark))
+		return;
+	e->has_mark = id != NULL;
+	if (id)
+		e->mark = *id;
+	sf->dirty = true;
+}
+
+void statefile_file_id_of(const struct stat *st, struct statefile_file_id *out)
+{
+	*out = (struct statefile_file_id){
+	    .dev = (uint64_t)st->st_dev,
+	    .ino = (uint64_t)st->st_ino,
+	    .size = (uint64_t)st->st_size,
+	    .mtime_s = (int64_t)st->st_mtim.tv_sec,
+	    .mtime_ns = st->st_mtim.tv_nsec,
+	    .ctime_s = (int64_t)st->st_ctim.tv_sec,
+	    .ctime_ns = st->st_ctim.tv_nsec,
+	};
+}
+
+bool statefile_file_id_equal(const struct statefile_file_id *a, const struct statefile_file_id *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime_s == b->mtime_s && a->mtime_ns == b->mtime_ns && a->ctime_s == b->ctime_s &&
+	       a->ctime_ns == b->ctime_ns;
+}
+
 static bool write_all(int fd, const char *s, size_t len)
 {
 	while (len) {
@@ -372,6 +443,12 @@ bool statefile_save(struct statefile *sf)
 			fprintf(mem, "vm-running\t%s\t%s\t%s\n", e->uri, e->uuid, e->name);
 		if (e->has_policy)
 			fprintf(mem, "vm-policy\t%s\t%s\t%s\t%s\n", policy_name(e->policy), e->uri,
+				e->uuid, e->name);
+		if (e->has_mark)
+			fprintf(mem, "vm-discarded\t%llu\t%llu\t%llu\t%lld\t%ld\t%lld\t%ld\t%s\t%s\t%s\n",
+				(unsigned long long)e->mark.dev, (unsigned long long)e->mark.ino,
+				(unsigned long long)e->mark.size, (long long)e->mark.mtime_s,
+				e->mark.mtime_ns, (long long)e->mark.ctime_s, e->mark.ctime_ns, e->uri,
 				e->uuid, e->name);
 	}
 	if (fclose(mem) != 0) {

@@ -10,6 +10,8 @@
 #define VMO_STATEFILE_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
 
 #include "config.h"
 
@@ -40,6 +42,26 @@ void statefile_set_running(struct statefile *sf, const struct state_key *k, bool
 bool statefile_get_policy(struct statefile *sf, const struct state_key *k, enum vmo_policy *out);
 void statefile_set_policy(struct statefile *sf, const struct state_key *k, enum vmo_policy p);
 void statefile_clear_policy(struct statefile *sf, const struct state_key *k);
+/* The fresh overlay a discard left (issue 12, defect 3). The discarded
+ * one may be put back only while the overlay is still exactly that file:
+ * a session the applet did not see (the VM ran, or something wrote to it,
+ * while vmoverlay was not running) changes its size, mtime or ctime (or
+ * it is another inode), and Undo would throw that session away. */
+struct statefile_file_id {
+	uint64_t dev, ino, size;
+	int64_t mtime_s;
+	long mtime_ns;
+	int64_t ctime_s;
+	long ctime_ns;
+};
+void statefile_file_id_of(const struct stat *st, struct statefile_file_id *out);
+bool statefile_file_id_equal(const struct statefile_file_id *a, const struct statefile_file_id *b);
+bool statefile_get_discard_mark(struct statefile *sf, const struct state_key *k,
+				struct statefile_file_id *out);
+/* id NULL: forget it. */
+void statefile_set_discard_mark(struct statefile *sf, const struct state_key *k,
+				const struct statefile_file_id *id);
+
 /* Writes tmp + fsync + rename + fsync(dir) if anything changed. */
 bool statefile_save(struct statefile *sf);
 

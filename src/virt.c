@@ -21,6 +21,7 @@
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
 
+#include "chainprobe.h"
 #include "config.h"
 #include "i18n.h"
 #include "image.h"
@@ -34,15 +35,35 @@
  * still noticed after about KEEPALIVE_COUNT reconcile periods. */
 #define KEEPALIVE_SLACK_S 5
 #define KEEPALIVE_COUNT 3
-#define BACKOFF_MAX_S 30
-#define CHAIN_MAX_DEPTH 16
+#define BACKOFF_MAX_S     30
 
-/* One file some defined domain's disk chain uses: a base that must not be
- * committed into on behalf of another domain. */
-struct base_use {
-	dev_t dev;
-	ino_t ino;
+/* What the shared-base scan learnt about one disk of one defined domain:
+ * every file of its chain (the disk itself and its backing files), or why
+ * that is not fully known. Unknown is never "not shared" (DESIGN.md §4
+ * rules 3 and 9). */
+struct disk_use {
 	char *domain;
+	char *target;
+	struct file_id *ids;
+	size_t n_ids;
+	char *unknown; /* translated sentence, NULL if the chain is known */
+};
+
+/* A scan on its way: the disks, and the chains the probe child walks. */
+struct plan_disk {
+	char *domain, *target;
+	char *unknown;    /* known before probing (translated) */
+	long top;         /* item of the disk itself, -1 if none */
+	bool top_partial; /* a format whose header the probe cannot follow */
+	size_t xml_first, xml_n;
+	bool xml_usable; /* libvirt gave a complete chain of local files */
+};
+
+struct scan_plan {
+	struct plan_disk *disks;
+	size_t n_disks;
+	struct chainprobe_item *items;
+	size_t n_items;
 };
 
 struct virt_watcher {
@@ -64,8 +85,23 @@ struct virt_watcher {
 	struct loop_timer *reconcile_timer;
 	struct loop_timer *rescan_timer; /* coalesces define/undefine events */
 
-	struct base_use *uses;
+	/* The last finished shared-base scan. */
+	struct disk_use *uses;
 	size_t n_uses;
+	bool scanned;
+	char *scan_unknown;       /* the scan itself failed (translated) */
+	struct chainprobe *probe; /* the reconcile's scan, running */
+	struct scan_plan *probe_plan;
+	bool rescan_wanted;
+	pid_t probe_pid;
+	pid_t hung_pid; /* a timed-out probe child not gone yet */
+	int probe_timeout_ms;
+};
+
+/* One element of a <backingStore> chain in the domain XML. */
+struct xml_backing {
+	char *path; /* file or dev; NULL: not a local file (network, ...) */
+	bool qcow2;
 };
 
 /* A <disk> of a domain, as far as we care. */
@@ -76,6 +112,14 @@ struct disk_info {
 	bool is_file; /* type file or volume (resolved to a path) */
 	bool qcow2;
 	bool transient, readonly, shareable;
+	/* For the shared-base scan (every disk, whatever it is): */
+	char *local;               /* file, block device or resolved volume; NULL if none */
+	bool has_source;           /* some medium is attached (a network one, too) */
+	bool may_back;             /* its format can have a backing file (not raw) */
+	char *unresolved;          /* why local is NULL although has_source (English) */
+	struct xml_backing *chain; /* libvirt's <backingStore> elements */
+	size_t n_chain;
+	bool chain_complete; /* ends in an empty <backingStore/> */
 };
 
 /* libvirt's default handler prints every error to stderr; we log the ones
@@ -268,18 +312,64 @@ static void disks_free(struct disk_info *d, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(d[i].target);
 		free(d[i].source);
+		free(d[i].local);
+		free(d[i].unresolved);
+		for (size_t k = 0; k < d[i].n_chain; k++)
+			free(d[i].chain[k].path);
+		free(d[i].chain);
 	}
 	free(d);
 }
 
+/* raw (libvirt's default) and the read-only image formats have no backing
+ * file; anything else might. */
+static bool format_may_back(const char *fmt)
+{
+	return fmt && strcmp(fmt, "raw") != 0 && strcmp(fmt, "iso") != 0 && strcmp(fmt, "fat") != 0;
+}
+
+/* libvirt's view of the chain under a disk: <backingStore type=...>
+ * <format type=.../><source file|dev=.../><backingStore .../></backingStore>.
+ * An empty <backingStore/> ends it; no element at all means libvirt did not
+ * say (inactive XML usually), which is not "no backing file". */
+static void parse_backing_chain(xmlNodePtr disk, struct disk_info *di)
+{
+	xmlNodePtr bs = child_elem(disk, "backingStore");
+	while (bs) {
+		char *type = prop(bs, "type");
+		if (!type && !child_elem(bs, "source")) {
+			di->chain_complete = true;
+			return;
+		}
+		struct xml_backing *n = realloc(di->chain, (di->n_chain + 1) * sizeof(*n));
+		if (!n) {
+			free(type);
+			return;
+		}
+		di->chain = n;
+		xmlNodePtr src = child_elem(bs, "source");
+		char *fmt = prop(child_elem(bs, "format"), "type");
+		struct xml_backing *b = &di->chain[di->n_chain++];
+		b->path = NULL;
+		if (type && strcmp(type, "file") == 0)
+			b->path = prop(src, "file");
+		else if (type && strcmp(type, "block") == 0)
+			b->path = prop(src, "dev");
+		b->qcow2 = fmt && strcmp(fmt, "qcow2") == 0;
+		free(fmt);
+		free(type);
+		bs = child_elem(bs, "backingStore");
+	}
+}
+
 /* Every <disk> of the domain's inactive XML. Returns false (with a log
  * line) when the XML cannot be had or parsed. */
-static bool domain_disks(virConnectPtr conn, virDomainPtr dom, struct disk_info **out,
-                         size_t *n_out)
+static bool domain_disks_xml(virConnectPtr conn, virDomainPtr dom, unsigned flags,
+			     struct disk_info **out, size_t *n_out)
 {
 	*out = NULL;
 	*n_out = 0;
-	char *xml = virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE);
+	char *xml = virDomainGetXMLDesc(dom, flags);
 	if (!xml) {
 		log_warn("virt: XML of %s: %s", virDomainGetName(dom), last_virt_error());
 		return false;
@@ -314,16 +404,39 @@ static bool domain_disks(virConnectPtr conn, virDomainPtr dom, struct disk_info 
 		di->transient = child_elem(node, "transient") != NULL;
 		di->readonly = child_elem(node, "readonly") != NULL;
 		di->shareable = child_elem(node, "shareable") != NULL;
+		/* libvirt's default format is raw. */
+		di->may_back = format_may_back(driver_type ? driver_type : "raw");
+		di->has_source = source != NULL;
 		if (type && strcmp(type, "file") == 0) {
 			di->source = prop(source, "file");
 			di->is_file = di->source != NULL;
+			di->has_source = di->source != NULL;
+			di->local = di->source ? strdup(di->source) : NULL;
+		} else if (type && strcmp(type, "block") == 0) {
+			di->local = prop(source, "dev");
+			di->has_source = di->local != NULL;
 		} else if (type && strcmp(type, "volume") == 0) {
 			char *pool = prop(source, "pool"), *vol = prop(source, "volume");
 			di->source = volume_path(conn, pool, vol);
 			di->is_file = di->source != NULL;
+			di->local = di->source ? strdup(di->source) : NULL;
+			if (!di->local &&
+			    asprintf(&di->unresolved, "volume %s/%s cannot be resolved",
+				     pool ? pool : "?", vol ? vol : "?") < 0)
+				di->unresolved = NULL;
 			free(pool);
 			free(vol);
+		} else if (type && strcmp(type, "network") == 0 && di->has_source) {
+			char *proto = prop(source, "protocol");
+			if (asprintf(&di->unresolved, "network disk (%s)", proto ? proto : "?") < 0)
+				di->unresolved = NULL;
+			free(proto);
+		} else {
+			/* dir (a host directory as a FAT image), nvme, vhostuser...:
+			 * no image file that could be backed by ours. */
+			di->has_source = false;
 		}
+		parse_backing_chain(node, di);
 		free(type);
 		free(device);
 		free(driver_type);
@@ -338,6 +451,13 @@ out:
 	return ok;
 }
 
+/* The disks the watched VM's own definition has (what libvirt boots). */
+static bool domain_disks(virConnectPtr conn, virDomainPtr dom, struct disk_info **out,
+			 size_t *n_out)
+{
+	return domain_disks_xml(conn, dom, VIR_DOMAIN_XML_INACTIVE, out, n_out);
+}
+
 static bool disk_qualifies(const struct disk_info *d)
 {
 	return d->is_disk && d->is_file && d->qcow2 && !d->transient && !d->readonly &&
@@ -346,91 +466,456 @@ static bool disk_qualifies(const struct disk_info *d)
 
 /* ---- shared bases ---- */
 
+static void uses_free(struct disk_use *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(u[i].domain);
+		free(u[i].target);
+		free(u[i].ids);
+		free(u[i].unknown);
+	}
+	free(u);
+}
+
 static void uses_clear(struct virt_watcher *w)
 {
-	for (size_t i = 0; i < w->n_uses; i++)
-		free(w->uses[i].domain);
-	free(w->uses);
+	uses_free(w->uses, w->n_uses);
 	w->uses = NULL;
 	w->n_uses = 0;
+	w->scanned = false;
+	free(w->scan_unknown);
+	w->scan_unknown = NULL;
 }
 
-static void uses_add(struct virt_watcher *w, const struct stat *st, const char *domain)
+static void plan_free(struct scan_plan *p)
 {
-	for (size_t i = 0; i < w->n_uses; i++) {
-		if (w->uses[i].dev == st->st_dev && w->uses[i].ino == st->st_ino &&
-		    strcmp(w->uses[i].domain, domain) == 0)
-			return;
-	}
-	struct base_use *n = realloc(w->uses, (w->n_uses + 1) * sizeof(*n));
-	if (!n)
+	if (!p)
 		return;
-	w->uses = n;
-	char *name = strdup(domain);
+	for (size_t i = 0; i < p->n_disks; i++) {
+		free(p->disks[i].domain);
+		free(p->disks[i].target);
+		free(p->disks[i].unknown);
+	}
+	free(p->disks);
+	for (size_t i = 0; i < p->n_items; i++)
+		free(p->items[i].path);
+	free(p->items);
+	free(p);
+}
+
+static long plan_item(struct scan_plan *p, const char *path, bool qcow2)
+{
+	struct chainprobe_item *n = realloc(p->items, (p->n_items + 1) * sizeof(*n));
+	if (!n)
+		return -1;
+	p->items = n;
+	char *copy = strdup(path);
+	if (!copy)
+		return -1;
+	p->items[p->n_items] = (struct chainprobe_item){copy, qcow2};
+	return (long)p->n_items++;
+}
+
+static struct plan_disk *plan_disk(struct scan_plan *p, const char *domain, const char *target)
+{
+	struct plan_disk *n = realloc(p->disks, (p->n_disks + 1) * sizeof(*n));
+	if (!n)
+		return NULL;
+	p->disks = n;
+	struct plan_disk *d = &p->disks[p->n_disks];
+	memset(d, 0, sizeof(*d));
+	d->top = -1;
+	d->domain = strdup(domain);
+	d->target = target ? strdup(target) : NULL;
+	if (!d->domain)
+		return NULL;
+	p->n_disks++;
+	return d;
+}
+
+static void plan_set_unknown(struct plan_disk *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void plan_set_unknown(struct plan_disk *d, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	free(d->unknown);
+	if (vasprintf(&d->unknown, fmt, ap) < 0)
+		d->unknown = NULL;
+	va_end(ap);
+}
+
+/* Every disk of one domain, from the XML libvirt has now (the live one of
+ * a running domain carries the chain libvirt detected) and, for a running
+ * persistent domain, the definition it boots next time too. */
+static void plan_domain(struct scan_plan *p, virConnectPtr conn, virDomainPtr dom)
+{
+	const char *name = virDomainGetName(dom);
 	if (!name)
 		return;
-	w->uses[w->n_uses++] = (struct base_use){st->st_dev, st->st_ino, name};
-}
-
-/* Every file in the chain of every disk of every defined domain: the disk
- * itself and its backing files, from their qcow2 headers. */
-static void uses_rebuild(struct virt_watcher *w, virDomainPtr *doms, int n)
-{
-	uses_clear(w);
-	for (int i = 0; i < n; i++) {
-		const char *name = virDomainGetName(doms[i]);
+	unsigned flags[2] = {0, VIR_DOMAIN_XML_INACTIVE};
+	int n_flags = virDomainIsActive(dom) == 1 && virDomainIsPersistent(dom) == 1 ? 2 : 1;
+	for (int f = 0; f < n_flags; f++) {
 		struct disk_info *d;
 		size_t nd;
-		if (!name || !domain_disks(w->conn, doms[i], &d, &nd))
+		if (!domain_disks_xml(conn, dom, flags[f], &d, &nd)) {
+			struct plan_disk *pd = plan_disk(p, name, NULL);
+			if (pd)
+				plan_set_unknown(pd, "%s",
+						 _("libvirt did not give its definition"));
 			continue;
+		}
 		for (size_t k = 0; k < nd; k++) {
-			char *path = d[k].source ? strdup(d[k].source) : NULL;
-			for (int depth = 0; path && depth < CHAIN_MAX_DEPTH; depth++) {
-				struct stat st;
-				if (stat(path, &st) < 0)
-					break;
-				uses_add(w, &st, name);
-				struct qcow2_info info;
-				char *next = NULL;
-				if (image_read_qcow2(path, &info, NULL) == 0 && info.backing_file)
-					next = image_resolve_backing(path, info.backing_file);
-				image_info_clear(&info);
-				free(path);
-				path = next;
+			const struct disk_info *di = &d[k];
+			if (!di->has_source)
+				continue;
+			if (!di->local && !di->may_back)
+				continue; /* a raw network disk: no chain to read */
+			struct plan_disk *pd = plan_disk(p, name, di->target);
+			if (!pd)
+				break;
+			if (di->local) {
+				pd->top = plan_item(p, di->local, di->qcow2);
+				pd->top_partial = di->may_back && !di->qcow2;
 			}
-			free(path);
+			bool paths = di->chain_complete;
+			pd->xml_first = p->n_items;
+			for (size_t c = 0; c < di->n_chain; c++) {
+				if (di->chain[c].path)
+					plan_item(p, di->chain[c].path, di->chain[c].qcow2);
+				else
+					paths = false;
+			}
+			pd->xml_n = p->n_items - pd->xml_first;
+			pd->xml_usable = paths;
+			if (!di->local && !paths)
+				/* TRANSLATORS: disk target ("vda"), what it is ("network
+				 * disk (nbd)", "volume pool/name cannot be resolved") */
+				plan_set_unknown(
+				    pd,
+				    _("disk %s is a %s and libvirt gives no backing chain for it"),
+				    di->target ? di->target : "?",
+				    di->unresolved ? di->unresolved : "?");
 		}
 		disks_free(d, nd);
 	}
 }
 
-/* The other domain whose chain holds vm's base, or NULL. */
-static const char *uses_other(const struct virt_watcher *w, const struct vm *vm)
+static struct scan_plan *plan_scan(virConnectPtr conn, virDomainPtr *doms, int n)
 {
-	struct stat st;
-	if (!vm->base || stat(vm->base, &st) < 0)
-		return NULL;
-	for (size_t i = 0; i < w->n_uses; i++) {
-		if (w->uses[i].dev == st.st_dev && w->uses[i].ino == st.st_ino &&
-		    strcmp(w->uses[i].domain, vm->name) != 0)
-			return w->uses[i].domain;
-	}
-	return NULL;
+	struct scan_plan *p = calloc(1, sizeof(*p));
+	for (int i = 0; p && i < n; i++)
+		plan_domain(p, conn, doms[i]);
+	return p;
 }
 
-static bool rebuild_uses_now(struct virt_watcher *w)
+static bool id_in(const struct file_id *ids, size_t n, const struct file_id *id)
 {
+	for (size_t i = 0; i < n; i++)
+		if (ids[i].dev == id->dev && ids[i].ino == id->ino)
+			return true;
+	return false;
+}
+
+static void add_ids(struct disk_use *u, const struct chainprobe_result *r)
+{
+	for (size_t i = 0; i < r->n_ids; i++) {
+		if (id_in(u->ids, u->n_ids, &r->ids[i]))
+			continue;
+		struct file_id *n = realloc(u->ids, (u->n_ids + 1) * sizeof(*n));
+		if (!n)
+			return;
+		u->ids = n;
+		u->ids[u->n_ids++] = r->ids[i];
+	}
+}
+
+/* Why a probed chain is not known, in the user's words (translated). */
+static char *probe_reason(const struct chainprobe_outcome *o, const struct chainprobe_result *r,
+			  const char *fallback_path, int timeout_ms)
+{
+	char *s = NULL;
+	const char *path = r->err_path ? r->err_path : fallback_path;
+	int rc;
+	if (o->spawn_error)
+		rc = asprintf(&s, "%s", o->spawn_error);
+	else if (r->state == PROBE_NOT_RUN || r->err == ETIMEDOUT)
+		/* TRANSLATORS: seconds, the file that did not answer */
+		rc = asprintf(&s, _("the check did not finish within %d s (%s does not answer)"),
+			      (timeout_ms + 999) / 1000,
+			      o->hung_path ? o->hung_path : (path ? path : "?"));
+	else if (r->err == EPROTONOSUPPORT)
+		rc = asprintf(&s, _("the backing file of %s is not a local file"),
+			      path ? path : "?");
+	else
+		rc = asprintf(&s, "%s: %s", path ? path : "?", strerror(r->err));
+	return rc < 0 ? NULL : s;
+}
+
+/* The probe's answers per disk. A disk's chain is known when the probe
+ * walked it to its end, or libvirt listed it completely (<backingStore>)
+ * and every file it names could be identified. */
+static struct disk_use *plan_finish(const struct scan_plan *p, const struct chainprobe_outcome *o,
+				    int timeout_ms, size_t *n_out)
+{
+	struct disk_use *uses = p->n_disks ? calloc(p->n_disks, sizeof(*uses)) : NULL;
+	*n_out = 0;
+	if (!uses)
+		return NULL;
+	for (size_t i = 0; i < p->n_disks; i++) {
+		const struct plan_disk *pd = &p->disks[i];
+		struct disk_use *u = &uses[i];
+		u->domain = strdup(pd->domain);
+		u->target = pd->target ? strdup(pd->target) : NULL;
+		const struct chainprobe_result *top =
+		    pd->top >= 0 && (size_t)pd->top < o->n ? &o->results[pd->top] : NULL;
+		if (top)
+			add_ids(u, top);
+		bool xml_known = pd->xml_usable;
+		const struct chainprobe_result *bad = NULL;
+		for (size_t k = 0; k < pd->xml_n && pd->xml_first + k < o->n; k++) {
+			const struct chainprobe_result *r = &o->results[pd->xml_first + k];
+			add_ids(u, r);
+			if (r->n_ids == 0) {
+				xml_known = false;
+				if (!bad)
+					bad = r;
+			}
+		}
+		char *reason = NULL;
+		if (pd->unknown) {
+			reason = strdup(pd->unknown);
+		} else if (top) {
+			bool top_known = top->state == PROBE_DONE && !pd->top_partial;
+			if (!top_known && !(xml_known && top->n_ids > 0)) {
+				if (top->state == PROBE_DONE)
+					reason = strdup(_("its image format has a backing file "
+							  "vmoverlay cannot read"));
+				else
+					reason = probe_reason(o, top, p->items[pd->top].path,
+							      timeout_ms);
+			}
+		} else if (!xml_known) {
+			reason = bad ? probe_reason(o, bad, NULL, timeout_ms)
+				     : strdup(_("libvirt gives no backing chain for it"));
+		}
+		if (reason || o->spawn_error) {
+			/* TRANSLATORS: domain name, the reason (a sentence part) */
+			if (asprintf(&u->unknown, _("Could not check the disks of %s: %s"),
+				     pd->domain, reason ? reason : o->spawn_error) < 0)
+				u->unknown = NULL;
+		}
+		free(reason);
+	}
+	*n_out = p->n_disks;
+	return uses;
+}
+
+static void apply_uses(struct virt_watcher *w, struct vm *vm);
+
+static void store_scan(struct virt_watcher *w, const struct scan_plan *p,
+		       const struct chainprobe_outcome *o)
+{
+	size_t n = 0;
+	struct disk_use *u = plan_finish(p, o, w->probe_timeout_ms, &n);
+	uses_clear(w);
+	w->uses = u;
+	w->n_uses = n;
+	w->scanned = true;
+	if (p->n_disks && !u) {
+		w->scanned = false;
+		w->scan_unknown = strdup(strerror(ENOMEM));
+	}
+}
+
+static void scan_failed(struct virt_watcher *w, const char *why)
+{
+	uses_clear(w);
+	if (asprintf(&w->scan_unknown, _("Could not check the disks of the other VMs: %s"), why) <
+	    0)
+		w->scan_unknown = NULL;
+}
+
+static void reapply_all(struct virt_watcher *w)
+{
+	for (size_t i = 0; i < w->model->n_vms; i++) {
+		struct vm *vm = w->model->vms[i];
+		apply_uses(w, vm);
+		if (w->ev.updated)
+			w->ev.updated(w->ev.data, vm);
+	}
+	model_changed(w->model);
+}
+
+/* A child stuck on a dead mount may outlive SIGKILL: never stack another
+ * one on top; the last answer ("did not finish") stands until it is gone. */
+static bool hung_probe_alive(struct virt_watcher *w)
+{
+	if (w->hung_pid > 0 && chainprobe_child_alive(w->hung_pid))
+		return true;
+	w->hung_pid = 0;
+	return false;
+}
+
+static void on_scan_done(void *data, struct chainprobe_outcome *o)
+{
+	struct virt_watcher *w = data;
+	struct scan_plan *p = w->probe_plan;
+	w->probe = NULL;
+	w->probe_plan = NULL;
+	if (o->timed_out)
+		w->hung_pid = w->probe_pid;
+	if (p)
+		store_scan(w, p, o);
+	plan_free(p);
+	reapply_all(w);
+	if (w->rescan_wanted) {
+		w->rescan_wanted = false;
+		loop_timer_arm(w->rescan_timer, 0, 0);
+	}
+}
+
+/* The reconcile's scan: in a child, the loop goes on meanwhile. */
+static void scan_start(struct virt_watcher *w, virDomainPtr *doms, int n)
+{
+	if (w->probe) {
+		w->rescan_wanted = true;
+		return;
+	}
+	if (hung_probe_alive(w))
+		return;
+	struct scan_plan *p = plan_scan(w->conn, doms, n);
+	if (!p) {
+		scan_failed(w, strerror(ENOMEM));
+		return;
+	}
+	if (p->n_items == 0) {
+		struct chainprobe_outcome o = {0};
+		store_scan(w, p, &o);
+		plan_free(p);
+		return;
+	}
+	char *err = NULL;
+	w->probe = chainprobe_start(w->loop, p->items, p->n_items, w->probe_timeout_ms,
+				    on_scan_done, w, &err);
+	if (!w->probe) {
+		struct chainprobe_outcome o = {0};
+		o.spawn_error = err;
+		o.results = calloc(p->n_items, sizeof(*o.results));
+		o.n = o.results ? p->n_items : 0;
+		store_scan(w, p, &o);
+		chainprobe_outcome_clear(&o);
+		plan_free(p);
+		return;
+	}
+	w->probe_pid = chainprobe_pid(w->probe);
+	w->probe_plan = p;
+}
+
+/* Right before an image operation: a fresh scan, waited for (at most the
+ * probe timeout; a few ms normally). */
+static void scan_now(struct virt_watcher *w)
+{
+	if (w->probe) {
+		/* Its domain list is older than this request. */
+		chainprobe_cancel(w->probe);
+		w->probe = NULL;
+		plan_free(w->probe_plan);
+		w->probe_plan = NULL;
+		w->rescan_wanted = false;
+	}
+	if (hung_probe_alive(w))
+		return;
 	virDomainPtr *doms = NULL;
 	int n = virConnectListAllDomains(w->conn, &doms, 0);
 	if (n < 0) {
 		log_warn("virt: listing domains: %s", last_virt_error());
-		return false;
+		scan_failed(w, last_virt_error());
+		return;
 	}
-	uses_rebuild(w, doms, n);
+	struct scan_plan *p = plan_scan(w->conn, doms, n);
 	for (int i = 0; i < n; i++)
 		virDomainFree(doms[i]);
 	free(doms);
-	return true;
+	if (!p) {
+		scan_failed(w, strerror(ENOMEM));
+		return;
+	}
+	struct chainprobe_outcome o = {0};
+	pid_t left = -1;
+	if (p->n_items)
+		chainprobe_run_sync(w->loop, p->items, p->n_items, w->probe_timeout_ms, &o, &left);
+	if (left > 0)
+		w->hung_pid = left;
+	store_scan(w, p, &o);
+	chainprobe_outcome_clear(&o);
+	plan_free(p);
+}
+
+static bool same_id(const struct stat *st, const struct file_id *id)
+{
+	return st->st_dev == id->dev && st->st_ino == id->ino;
+}
+
+/* vm's shared facts from the last scan: another disk whose chain holds
+ * vm's base (commit would change what that disk reads) or vm's overlay
+ * (discard, undo, and the rebuild after a commit would pull it away), or
+ * one that could not be checked. vm's own watched disk is the only one
+ * left out: its other disks count like another VM's. */
+static void apply_uses(struct virt_watcher *w, struct vm *vm)
+{
+	vm_set_str(&vm->shared_with, NULL);
+	vm_set_str(&vm->overlay_used_by, NULL);
+	vm_set_str(&vm->check_unknown, NULL);
+	vm_set_str(&vm->check_note, NULL);
+	if (!w->scanned) {
+		vm_set_str(&vm->check_unknown, w->scan_unknown);
+		vm_set_str(&vm->check_note, w->scan_unknown);
+		return;
+	}
+	struct stat bst, ost;
+	bool hb = vm->base && stat(vm->base, &bst) == 0;
+	bool ho = vm->overlay && stat(vm->overlay, &ost) == 0;
+	for (size_t i = 0; i < w->n_uses; i++) {
+		const struct disk_use *u = &w->uses[i];
+		bool own_domain = strcmp(u->domain, vm->name) == 0;
+		if (own_domain &&
+		    ((vm->disk_target && u->target && strcmp(u->target, vm->disk_target) == 0) ||
+		     (ho && u->n_ids && same_id(&ost, &u->ids[0]))))
+			continue;
+		char *who = NULL;
+		if (own_domain && u->target) {
+			if (asprintf(&who, "%s (%s)", u->domain, u->target) < 0)
+				who = NULL;
+		} else {
+			who = strdup(u->domain);
+		}
+		for (size_t k = 0; k < u->n_ids; k++) {
+			if (hb && !vm->shared_with && same_id(&bst, &u->ids[k]))
+				vm_set_str(&vm->shared_with, who);
+			if (ho && !vm->overlay_used_by && same_id(&ost, &u->ids[k]))
+				vm_set_str(&vm->overlay_used_by, who);
+		}
+		free(who);
+		if (u->unknown && !vm->check_unknown)
+			vm_set_str(&vm->check_unknown, u->unknown);
+	}
+	char *note = NULL;
+	int rc = 0;
+	if (vm->overlay_used_by)
+		rc = asprintf(&note,
+			      _("The overlay %s is also in the disk chain of %s; replacing or "
+				"emptying it would corrupt that VM."),
+			      vm->overlay, vm->overlay_used_by);
+	else if (vm->shared_with)
+		rc = asprintf(
+		    &note,
+		    _("The base %s is also used by %s; committing into it would corrupt that VM."),
+		    vm->base, vm->shared_with);
+	if (rc < 0)
+		note = NULL;
+	vm_set_str(&vm->check_note, note ? note : vm->check_unknown);
+	free(note);
 }
 
 /* ---- disk discovery ---- */
@@ -577,8 +1062,7 @@ static void discover_vm(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
 		vm_set_str(&vm->disk_target, NULL);
 	}
 	fill_image_facts(vm, cfg_base);
-	const char *other = uses_other(w, vm);
-	vm_set_str(&vm->shared_with, other);
+	apply_uses(w, vm);
 }
 
 /* ---- transitions ---- */
@@ -673,7 +1157,7 @@ static void reconcile(struct virt_watcher *w, const char *why)
 		return;
 	}
 	log_debug("virt: reconcile (%s): %d domains", why, n);
-	uses_rebuild(w, doms, n);
+	scan_start(w, doms, n);
 	for (size_t i = 0; i < w->model->n_vms; i++) {
 		struct vm *vm = w->model->vms[i];
 		virDomainPtr dom = NULL;
@@ -908,6 +1392,7 @@ struct virt_watcher *virt_watcher_create(struct loop *loop, struct model *model,
 		w->ev = *events;
 	w->lifecycle_id = -1;
 	w->backoff_s = 1;
+	w->probe_timeout_ms = chainprobe_timeout_ms();
 	if (cfg && cfg->connect && !(w->uri = strdup(cfg->connect)))
 		goto error;
 	w->reconnect_timer = loop_timer_add(loop, 0, 0, on_reconnect_timer, w);
@@ -934,6 +1419,8 @@ void virt_watcher_destroy(struct virt_watcher *w)
 		loop_timer_remove(w->reconcile_timer);
 	if (w->rescan_timer)
 		loop_timer_remove(w->rescan_timer);
+	chainprobe_cancel(w->probe);
+	plan_free(w->probe_plan);
 	uses_clear(w);
 	free(w->last_error);
 	free(w->uri);
@@ -975,6 +1462,11 @@ virConnectPtr virt_watcher_conn(const struct virt_watcher *w)
 const char *virt_watcher_last_error(const struct virt_watcher *w)
 {
 	return w ? w->last_error : NULL;
+}
+
+bool virt_watcher_scanning(const struct virt_watcher *w)
+{
+	return w && w->probe;
 }
 
 void virt_watcher_reconcile(struct virt_watcher *w)
@@ -1019,8 +1511,6 @@ bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_com
 		loop_timer_arm(w->rescan_timer, 0, 0);
 	else
 		apply_facts(vm, &f);
-	if (for_commit)
-		rebuild_uses_now(w);
 	discover_vm(w, vm, dom);
 	virDomainFree(dom);
 	model_changed(w->model);
@@ -1037,10 +1527,27 @@ bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_com
 		return refuse(why, "%s", vm->problems[0]);
 	if (!vm->overlay || !vm->base)
 		return refuse(why, _("The overlay or the base of %s is not known."), vm->name);
+	/* Rules 3 and 9, asked afresh: who else reads the base (commit) or the
+	 * overlay (every operation replaces or empties it)? */
+	scan_now(w);
+	apply_uses(w, vm);
+	model_changed(w->model);
+	if (vm->overlay_used_by)
+		return refuse(why, "%s", vm->check_note);
 	if (for_commit && vm->shared_with)
 		return refuse(why,
 		              _("The base %s is also used by %s; committing into it would corrupt that VM."),
 		              vm->base, vm->shared_with);
+	if (vm->check_unknown)
+		return refuse(why,
+			      for_commit
+				  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
+				  ? _("%s: not committing. %s. A base that another VM might use is "
+				      "never changed.")
+				  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
+				  : _("%s: the overlay is left as it is. %s. An overlay that "
+				      "another VM might use is never replaced."),
+			      vm->name, vm->check_unknown);
 	return true;
 }
 
@@ -1058,7 +1565,7 @@ void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm)
 		if (vm->run == RUN_UNDEFINED)
 			vm_add_problem(vm, _("libvirt has no domain named %s."), vm->name);
 		fill_image_facts(vm, vm->cfg ? vm->cfg->base : NULL);
-		vm_set_str(&vm->shared_with, uses_other(w, vm));
+		apply_uses(w, vm);
 	}
 	model_changed(w->model);
 }

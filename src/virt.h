@@ -43,6 +43,9 @@ bool virt_watcher_connected(const struct virt_watcher *w);
 virConnectPtr virt_watcher_conn(const struct virt_watcher *w);
 /* The last connection error (libvirt's English text), NULL when connected. */
 const char *virt_watcher_last_error(const struct virt_watcher *w);
+/* The reconcile's shared-base scan (a child process) has not answered yet
+ * (tests wait for it; the loop runs on meanwhile). */
+bool virt_watcher_scanning(const struct virt_watcher *w);
 /* Re-lists every domain now (as the periodic timer does). */
 void virt_watcher_reconcile(struct virt_watcher *w);
 

@@ -205,7 +205,8 @@ static void fx_start(bool running, const char *extra_domains_xml, enum vmo_polic
 		abort();
 	int64_t end = loop_now_ms() + 3000;
 	while ((!virt_watcher_connected(F->virt) ||
-		model_find(&F->model, "vm")->flow == FLOW_UNKNOWN) &&
+		model_find(&F->model, "vm")->flow == FLOW_UNKNOWN ||
+		virt_watcher_scanning(F->virt)) &&
 	       loop_now_ms() < end)
 		loop_iterate(F->loop, 20);
 	for (int i = 0; i < 5; i++)

@@ -96,6 +96,15 @@ static bool wait_connected(struct virt_watcher *w, int ms)
 	return virt_watcher_connected(w);
 }
 
+/* Iterates until the reconcile's shared-base scan (a child) answered. */
+static bool wait_scanned(struct virt_watcher *w, int ms)
+{
+	int64_t end = loop_now_ms() + ms;
+	while (virt_watcher_scanning(w) && loop_now_ms() < end)
+		loop_iterate(loop, 50);
+	return !virt_watcher_scanning(w);
+}
+
 /* A config with the given VMs; strings are borrowed (tests own them). */
 struct fixture {
 	struct config cfg;
@@ -467,6 +476,7 @@ static void test_fixture_discovery(void)
 
 	struct virt_watcher *w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
 	REQUIRE(wait_connected(w, 2000));
+	REQUIRE(wait_scanned(w, 10000));
 
 	/* Missed stops found by the start-up reconcile, classified. */
 	const struct record *r = last_of('S', "off1");
@@ -576,6 +586,7 @@ static void test_fixture_discovery(void)
 	virDomainFree(b);
 	for (int i = 0; i < 10; i++)
 		loop_iterate(loop, 20);
+	REQUIRE(wait_scanned(w, 10000));
 	vm = model_find(&f.model, "shareA");
 	CHECK(vm->shared_with == NULL);
 	CHECK(virt_watcher_check_idle(w, vm, true, &why));
