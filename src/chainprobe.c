@@ -421,11 +421,9 @@ static void probe_end(struct chainprobe *p, bool timed_out)
 		kill(p->pid, SIGKILL);
 		log_warn("chainprobe: the disk check (pid %d) did not finish in time", (int)p->pid);
 	}
-	if (!p->reaped) {
+	if (!p->reaped)
 		/* The loop reaps it whenever it ends (maybe never: a dead mount). */
 		loop_child_unwatch(p->loop, p->pid);
-		loop_child_watch(p->loop, p->pid, on_reaped, NULL);
-	}
 	finish_outcome(&p->out, p->buf, p->len, timed_out);
 	chainprobe_done_cb done = p->done;
 	void *data = p->data;
@@ -515,8 +513,7 @@ void chainprobe_cancel(struct chainprobe *p)
 		return;
 	if (!p->reaped) {
 		kill(p->pid, SIGKILL);
-		loop_child_unwatch(p->loop, p->pid);
-		loop_child_watch(p->loop, p->pid, on_reaped, NULL);
+		loop_child_unwatch(p->loop, p->pid); /* still reaped by the loop */
 	}
 	probe_free(p);
 }
