@@ -143,11 +143,18 @@ static void probe_item(size_t idx, const char *start, bool qcow2)
 	free(path);
 }
 
+/* The executable to re-execute, resolved at start-up (before an upgrade
+ * could replace the file; under valgrind, readlink names the program under
+ * test, where exec of /proc/self/exe would start valgrind's tool). */
+static char self_exe[4096];
+
 /* glibc passes argc/argv to constructors. Runs before main() of whatever
  * program re-executed itself as the probe, and never returns there. */
 __attribute__((constructor)) static void chainprobe_child_entry(int argc, char **argv, char **envp)
 {
 	(void)envp;
+	ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+	self_exe[n > 0 ? n : 0] = 0;
 	if (argc < 2 || !argv || !argv[1] || strcmp(argv[1], CHILD_FLAG) != 0)
 		return;
 	/* Only a child we started (its environment is ours, see child_exec):
@@ -316,7 +323,7 @@ static void child_exec(char *const argv[], int out_w)
 	/* A minimal environment: the marker the constructor wants, nothing
 	 * of ours (the probe prints no messages, needs no locale). */
 	char *const envp[] = {(char *)CHILD_ENV "=1", NULL};
-	execve("/proc/self/exe", argv, envp);
+	execve(self_exe[0] ? self_exe : "/proc/self/exe", argv, envp);
 	_exit(127);
 }
 

@@ -195,6 +195,45 @@ static void test_raw_and_missing(void)
 	expect_error("empty", -EPROTO, "too short");
 }
 
+/* Issue 12, defect 7: the loop reads headers itself, so a FIFO (no
+ * writer: a blocking open would never return) must fail at once, and a
+ * symbolic link is refused by name, not followed. */
+static void test_fifo_and_symlink(void)
+{
+	make_base();
+	char *fifo = path_in_tmp("fifo.qcow2");
+	unlink(fifo);
+	REQUIRE(mkfifo(fifo, 0600) == 0);
+	struct qcow2_info info;
+	char *err = NULL;
+	/* A blocking open would hang here (ctest's timeout would tell). */
+	CHECK_INT_EQ(image_read_qcow2(fifo, &info, &err), -EINVAL);
+	CHECK(err && strstr(err, "not a regular file"));
+	free(err);
+	err = NULL;
+	char *link = path_in_tmp("link.qcow2");
+	unlink(link);
+	char *base = path_in_tmp("base.qcow2");
+	REQUIRE(symlink(base, link) == 0);
+	CHECK_INT_EQ(image_read_qcow2(link, &info, &err), -ELOOP);
+	CHECK(err && strstr(err, "symbolic link"));
+	free(err);
+	/* The file itself reads fine; the fd variant takes any opened file. */
+	CHECK_INT_EQ(image_read_qcow2(base, &info, NULL), 0);
+	image_info_clear(&info);
+	int fd = open(base, O_RDONLY);
+	REQUIRE(fd >= 0);
+	CHECK_INT_EQ(image_read_qcow2_fd(fd, base, &info, NULL), 0);
+	CHECK_INT_EQ(info.virtual_size, 64 << 20);
+	image_info_clear(&info);
+	close(fd);
+	unlink(fifo);
+	unlink(link);
+	free(fifo);
+	free(link);
+	free(base);
+}
+
 static void test_truncated(void)
 {
 	make_base();
@@ -604,6 +643,28 @@ static void test_statefile(void)
 	CHECK(statefile_get_running(sf, &okk));
 	statefile_close(sf);
 
+	/* The fresh overlay a discard left (issue 12, defect 3). */
+	sf = statefile_open(dir);
+	struct statefile_file_id id = {.dev = 2049, .ino = 1234567, .size = 196624,
+				       .mtime_s = 1764400000, .mtime_ns = 123456789,
+				       .ctime_s = 1764400001, .ctime_ns = 5};
+	struct statefile_file_id got = {0};
+	CHECK(!statefile_get_discard_mark(sf, "win 10", &got));
+	statefile_set_discard_mark(sf, "win 10", &id);
+	CHECK(statefile_save(sf));
+	statefile_close(sf);
+	sf = statefile_open(dir);
+	CHECK(statefile_get_discard_mark(sf, "win 10", &got));
+	CHECK(statefile_file_id_equal(&got, &id));
+	got.mtime_ns++;
+	CHECK(!statefile_file_id_equal(&got, &id));
+	statefile_set_discard_mark(sf, "win 10", NULL);
+	CHECK(statefile_save(sf));
+	statefile_close(sf);
+	sf = statefile_open(dir);
+	CHECK(!statefile_get_discard_mark(sf, "win 10", NULL));
+	statefile_close(sf);
+
 	/* Memory-only state. */
 	sf = statefile_open(NULL);
 	REQUIRE(sf);
@@ -792,6 +853,7 @@ int main(int argc, char **argv)
 		{"v2_relative", test_v2_relative},
 		{"no_backing_format", test_no_backing_format},
 		{"raw_and_missing", test_raw_and_missing},
+		{"fifo_and_symlink", test_fifo_and_symlink},
 		{"truncated", test_truncated},
 		{"bogus_headers", test_bogus_headers},
 		{"unreproducible_overlays", test_unreproducible_overlays},

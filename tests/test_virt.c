@@ -1,12 +1,16 @@
 /* The libvirt watcher in-process: test:///default (a second connection in
  * this process causes the events the watcher sees through OUR loop) and
  * test:///ABS/node.xml fixtures whose disks are real qcow2 files. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <libvirt/libvirt.h>
 
+#include "chainprobe.h"
 #include "config.h"
 #include "image.h"
 #include "log.h"
@@ -640,6 +644,106 @@ static void test_unreachable(void)
 	statefile_close(sf);
 }
 
+static bool has_id(const struct chainprobe_result *r, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return false;
+	for (size_t i = 0; i < r->n_ids; i++)
+		if (r->ids[i].dev == st.st_dev && r->ids[i].ino == st.st_ino)
+			return true;
+	return false;
+}
+
+static bool async_done;
+static struct chainprobe_outcome async_out;
+
+static void on_probe_done(void *data, struct chainprobe_outcome *o)
+{
+	async_out = *o;
+	memset(o, 0, sizeof(*o));
+	async_done = true;
+}
+
+/* Issue 12, defect 7: the chain probe child, waited for and in the loop.
+ * A FIFO declared qcow2 blocks the child's open for ever (as a dead NFS
+ * mount would): the timeout names it, the chains before it are complete,
+ * the ones after it were never reached. */
+static void test_chain_probe(void)
+{
+	test_require_program("qemu-img");
+	const char *dir = test_tmpdir();
+	REQUIRE(test_sh("cd '%s' && mkdir -p probe && cd probe && "
+	                "qemu-img create -q -f qcow2 b.qcow2 1M && "
+	                "qemu-img create -q -f qcow2 -F qcow2 -b b.qcow2 o.qcow2 && "
+	                "qemu-img create -q -f raw r.img 1M && rm -f p.qcow2 && mkfifo p.qcow2",
+	                dir) == 0);
+	char *o = NULL, *b = NULL, *r = NULL, *p = NULL, *m = NULL;
+	if (asprintf(&o, "%s/probe/o.qcow2", dir) < 0 || asprintf(&b, "%s/probe/b.qcow2", dir) < 0 ||
+	    asprintf(&r, "%s/probe/r.img", dir) < 0 || asprintf(&p, "%s/probe/p.qcow2", dir) < 0 ||
+	    asprintf(&m, "%s/probe/missing.qcow2", dir) < 0)
+		abort();
+	struct chainprobe_item items[] = {{o, true}, {r, false}, {m, true}, {p, true}, {o, true}};
+	struct chainprobe_outcome out;
+	pid_t left = -1;
+	chainprobe_run_sync(loop, items, 5, 1500, &out, &left);
+	CHECK(out.timed_out);
+	CHECK(out.spawn_error == NULL);
+	REQUIRE(out.n == 5);
+	CHECK_INT_EQ(out.results[0].state, PROBE_DONE);
+	CHECK_INT_EQ(out.results[0].n_ids, 2);
+	CHECK(has_id(&out.results[0], o) && has_id(&out.results[0], b));
+	CHECK_INT_EQ(out.results[1].state, PROBE_DONE); /* raw: itself only */
+	CHECK_INT_EQ(out.results[1].n_ids, 1);
+	CHECK_INT_EQ(out.results[2].state, PROBE_DONE); /* missing: nobody's base */
+	CHECK_INT_EQ(out.results[2].n_ids, 0);
+	CHECK_INT_EQ(out.results[3].state, PROBE_UNKNOWN);
+	CHECK_INT_EQ(out.results[3].err, ETIMEDOUT);
+	CHECK_STR_EQ(out.results[3].err_path, p);
+	CHECK_STR_EQ(out.hung_path, p);
+	CHECK_INT_EQ(out.results[4].state, PROBE_NOT_RUN);
+	chainprobe_outcome_clear(&out);
+	for (int i = 0; i < 20 && left > 0 && chainprobe_child_alive(left); i++)
+		loop_iterate(loop, 50);
+	CHECK(!chainprobe_child_alive(left)); /* killed and reaped by the loop */
+
+	/* The same in the loop, without the FIFO: complete, nothing left. */
+	struct chainprobe_item ok_items[] = {{o, true}, {r, false}};
+	async_done = false;
+	char *err = NULL;
+	struct chainprobe *pr = chainprobe_start(loop, ok_items, 2, 10000, on_probe_done, NULL, &err);
+	REQUIRE(pr);
+	int64_t end = loop_now_ms() + 10000;
+	while (!async_done && loop_now_ms() < end)
+		loop_iterate(loop, 50);
+	REQUIRE(async_done);
+	CHECK(!async_out.timed_out);
+	CHECK_INT_EQ(async_out.results[0].state, PROBE_DONE);
+	CHECK(has_id(&async_out.results[0], b));
+	CHECK_INT_EQ(async_out.results[1].state, PROBE_DONE);
+	chainprobe_outcome_clear(&async_out);
+
+	/* In the loop with the FIFO: the timer fires, the loop never blocked. */
+	async_done = false;
+	pr = chainprobe_start(loop, items, 5, 1500, on_probe_done, NULL, &err);
+	REQUIRE(pr);
+	uint64_t iters = loop_iterations(loop);
+	end = loop_now_ms() + 10000;
+	while (!async_done && loop_now_ms() < end)
+		loop_iterate(loop, 50);
+	REQUIRE(async_done);
+	CHECK(loop_iterations(loop) > iters + 5); /* it went on polling meanwhile */
+	CHECK(async_out.timed_out);
+	CHECK_STR_EQ(async_out.hung_path, p);
+	CHECK_INT_EQ(async_out.results[3].err, ETIMEDOUT);
+	chainprobe_outcome_clear(&async_out);
+	free(o);
+	free(b);
+	free(r);
+	free(p);
+	free(m);
+}
+
 int main(int argc, char **argv)
 {
 	log_init(getenv("VMO_TEST_DEBUG") ? LOG_DEBUG : LOG_WARN);
@@ -651,6 +755,7 @@ int main(int argc, char **argv)
 		{"default_events", test_default_events},
 		{"fixture_discovery", test_fixture_discovery},
 		{"unreachable", test_unreachable},
+		{"chain_probe", test_chain_probe},
 		{NULL, NULL},
 	};
 	int rc = test_main(argc, argv, cases);
