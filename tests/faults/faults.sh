@@ -1060,7 +1060,7 @@ row_undo_after_unseen_session() {
 	grep -q "^(disabled) Undo discard" "$VE_DIR/menu.txt" || fail "the menu still offers Undo: $(cat "$VE_DIR/menu.txt")"
 	grep -q "changed since the discard" "$VE_DIR/menu.txt" || fail "the menu does not say why Undo is refused"
 	fl_status_text | grep -q "changed since the discard" || fail "vmoverlay status does not say why"
-	ok "Undo refused with a reason (menu, status, reply); the newer session is intact"
+	ok "Undo refused with a reason (menu, status, reply: $out); the newer session is intact"
 }
 
 # Defect 4: another domain's overlay over the same base is unreadable to
@@ -1111,6 +1111,7 @@ row_overlay_is_backing_of_clone() {
 	sleep 1
 	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$sum" ] || fail "vm.qcow2 changed"
 	fl_reads "$VE_IMAGES/clone.qcow2" 0x33 $SESSION_OFF $SESSION_LEN || fail "the clone lost vm's session"
+	echo "   discard refused: $out"
 	out2=$("$VMO_BIN" commit vm 2>&1) && fail "commit accepted under a clone"
 	echo "$out2" | grep -q "clone" || fail "the commit refusal does not name the clone: $out2"
 	[ "$(fl_sum "$VE_IMAGES/vm.qcow2")" = "$sum" ] || fail "vm.qcow2 changed"
@@ -1137,6 +1138,7 @@ row_fifo_disk_source() {
 	out=$(timeout 60 "$VMO_BIN" commit vm 2>&1) && fail "commit accepted though 'piped' could not be checked"
 	echo "$out" | grep -q "piped" || fail "the refusal does not name 'piped': $out"
 	echo "$out" | grep -q "did not finish" || fail "the refusal does not say the check did not finish: $out"
+	echo "   commit refused: $out"
 	out=$(timeout 60 "$VMO_BIN" discard vm 2>&1) && fail "discard accepted though 'piped' could not be checked"
 	echo "$out" | grep -q "piped" || fail "the discard refusal does not name 'piped': $out"
 	fl_menu_labels >"$VE_DIR/menu.txt" || fail "GetLayout"
