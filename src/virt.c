@@ -35,7 +35,7 @@
  * still noticed after about KEEPALIVE_COUNT reconcile periods. */
 #define KEEPALIVE_SLACK_S 5
 #define KEEPALIVE_COUNT 3
-#define BACKOFF_MAX_S     30
+#define BACKOFF_MAX_S 30
 
 /* What the shared-base scan learnt about one disk of one defined domain:
  * every file of its chain (the disk itself and its backing files), or why
