@@ -645,24 +645,25 @@ static void test_statefile(void)
 
 	/* The fresh overlay a discard left (issue 12, defect 3). */
 	sf = statefile_open(dir);
+	struct state_key w10 = {SESSION, UUID_A, "win 10"};
 	struct statefile_file_id id = {.dev = 2049, .ino = 1234567, .size = 196624,
 				       .mtime_s = 1764400000, .mtime_ns = 123456789,
 				       .ctime_s = 1764400001, .ctime_ns = 5};
 	struct statefile_file_id got = {0};
-	CHECK(!statefile_get_discard_mark(sf, "win 10", &got));
-	statefile_set_discard_mark(sf, "win 10", &id);
+	CHECK(!statefile_get_discard_mark(sf, &w10, &got));
+	statefile_set_discard_mark(sf, &w10, &id);
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 	sf = statefile_open(dir);
-	CHECK(statefile_get_discard_mark(sf, "win 10", &got));
+	CHECK(statefile_get_discard_mark(sf, &w10, &got));
 	CHECK(statefile_file_id_equal(&got, &id));
 	got.mtime_ns++;
 	CHECK(!statefile_file_id_equal(&got, &id));
-	statefile_set_discard_mark(sf, "win 10", NULL);
+	statefile_set_discard_mark(sf, &w10, NULL);
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 	sf = statefile_open(dir);
-	CHECK(!statefile_get_discard_mark(sf, "win 10", NULL));
+	CHECK(!statefile_get_discard_mark(sf, &w10, NULL));
 	statefile_close(sf);
 
 	/* Memory-only state. */
