@@ -237,14 +237,13 @@ int image_read_qcow2(const char *path, struct qcow2_info *out, char **err)
 	if (err)
 		*err = NULL;
 	/* The applet's loop reads headers itself: a FIFO must not block it
-	 * (O_NONBLOCK: open returns at once, fstat then refuses it) and a
-	 * symlink is not the overlay we manage (O_NOFOLLOW). */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+	 * (O_NONBLOCK: open returns at once, fstat then refuses it). A symlink
+	 * is followed: what may be done with a symlinked overlay is the
+	 * operations' business (imageops refuses to replace one, with that
+	 * reason), its facts are still the target's. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		int e = errno;
-		if (e == ELOOP)
-			return fail(err, -e, _("%s is a symbolic link; name the file itself"),
-				    path);
 		return fail(err, -e, _("cannot open %s: %s"), path, strerror(e));
 	}
 	int r = image_read_qcow2_fd(fd, path, out, err);

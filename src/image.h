@@ -44,8 +44,8 @@ struct qcow2_info {
  * negative errno (-EINVAL bad magic/format, -EPROTO truncated/bogus) and a
  * translated *err. */
 int image_parse_qcow2(const uint8_t *buf, size_t len, struct qcow2_info *out, char **err);
-/* Opens path with O_NONBLOCK|O_NOFOLLOW (never blocks on a FIFO, never
- * follows a symlink), requires a regular file, reads and parses it. */
+/* Opens path with O_NONBLOCK (never blocks on a FIFO), requires a regular
+ * file (fstat of what was opened), reads and parses it. */
 int image_read_qcow2(const char *path, struct qcow2_info *out, char **err);
 /* The same from an open descriptor (path only names it in *err). */
 int image_read_qcow2_fd(int fd, const char *path, struct qcow2_info *out, char **err);

@@ -757,11 +757,11 @@ int imageops_drop_discarded(const char *overlay)
 
 bool imageops_locked(const char *path)
 {
-	/* Never block the loop on a FIFO; a symlink or anything but a regular
+	/* Never block the loop on a FIFO (O_NONBLOCK); anything but a regular
 	 * file cannot be probed truthfully, so it counts as in use. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
-		return errno == ELOOP;
+		return false;
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
