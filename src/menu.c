@@ -24,320 +24,13 @@
 #include "log.h"
 #include "loop.h"
 #include "menu.h"
+#include "menu-private.h"
 #include "ui.h"
 #include "model.h"
 
 #define MENU_INTERFACE "com.canonical.dbusmenu"
 
 extern char **environ;
-
-enum item_kind { KIND_ROOT, KIND_SUBMENU, KIND_STANDARD, KIND_SEPARATOR, KIND_RADIO };
-
-enum item_role {
-	ROLE_NONE = 0,
-	ROLE_STATE,
-	ROLE_ACTION, /* flow_request(action) */
-	ROLE_POLICY, /* flow_set_policy(policy) */
-	ROLE_VIRT_MANAGER,
-	ROLE_RELOAD,
-	ROLE_ABOUT,
-	ROLE_QUIT,
-};
-
-struct menu_item {
-	int32_t id;
-	int32_t parent_id;
-	enum item_kind kind;
-	enum item_role role;
-	enum vm_action action;
-	enum vmo_policy policy;
-	char *vm; /* per-VM items */
-	char *label;
-	bool enabled;
-	bool visible;
-	int toggle; /* radio: 0/1 */
-	struct menu_item **children;
-	size_t n_children;
-};
-
-struct menu_id_key {
-	char *key;
-	int32_t id;
-};
-
-struct menu {
-	struct bus *bus;
-	const struct ui_deps *deps;
-	struct menu_item *root;
-	uint32_t revision;
-	struct menu_id_key *keys;
-	size_t n_keys;
-	int32_t next_id;
-	char *icon_theme_dir;
-	char *notify_icon;
-	bool have_virt_manager;
-	bool exported;
-	bool listening;
-	struct loop_timer *click_timer;
-	int32_t *clicks;
-	size_t n_clicks;
-	size_t cap_clicks;
-	struct bus_call *about_call;
-	/* The last GetLayout reply asked without property names (what hosts
-	 * send), kept until the tree changes: marshalling a large menu through
-	 * libdbus's iterators costs milliseconds, a copy microseconds. */
-	DBusMessage *layout_cache;
-	int32_t cache_parent;
-	int32_t cache_depth;
-};
-
-/* ------------------------------------------------------------- tree */
-
-static void item_free(struct menu_item *it)
-{
-	if (!it)
-		return;
-	for (size_t i = 0; i < it->n_children; i++)
-		item_free(it->children[i]);
-	free(it->children);
-	free(it->vm);
-	free(it->label);
-	free(it);
-}
-
-static int32_t id_for(struct menu *menu, const char *key)
-{
-	for (size_t i = 0; i < menu->n_keys; i++)
-		if (strcmp(menu->keys[i].key, key) == 0)
-			return menu->keys[i].id;
-	struct menu_id_key *grown = realloc(menu->keys, (menu->n_keys + 1) * sizeof(*grown));
-	char *copy = strdup(key);
-	if (!grown || !copy) {
-		free(copy);
-		if (grown)
-			menu->keys = grown;
-		return -1;
-	}
-	menu->keys = grown;
-	menu->keys[menu->n_keys].key = copy;
-	menu->keys[menu->n_keys].id = ++menu->next_id;
-	return menu->keys[menu->n_keys++].id;
-}
-
-/* Labels use '_' for mnemonics: a literal one in a VM name is doubled. */
-static char *escape_mnemonic(const char *s)
-{
-	size_t n = 0;
-	for (const char *p = s; *p; p++)
-		n += *p == '_' ? 2 : 1;
-	char *out = malloc(n + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (const char *p = s; *p; p++) {
-		*o++ = *p;
-		if (*p == '_')
-			*o++ = '_';
-	}
-	*o = '\0';
-	return out;
-}
-
-/* Builds one item with id from key = "vm\x1frole" (vm may be NULL). */
-static struct menu_item *add_item(struct menu *menu, struct menu_item *parent, enum item_kind kind,
-				  const char *vm, const char *role_key, const char *label,
-				  bool escape)
-{
-	char *key = NULL;
-	if (asprintf(&key, "%s\x1f%s", vm ? vm : "", role_key) < 0)
-		return NULL;
-	struct menu_item *it = calloc(1, sizeof(*it));
-	struct menu_item **grown =
-	    realloc(parent->children, (parent->n_children + 1) * sizeof(*grown));
-	if (grown)
-		parent->children = grown;
-	if (!it || !grown)
-		goto error;
-	it->id = id_for(menu, key);
-	it->parent_id = parent->id;
-	it->kind = kind;
-	it->enabled = true;
-	it->visible = true;
-	it->vm = vm ? strdup(vm) : NULL;
-	it->label = label ? (escape ? escape_mnemonic(label) : strdup(label)) : NULL;
-	if (it->id < 0 || (vm && !it->vm) || (label && !it->label))
-		goto error;
-	parent->children[parent->n_children++] = it;
-	free(key);
-	return it;
-error:
-	item_free(it);
-	free(key);
-	return NULL;
-}
-
-static bool flow_can(const struct menu *menu, const struct vm *vm, enum vm_action a)
-{
-	return menu->deps->flow && (vm->actions & ACT_BIT(a));
-}
-
-static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm *vm)
-{
-	struct menu_item *sub = add_item(menu, root, KIND_SUBMENU, vm->name, "vm", vm->name, true);
-	if (!sub)
-		return false;
-	/* Short: the submenu already carries the name, and a long first line
-	 * made Plasma 6 slide the submenu over its parent. The details (size,
-	 * countdown, error) are in the tooltip. */
-	struct menu_item *it =
-		add_item(menu, sub, KIND_STANDARD, vm->name, "state", flow_state_label(vm->flow), true);
-	if (!it)
-		return false;
-	it->role = ROLE_STATE;
-	it->enabled = false;
-	/* Why an operation will be refused or a journal is not acted on
-	 * (issue 12): a commit journal no domain owns, another VM's disk, a
-	 * check that could not finish, an Undo that would lose a newer session. */
-	const char *notes[][2] = {{"notice", vm->notice},
-				  {"note-check", vm->check_note},
-				  {"note-undo", vm->undo_note}};
-	for (size_t i = 0; i < sizeof notes / sizeof *notes; i++) {
-		it = add_item(menu, sub, KIND_STANDARD, vm->name, notes[i][0],
-			      notes[i][1] ? notes[i][1] : "", true);
-		if (!it)
-			return false;
-		it->role = ROLE_STATE;
-		it->enabled = false;
-		it->visible = notes[i][1] != NULL;
-	}
-	if (!add_item(menu, sub, KIND_SEPARATOR, vm->name, "sep1", NULL, false))
-		return false;
-
-	static const struct {
-		const char *key;
-		enum vm_action action;
-		const char *label;
-	} actions[] = {
-	    {"commit", ACT_COMMIT, N_("_Commit changes into base…")},
-	    {"discard", ACT_DISCARD, N_("_Discard changes")},
-	    {"keep", ACT_KEEP, N_("_Keep for now")},
-	    {"resume", ACT_RESUME, N_("_Resume commit")},
-	    {"retry", ACT_RETRY, N_("Re_try")},
-	    {"undo", ACT_UNDO_DISCARD, N_("_Undo discard")},
-	    {"cancel", ACT_CANCEL, N_("C_ancel commit")},
-	};
-	for (size_t i = 0; i < sizeof actions / sizeof *actions; i++) {
-		it = add_item(menu, sub, KIND_STANDARD, vm->name, actions[i].key,
-			      _(actions[i].label), false);
-		if (!it)
-			return false;
-		it->role = ROLE_ACTION;
-		it->action = actions[i].action;
-		it->enabled = flow_can(menu, vm, actions[i].action);
-		switch (actions[i].action) {
-		case ACT_KEEP:
-			it->visible = vm->flow == FLOW_PENDING || vm->flow == FLOW_INTERRUPTED;
-			break;
-		case ACT_RESUME:
-			it->visible = vm->flow == FLOW_INTERRUPTED;
-			break;
-		case ACT_RETRY:
-			it->visible = vm->flow == FLOW_FAILED;
-			break;
-		case ACT_UNDO_DISCARD:
-			it->visible = vm->has_discarded;
-			break;
-		case ACT_CANCEL:
-			it->visible = vm->flow == FLOW_COMMITTING;
-			break;
-		default:
-			break;
-		}
-	}
-	if (!add_item(menu, sub, KIND_SEPARATOR, vm->name, "sep2", NULL, false))
-		return false;
-
-	struct menu_item *pol = add_item(menu, sub, KIND_SUBMENU, vm->name, "policy",
-					 C_("menu", "_When it shuts down"), false);
-	if (!pol)
-		return false;
-	static const char *const policy_labels[POLICY_COUNT] = {
-	    [POLICY_ASK] = N_("_Ask"),
-	    [POLICY_COMMIT] = N_("_Commit"),
-	    [POLICY_DISCARD] = N_("_Discard"),
-	    [POLICY_KEEP] = N_("_Keep"),
-	};
-	for (int p = 0; p < POLICY_COUNT; p++) {
-		char key[32];
-		snprintf(key, sizeof key, "policy-%s", policy_name((enum vmo_policy)p));
-		it = add_item(menu, pol, KIND_RADIO, vm->name, key, _(policy_labels[p]), false);
-		if (!it)
-			return false;
-		it->role = ROLE_POLICY;
-		it->policy = (enum vmo_policy)p;
-		it->toggle = vm->policy == (enum vmo_policy)p;
-		it->enabled = menu->deps->flow != NULL;
-	}
-	it = add_item(menu, sub, KIND_STANDARD, vm->name, "virt-manager",
-		      C_("menu", "_Open in virt-manager"), false);
-	if (!it)
-		return false;
-	it->role = ROLE_VIRT_MANAGER;
-	it->visible = menu->have_virt_manager;
-	return true;
-}
-
-static struct menu_item *build_tree(struct menu *menu)
-{
-	struct menu_item *root = calloc(1, sizeof(*root));
-	if (!root)
-		return NULL;
-	root->id = 0;
-	root->kind = KIND_ROOT;
-	root->enabled = root->visible = true;
-	const struct model *m = menu->deps->model;
-	struct menu_item *it;
-	for (size_t i = 0; i < m->n_vms; i++)
-		if (!build_vm(menu, root, m->vms[i]))
-			goto error;
-	if (m->n_vms == 0) {
-		it = add_item(menu, root, KIND_STANDARD, NULL, "no-vms",
-			      C_("menu", "No virtual machines configured"), false);
-		if (!it)
-			goto error;
-		it->enabled = false;
-	}
-	if (!add_item(menu, root, KIND_SEPARATOR, NULL, "sep-global", NULL, false))
-		goto error;
-	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "reload",
-			    C_("menu", "_Reload configuration"), false)))
-		goto error;
-	it->role = ROLE_RELOAD;
-	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "about",
-			    C_("menu", "_About vmoverlay"), false)))
-		goto error;
-	it->role = ROLE_ABOUT;
-	if (!(it = add_item(menu, root, KIND_STANDARD, NULL, "quit", C_("menu", "_Quit"), false)))
-		goto error;
-	it->role = ROLE_QUIT;
-	return root;
-error:
-	item_free(root);
-	return NULL;
-}
-
-static struct menu_item *find_item(struct menu_item *it, int32_t id)
-{
-	if (!it)
-		return NULL;
-	if (it->id == id)
-		return it;
-	for (size_t i = 0; i < it->n_children; i++) {
-		struct menu_item *found = find_item(it->children[i], id);
-		if (found)
-			return found;
-	}
-	return NULL;
-}
 
 /* ------------------------------------------------------- properties */
 
@@ -478,10 +171,6 @@ static const char **read_strings(DBusMessageIter *iter, size_t *n)
 
 /* --------------------------------------------------------- signals */
 
-struct update_batch {
-	const struct menu_item **items;
-	size_t n;
-};
 
 static bool append_updates(void *data, DBusMessageIter *it)
 {
@@ -526,58 +215,12 @@ static bool append_layout_updated(void *data, DBusMessageIter *it)
 	       dbus_message_iter_append_basic(it, DBUS_TYPE_INT32, &parent);
 }
 
-static bool props_differ(const struct menu_item *a, const struct menu_item *b)
-{
-	if (a->enabled != b->enabled || a->visible != b->visible || a->toggle != b->toggle)
-		return true;
-	if (!a->label || !b->label)
-		return a->label != b->label;
-	return strcmp(a->label, b->label) != 0;
-}
-
-static bool children_differ(const struct menu_item *a, const struct menu_item *b)
-{
-	if (a->n_children != b->n_children)
-		return true;
-	for (size_t i = 0; i < a->n_children; i++)
-		if (a->children[i]->id != b->children[i]->id)
-			return true;
-	return false;
-}
-
-/* Walks the new tree: containers whose child list changed go into parents,
- * items whose properties changed (or that sit under force_parent) into b. */
-static void diff_tree(const struct menu_item *old_root, const struct menu_item *it,
-		      int32_t force_parent, struct update_batch *b, int32_t **parents,
-		      size_t *n_parents, bool under_force)
-{
-	const struct menu_item *old = find_item((struct menu_item *)old_root, it->id);
-	if (old && (under_force || props_differ(old, it))) {
-		const struct menu_item **grown = realloc(b->items, (b->n + 1) * sizeof(*grown));
-		if (grown) {
-			b->items = grown;
-			b->items[b->n++] = it;
-		}
-	}
-	if (old && (it->kind == KIND_ROOT || it->kind == KIND_SUBMENU) &&
-	    children_differ(old, it)) {
-		int32_t *grown = realloc(*parents, (*n_parents + 1) * sizeof(*grown));
-		if (grown) {
-			*parents = grown;
-			(*parents)[(*n_parents)++] = it->id;
-		}
-	}
-	for (size_t i = 0; i < it->n_children; i++)
-		diff_tree(old_root, it->children[i], force_parent, b, parents, n_parents,
-			  it->id == force_parent && force_parent > 0);
-}
-
 /* Rebuilds from the model and tells hosts what changed. force_parent > 0:
  * send that submenu's items even if unchanged (a host flipped a radio
  * locally; our state is the authority). */
-static void menu_rebuild(struct menu *menu, int32_t force_parent)
+void menu_rebuild(struct menu *menu, int32_t force_parent)
 {
-	struct menu_item *next = build_tree(menu);
+	struct menu_item *next = menu_build_tree(menu);
 	if (!next) {
 		log_err("menu: out of memory while rebuilding");
 		return;
@@ -589,7 +232,7 @@ static void menu_rebuild(struct menu *menu, int32_t force_parent)
 	struct update_batch b = {0};
 	int32_t *parents = NULL;
 	size_t n_parents = 0;
-	diff_tree(old, next, force_parent, &b, &parents, &n_parents, false);
+	menu_diff_tree(old, next, force_parent, &b, &parents, &n_parents, false);
 	if ((n_parents > 0 || b.n > 0) && menu->layout_cache) {
 		dbus_message_unref(menu->layout_cache);
 		menu->layout_cache = NULL;
@@ -607,247 +250,12 @@ static void menu_rebuild(struct menu *menu, int32_t force_parent)
 				"ItemsPropertiesUpdated", append_updates, &b);
 	free(b.items);
 	free(parents);
-	item_free(old);
+	menu_item_free(old);
 }
 
 static void on_model_changed(void *data)
 {
 	menu_rebuild(data, 0);
-}
-
-/* ---------------------------------------------------------- actions */
-
-static void on_about_reply(void *data, DBusMessage *reply)
-{
-	struct menu *menu = data;
-	menu->about_call = NULL;
-	if (dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR)
-		log_warn("About: no notification server answered (%s)",
-			 dbus_message_get_error_name(reply));
-}
-
-static void show_about(struct menu *menu)
-{
-	DBusMessage *msg = dbus_message_new_method_call("org.freedesktop.Notifications",
-							"/org/freedesktop/Notifications",
-							"org.freedesktop.Notifications", "Notify");
-	if (!msg)
-		return;
-	const char *app_name = "vmoverlay", *icon = menu->notify_icon;
-	const char *summary = _("About vmoverlay");
-	char *body = NULL;
-	/* TRANSLATORS: About text; %s is the version */
-	if (asprintf(&body,
-		     _("vmoverlay %s\nGuards libvirt virtual machines that run on a "
-		       "disposable overlay: when one shuts down it asks whether to commit "
-		       "the session's changes into the base image or discard them."),
-		     VMO_VERSION) < 0)
-		body = NULL;
-	const char *body_c = body ? body : "";
-	dbus_uint32_t replaces = 0;
-	dbus_int32_t timeout = -1;
-	DBusMessageIter it, arr;
-	dbus_message_iter_init_append(msg, &it);
-	bool ok = dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &app_name) &&
-		  dbus_message_iter_append_basic(&it, DBUS_TYPE_UINT32, &replaces) &&
-		  dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &icon) &&
-		  dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &summary) &&
-		  dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &body_c) &&
-		  dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "s", &arr) &&
-		  dbus_message_iter_close_container(&it, &arr) &&
-		  dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &arr) &&
-		  dbus_message_iter_close_container(&it, &arr) &&
-		  dbus_message_iter_append_basic(&it, DBUS_TYPE_INT32, &timeout);
-	if (ok) {
-		bus_call_cancel(menu->about_call);
-		menu->about_call = bus_call_async(menu->bus, msg, 5000, on_about_reply, menu);
-	}
-	free(body);
-	dbus_message_unref(msg);
-}
-
-static bool on_path(const char *prog)
-{
-	const char *path = getenv("PATH");
-	if (!path || !*path)
-		path = "/usr/local/bin:/usr/bin:/bin";
-	char *copy = strdup(path), *save = NULL;
-	bool found = false;
-	for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir && !found;
-	     dir = strtok_r(NULL, ":", &save)) {
-		char *full = NULL;
-		if (asprintf(&full, "%s/%s", *dir ? dir : ".", prog) < 0)
-			break;
-		found = access(full, X_OK) == 0;
-		free(full);
-	}
-	free(copy);
-	return found;
-}
-
-static void on_child_exit(struct loop *loop, pid_t pid, int status, void *data)
-{
-	log_debug("virt-manager (pid %d) exited with status %d", (int)pid, status);
-}
-
-static bool is_activation_var(const char *kv)
-{
-	return strncmp(kv, "XDG_ACTIVATION_TOKEN=", 21) == 0 ||
-	       strncmp(kv, "DESKTOP_STARTUP_ID=", 19) == 0;
-}
-
-static void show_error(struct menu *menu, const char *summary, const char *body)
-{
-	if (menu->deps->actions.show_error)
-		menu->deps->actions.show_error(menu->deps->actions.data, summary, body);
-}
-
-/* Detached, no shell: virt-manager --connect URI --show-domain-console NAME,
- * with the desktop's xdg-activation token so the window may take focus on
- * Wayland: in XDG_ACTIVATION_TOKEN (the xdg-activation convention) and in
- * DESKTOP_STARTUP_ID (GTK3, virt-manager's toolkit, reads only that). The
- * token is used once; tokens we were started with are never passed on. */
-static void open_virt_manager(struct menu *menu, const char *vm)
-{
-	const struct config *cfg =
-	    menu->deps->actions.config ? menu->deps->actions.config(menu->deps->actions.data) : NULL;
-	const char *uri = cfg && cfg->connect ? cfg->connect : "qemu:///system";
-	char *argv[] = {"virt-manager",          "--connect", (char *)uri,
-			"--show-domain-console", (char *)vm,  NULL};
-	size_t n_env = 0;
-	while (environ[n_env])
-		n_env++;
-	char **envp = calloc(n_env + 3, sizeof(*envp));
-	char *xdg_env = NULL, *startup_env = NULL;
-	char *token = menu->deps->actions.take_activation_token
-	                  ? menu->deps->actions.take_activation_token(menu->deps->actions.data)
-	                  : NULL;
-	if (!envp) {
-		free(token);
-		return;
-	}
-	size_t j = 0;
-	for (size_t i = 0; i < n_env; i++)
-		if (!is_activation_var(environ[i]))
-			envp[j++] = environ[i];
-	if (token && asprintf(&xdg_env, "XDG_ACTIVATION_TOKEN=%s", token) >= 0)
-		envp[j++] = xdg_env;
-	if (token && asprintf(&startup_env, "DESKTOP_STARTUP_ID=%s", token) >= 0)
-		envp[j++] = startup_env;
-	log_debug("starting virt-manager for %s %s an activation token", vm,
-	          token ? "with" : "without");
-
-	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	sigset_t none, all;
-	sigemptyset(&none);
-	sigfillset(&all);
-	/* The loop blocks signals it reads via signalfd; the child must not
-	 * inherit that mask. */
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &all);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-					    POSIX_SPAWN_SETSIGDEF);
-	pid_t pid;
-	int r = posix_spawnp(&pid, "virt-manager", NULL, &attr, argv, envp);
-	posix_spawnattr_destroy(&attr);
-	free(xdg_env);
-	free(startup_env);
-	free(token);
-	free(envp);
-	if (r != 0) {
-		log_warn("cannot start virt-manager: %s", strerror(r));
-		show_error(menu, _("Cannot start virt-manager"), strerror(r));
-		return;
-	}
-	loop_child_watch(bus_loop(menu->bus), pid, on_child_exit, NULL);
-}
-
-static void refused(struct menu *menu, const struct menu_item *item, char *why)
-{
-	log_info("menu: request for %s refused: %s", item->vm ? item->vm : "?", why ? why : "");
-	/* TRANSLATORS: notification title when a menu request is refused; %s is the VM */
-	char *title = NULL;
-	if (asprintf(&title, _("%s: not possible right now"), item->vm ? item->vm : "") < 0)
-		title = NULL;
-	show_error(menu, title ? title : "", why ? why : "");
-	free(title);
-	free(why);
-}
-
-static void run_click(struct menu *menu, int32_t id)
-{
-	struct menu_item *item = find_item(menu->root, id);
-	if (!item || !item->enabled || !item->visible) {
-		log_debug("menu: click on id %d ignored (gone, disabled or hidden)", (int)id);
-		return;
-	}
-	const struct ui_deps *deps = menu->deps;
-	struct vm *vm = item->vm ? model_find(deps->model, item->vm) : NULL;
-	char *why = NULL;
-	int32_t force = 0;
-	switch (item->role) {
-	case ROLE_ACTION:
-		if (vm && deps->flow && !flow_request(deps->flow, vm, item->action, &why))
-			refused(menu, item, why);
-		break;
-	case ROLE_POLICY:
-		/* The host already flipped its radio locally: always resend the
-		 * group's real state afterwards. */
-		force = item->parent_id;
-		if (vm && deps->flow && !flow_set_policy(deps->flow, vm, item->policy, &why))
-			refused(menu, item, why);
-		break;
-	case ROLE_VIRT_MANAGER:
-		if (vm)
-			open_virt_manager(menu, vm->name);
-		break;
-	case ROLE_RELOAD:
-		if (deps->actions.reload_config)
-			deps->actions.reload_config(deps->actions.data);
-		break;
-	case ROLE_ABOUT:
-		show_about(menu);
-		break;
-	case ROLE_QUIT:
-		/* The Event reply is queued; make sure it leaves before we exit. */
-		dbus_connection_flush(bus_connection(menu->bus));
-		if (deps->actions.quit)
-			deps->actions.quit(deps->actions.data, 0);
-		return;
-	default:
-		break;
-	}
-	menu_rebuild(menu, force);
-}
-
-static void on_click_timer(struct loop *loop, struct loop_timer *t, void *data)
-{
-	struct menu *menu = data;
-	/* run_click may quit or rebuild: work on a snapshot of the queue. */
-	size_t n = menu->n_clicks;
-	int32_t *ids = menu->clicks;
-	menu->clicks = NULL;
-	menu->n_clicks = menu->cap_clicks = 0;
-	for (size_t i = 0; i < n && !loop_quitting(loop); i++)
-		run_click(menu, ids[i]);
-	free(ids);
-}
-
-static void queue_click(struct menu *menu, int32_t id)
-{
-	if (menu->n_clicks == menu->cap_clicks) {
-		size_t cap = menu->cap_clicks ? menu->cap_clicks * 2 : 4;
-		if (cap > 64)
-			return; /* a flood of clicks within one iteration: drop */
-		int32_t *grown = realloc(menu->clicks, cap * sizeof(*grown));
-		if (!grown)
-			return;
-		menu->clicks = grown;
-		menu->cap_clicks = cap;
-	}
-	menu->clicks[menu->n_clicks++] = id;
-	loop_timer_arm(menu->click_timer, 0, 0);
 }
 
 /* ---------------------------------------------------------- methods */
@@ -885,7 +293,7 @@ static DBusMessage *on_get_layout(void *data, DBusMessage *msg)
 	dbus_message_iter_next(&it);
 	size_t n_names = 0;
 	const char **names = read_strings(&it, &n_names);
-	struct menu_item *item = find_item(menu->root, parent);
+	struct menu_item *item = menu_find_item(menu->root, parent);
 	if (!item) {
 		free(names);
 		return unknown_id(msg, parent);
@@ -974,7 +382,7 @@ static DBusMessage *on_get_group_properties(void *data, DBusMessage *msg)
 	}
 	size_t count = n_ids ? (size_t)n_ids : n_all;
 	for (size_t i = 0; ok && i < count; i++) {
-		struct menu_item *item = n_ids ? find_item(menu->root, idv[i]) : all[i];
+		struct menu_item *item = n_ids ? menu_find_item(menu->root, idv[i]) : all[i];
 		if (!item)
 			continue;
 		dbus_int32_t id = item->id;
@@ -1001,7 +409,7 @@ static DBusMessage *on_get_property(void *data, DBusMessage *msg)
 	const char *name;
 	dbus_message_get_args(msg, NULL, DBUS_TYPE_INT32, &id, DBUS_TYPE_STRING, &name,
 			      DBUS_TYPE_INVALID);
-	struct menu_item *item = find_item(menu->root, id);
+	struct menu_item *item = menu_find_item(menu->root, id);
 	if (!item)
 		return unknown_id(msg, id);
 	/* Build the one-entry dict and lift its variant out. */
@@ -1063,10 +471,10 @@ static DBusMessage *on_event(void *data, DBusMessage *msg)
 	dbus_message_iter_next(&it);
 	dbus_message_iter_get_basic(&it, &event);
 	/* The data variant may hold anything (Plasma: s "", others: i 0): unused. */
-	if (!find_item(menu->root, id))
+	if (!menu_find_item(menu->root, id))
 		return unknown_id(msg, id);
 	if (strcmp(event, "clicked") == 0)
-		queue_click(menu, id);
+		menu_queue_click(menu, id);
 	return dbus_message_new_method_return(msg);
 }
 
@@ -1086,14 +494,14 @@ static DBusMessage *on_event_group(void *data, DBusMessage *msg)
 		dbus_message_iter_next(&st);
 		dbus_message_iter_get_basic(&st, &event);
 		n_events++;
-		if (!find_item(menu->root, id)) {
+		if (!menu_find_item(menu->root, id)) {
 			int32_t *grown = realloc(errors, (n_errors + 1) * sizeof(*grown));
 			if (grown) {
 				errors = grown;
 				errors[n_errors++] = id;
 			}
 		} else if (strcmp(event, "clicked") == 0) {
-			queue_click(menu, id);
+			menu_queue_click(menu, id);
 		}
 		dbus_message_iter_next(&arr);
 	}
@@ -1119,7 +527,7 @@ static DBusMessage *on_about_to_show(void *data, DBusMessage *msg)
 	struct menu *menu = data;
 	dbus_int32_t id;
 	dbus_message_get_args(msg, NULL, DBUS_TYPE_INT32, &id, DBUS_TYPE_INVALID);
-	if (!find_item(menu->root, id))
+	if (!menu_find_item(menu->root, id))
 		return unknown_id(msg, id);
 	/* The tree is always current (rebuilt on every model change), so no
 	 * update is needed; true would make Plasma swallow our next
@@ -1147,7 +555,7 @@ static DBusMessage *on_about_to_show_group(void *data, DBusMessage *msg)
 		return NULL;
 	int n_errors = 0;
 	for (int i = 0; i < n; i++)
-		if (!find_item(menu->root, ids[i]))
+		if (!menu_find_item(menu->root, ids[i]))
 			errors[n_errors++] = ids[i];
 	DBusMessage *reply = dbus_message_new_method_return(msg);
 	const int32_t *none = errors, *ev = errors;
@@ -1233,15 +641,15 @@ struct menu *menu_create(struct bus *bus, const struct ui_deps *deps, char **err
 	menu->bus = bus;
 	menu->deps = deps;
 	menu->revision = 1;
-	menu->have_virt_manager = on_path("virt-manager");
+	menu->have_virt_manager = menu_on_path("virt-manager");
 	menu->icon_theme_dir = icons_theme_dir();
 	menu->notify_icon = icons_notification_icon();
-	menu->click_timer = loop_timer_add(bus_loop(bus), -1, 0, on_click_timer, menu);
+	menu->click_timer = loop_timer_add(bus_loop(bus), -1, 0, menu_on_click_timer, menu);
 	if (!menu->icon_theme_dir || !menu->notify_icon || !menu->click_timer)
 		goto nomem;
 	/* Built before export: Plasma fetches GetLayout(0, 1) the moment the
 	 * item appears, and an empty first answer shows an empty menu. */
-	menu->root = build_tree(menu);
+	menu->root = menu_build_tree(menu);
 	if (!menu->root)
 		goto nomem;
 	char *xerr = NULL;
@@ -1275,7 +683,7 @@ void menu_destroy(struct menu *menu)
 	bus_call_cancel(menu->about_call);
 	if (menu->click_timer)
 		loop_timer_remove(menu->click_timer);
-	item_free(menu->root);
+	menu_item_free(menu->root);
 	if (menu->layout_cache)
 		dbus_message_unref(menu->layout_cache);
 	for (size_t i = 0; i < menu->n_keys; i++)
