@@ -23,6 +23,7 @@
  * server appears (NameOwnerChanged) we probe again and show what is still
  * relevant. */
 #include "notify.h"
+#include "notify-private.h"
 
 #include <gio/gio.h>
 #include <libnotify/notify.h>
@@ -38,103 +39,7 @@
 #include "model.h"
 #include "icons.h"
 
-#define NOTIFY_NAME  "org.freedesktop.Notifications"
-#define NOTIFY_PATH  "/org/freedesktop/Notifications"
-#define NOTIFY_IFACE "org.freedesktop.Notifications"
-/* plasmashell owns org.kde.JobViewServer and org.kde.kuiserver; KF6 talks
- * to the former. */
-#define JOB_SERVER_NAME "org.kde.JobViewServer"
-#define JOB_SERVER_PATH "/JobViewServer"
-#define JOB_SERVER_V1   "org.kde.JobViewServer"
-#define JOB_SERVER_V2   "org.kde.JobViewServerV2"
-#define JOB_VIEW_V2     "org.kde.JobViewV2"
-#define JOB_VIEW_V3     "org.kde.JobViewV3"
-/* terminate() error codes: KIO::ERR_USER_CANCELED, KJob::UserDefinedError */
-#define JOB_ERR_CANCELLED 1u
-#define JOB_ERR_FAILED    100u
-
-#define APP_NAME         "vmoverlay"
-#define PROBE_TIMEOUT_MS 2000
-/* After a failed probe, new operations re-probe at most this often (an
- * owner change re-probes at once). No timer: idle stays idle. */
-#define PROBE_RETRY_MS       10000
-#define PROGRESS_INTERVAL_MS 500
-#define JOB_KILLABLE         1
-
-enum note_kind { NOTE_NONE = 0, NOTE_PROMPT, NOTE_PROGRESS, NOTE_RESULT, NOTE_INFO };
-enum note_op { OP_NONE = 0, OP_SHOW, OP_CLOSE };
-enum job_state { JOB_NONE = 0, JOB_REQUESTING, JOB_ACTIVE, JOB_UNAVAILABLE };
-
-struct notifier;
-
-/* One notification slot: what it should show, and libnotify's object. */
-struct note {
-	struct notifier *n;
-	char *vm_name; /* NULL for the global summary/error slots */
-	NotifyNotification *nn;
-	bool shown; /* the server has it (no NotificationClosed seen) */
-	enum note_kind kind;
-	enum note_op op;
-	bool close_first; /* an answered question must be closed, not replaced */
-	char *summary;
-	char *body;
-	NotifyUrgency urgency;
-	bool actions;  /* Commit / Discard / Keep for now */
-	bool resident; /* stays in the history until answered */
-	bool transient;
-	bool persistent; /* expire_timeout 0 */
-	int value;       /* progress 0..100, -1 none */
-	int64_t last_show_ms;
-	struct loop_timer *throttle;
-};
-
-struct vm_entry {
-	char *name;
-	struct note note;
-	enum job_state job;
-	char *job_path;
-	guint job_sub;
-	GCancellable *job_cancel; /* the requestView on its way */
-	bool job_v3;              /* the view came from JobViewServerV2 */
-	bool job_wanted;          /* a commit runs: a new server gets asked too */
-	bool job_finish_pending;  /* result arrived while requestView ran */
-	unsigned job_finish_code;
-	char *job_finish_msg;
-	unsigned job_percent;
-	struct vm_entry *next;
-};
-
-struct notifier {
-	const struct ui_deps *deps;
-	GDBusConnection *conn;
-	GCancellable *cancel;
-	guint owner_sub;
-	guint job_owner_sub;
-	bool job_v1_only; /* the job server has no JobViewServerV2 */
-	char *icon;       /* app_icon: our name, or a file:// URI when not installed */
-	char *token;      /* xdg-activation token from the last action, until used */
-	int64_t token_ms;
-	bool inited; /* notify_init done */
-
-	bool probing;
-	int probe_left;
-	bool probe_ok;
-	char *probe_err;
-	bool reprobe; /* the owner changed while probing */
-	bool server_ok;
-	int64_t last_fail_ms;
-	bool logged_absent;
-	bool cap_actions;
-	bool cap_markup;
-	bool cap_value; /* Plasma 5: "value" hint draws a progress bar (6 does not) */
-	char *server_name;
-
-	struct vm_entry *vms;
-	struct note summary;
-	struct note error;
-};
-
-static void kick(struct notifier *n);
+void notify_kick(struct notifier *n);
 
 /* ---- slots ---- */
 
@@ -201,8 +106,7 @@ static struct vm_entry *entry_get(struct notifier *n, const char *name)
 	return e;
 }
 
-static char *strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *strdup_printf(const char *fmt, ...)
+char *notify_strdup_printf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s = NULL;
@@ -248,7 +152,7 @@ static void on_action(NotifyNotification *nn, char *action, gpointer data)
 		 * choice stays pending in the tray menu; just close. */
 		if (note->kind == NOTE_PROMPT && note->shown) {
 			note->op = OP_CLOSE;
-			kick(n);
+			notify_kick(n);
 		}
 		return;
 	}
@@ -264,7 +168,7 @@ static void on_action(NotifyNotification *nn, char *action, gpointer data)
 	if (!flow_request(n->deps->flow, vm, act, &why)) {
 		log_warn("%s: request %s refused: %s", vm->name, action, why ? why : "");
 		/* TRANSLATORS: notification summary when a choice cannot be done; %s is the VM */
-		char *sum = strdup_printf(_("%s: cannot do that now"), vm->name);
+		char *sum = notify_strdup_printf(_("%s: cannot do that now"), vm->name);
 		notifier_error(n, sum ? sum : vm->name, why ? why : "");
 		free(sum);
 	}
@@ -277,7 +181,7 @@ static char *render_body(struct notifier *n, const struct note *note)
 	if (note->actions && !n->cap_actions)
 		/* TRANSLATORS: appended when the notification server cannot show buttons */
 		hint = _("Answer from the vmoverlay icon's menu in the system tray.");
-	char *raw = strdup_printf("%s%s%s", note->body, *hint && *note->body ? "\n" : "", hint);
+	char *raw = notify_strdup_printf("%s%s%s", note->body, *hint && *note->body ? "\n" : "", hint);
 	if (!raw || !n->cap_markup)
 		return raw;
 	/* Servers with body-markup parse the body: a VM called "a<b" or an
@@ -438,14 +342,14 @@ static void probe_done(struct notifier *n)
 	}
 	/* Operations queued by the flush itself (or during the probe). */
 	if (any_pending(n) && (n->server_ok || n->last_fail_ms == 0))
-		kick(n);
+		notify_kick(n);
 }
 
 static void probe_part_failed(struct notifier *n, const char *what, GError *err)
 {
 	n->probe_ok = false;
 	if (!n->probe_err)
-		n->probe_err = strdup_printf("%s: %s", what, err ? err->message : "bad reply");
+		n->probe_err = notify_strdup_printf("%s: %s", what, err ? err->message : "bad reply");
 }
 
 static void on_probe_info(GObject *src, GAsyncResult *res, gpointer data)
@@ -461,7 +365,7 @@ static void on_probe_info(GObject *src, GAsyncResult *res, gpointer data)
 		const char *name = NULL, *vendor = NULL, *version = NULL, *spec = NULL;
 		g_variant_get(v, "(&s&s&s&s)", &name, &vendor, &version, &spec);
 		free(n->server_name);
-		n->server_name = strdup_printf("%s %s (%s, spec %s)", name, version, vendor, spec);
+		n->server_name = notify_strdup_printf("%s %s (%s, spec %s)", name, version, vendor, spec);
 		g_variant_unref(v);
 	} else {
 		probe_part_failed(n, "GetServerInformation", err);
@@ -506,7 +410,7 @@ static void on_probe_caps(GObject *src, GAsyncResult *res, gpointer data)
 		probe_done(n);
 }
 
-static void kick(struct notifier *n)
+void notify_kick(struct notifier *n)
 {
 	if (!n->conn || n->probing || !any_pending(n))
 		return;
@@ -555,261 +459,7 @@ static void on_owner_changed(GDBusConnection *conn, const char *sender, const ch
 	if (n->probing)
 		n->reprobe = true;
 	else
-		kick(n);
-}
-
-/* ---- Plasma's job view (org.kde.JobViewServer) ----
- *
- * The KF6 way (kjobwidgets' KUiServerV2JobTracker): JobViewServerV2
- * requestView(desktopEntry, capabilities, hints) with "immediate" (Plasma
- * otherwise waits 500 ms, so a short commit would never be shown) and
- * "transient" (no "Finished" popup from the tracker: our result
- * notification is the one result the user gets), then JobViewV3
- * update(a{sv}) and terminate(u, s, a{sv}). Only a server without V2 gets
- * the old JobViewServer.requestView(ssi) and JobViewV2's setters. When the
- * server's owner changes (plasmashell restarted) a running commit asks the
- * new owner for a view, as KF6 does. Facts: research/plasma6-protocol.md. */
-
-static void job_request(struct notifier *n, struct vm_entry *e);
-
-static void job_call(struct notifier *n, struct vm_entry *e, const char *method, GVariant *args)
-{
-	g_dbus_connection_call(n->conn, JOB_SERVER_NAME, e->job_path,
-			       e->job_v3 ? JOB_VIEW_V3 : JOB_VIEW_V2, method, args, NULL,
-			       G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, NULL, NULL, NULL);
-}
-
-/* V3: one update() with these properties (NULL title: percent only). */
-static void job_update(struct notifier *n, struct vm_entry *e, const char *title)
-{
-	GVariantBuilder b;
-	g_variant_builder_init(&b, G_VARIANT_TYPE("a{sv}"));
-	if (title) {
-		g_variant_builder_add(&b, "{sv}", "title", g_variant_new_string(title));
-		g_variant_builder_add(&b, "{sv}", "descriptionLabel1",
-				      g_variant_new_string(_("Virtual machine")));
-		g_variant_builder_add(&b, "{sv}", "descriptionValue1",
-				      g_variant_new_string(e->name));
-	}
-	g_variant_builder_add(&b, "{sv}", "percent", g_variant_new_uint32(e->job_percent));
-	job_call(n, e, "update", g_variant_new("(a{sv})", &b));
-}
-
-/* Forgets the view (the server is gone, or the job is over) without a call. */
-static void job_drop(struct notifier *n, struct vm_entry *e)
-{
-	if (e->job_sub)
-		g_dbus_connection_signal_unsubscribe(n->conn, e->job_sub);
-	e->job_sub = 0;
-	if (e->job_cancel) {
-		/* A requestView still on its way must not land on this entry. */
-		g_cancellable_cancel(e->job_cancel);
-		g_object_unref(e->job_cancel);
-		e->job_cancel = NULL;
-	}
-	free(e->job_path);
-	e->job_path = NULL;
-	e->job = JOB_NONE;
-}
-
-/* The commit is over: terminate the view (error 0: finished; 1 is
- * KIO::ERR_USER_CANCELED, which Plasma removes without a word; anything
- * else shows msg). */
-static void job_finish(struct notifier *n, struct vm_entry *e, unsigned code, const char *msg)
-{
-	e->job_wanted = false;
-	if (e->job == JOB_REQUESTING) {
-		e->job_finish_pending = true;
-		e->job_finish_code = code;
-		free(e->job_finish_msg);
-		e->job_finish_msg = strdup(msg ? msg : "");
-		return;
-	}
-	if (e->job == JOB_ACTIVE) {
-		if (e->job_v3) {
-			job_call(
-			    n, e, "terminate",
-			    g_variant_new("(us@a{sv})", code, msg ? msg : "",
-					  g_variant_new_array(G_VARIANT_TYPE("{sv}"), NULL, 0)));
-		} else {
-			job_call(n, e, "terminate", g_variant_new("(s)", msg ? msg : ""));
-		}
-	}
-	job_drop(n, e);
-}
-
-static void on_job_cancel(GDBusConnection *conn, const char *sender, const char *path,
-			  const char *iface, const char *signal, GVariant *params, gpointer data)
-{
-	struct vm_entry *e = data;
-	struct notifier *n = e->note.n;
-	struct vm *vm = model_find(n->deps->model, e->name);
-	if (!vm || !n->deps->flow)
-		return;
-	log_info("%s: cancel requested from the job view", vm->name);
-	char *why = NULL;
-	if (!flow_request(n->deps->flow, vm, ACT_CANCEL, &why))
-		log_warn("%s: cancel refused: %s", vm->name, why ? why : "");
-	free(why);
-}
-
-static bool is_missing_method(const GError *err)
-{
-	return g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_METHOD) ||
-	       g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_INTERFACE) ||
-	       g_error_matches(err, G_DBUS_ERROR, G_DBUS_ERROR_UNKNOWN_OBJECT);
-}
-
-static void show_held_progress(struct notifier *n, struct vm_entry *e);
-
-static void on_job_view(GObject *src, GAsyncResult *res, gpointer data, bool v3)
-{
-	GError *err = NULL;
-	GVariant *v = g_dbus_connection_call_finish(G_DBUS_CONNECTION(src), res, &err);
-	if (!v && g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
-		g_error_free(err);
-		return;
-	}
-	struct vm_entry *e = data;
-	struct notifier *n = e->note.n;
-	if (!v && v3 && is_missing_method(err)) {
-		/* A server from before JobViewServerV2 (KF5 < 5.80): the old one. */
-		log_debug("job view server has no V2 (%s): using org.kde.JobViewServer",
-			  err->message);
-		g_error_free(err);
-		n->job_v1_only = true;
-		job_request(n, e);
-		return;
-	}
-	if (!v) {
-		log_debug("no job view for %s: %s", e->name, err->message);
-		g_error_free(err);
-		bool finished = e->job_finish_pending;
-		e->job_finish_pending = false;
-		job_drop(n, e);
-		e->job = finished ? JOB_NONE : JOB_UNAVAILABLE;
-		/* Nobody shows the progress: our own notification does. */
-		if (!finished)
-			show_held_progress(n, e);
-		return;
-	}
-	const char *path = NULL;
-	g_variant_get(v, "(&o)", &path);
-	e->job_path = strdup(path);
-	g_variant_unref(v);
-	e->job = JOB_ACTIVE;
-	e->job_v3 = v3;
-	/* The tracker shows the progress now: a progress notification shown
-	 * meanwhile (server restarted mid-commit) goes. */
-	if (e->note.kind == NOTE_PROGRESS) {
-		if (e->note.throttle)
-			loop_timer_arm(e->note.throttle, -1, 0);
-		e->note.kind = NOTE_NONE;
-		e->note.op = e->note.shown ? OP_CLOSE : OP_NONE;
-		kick(n);
-	}
-	/* Only the server's cancel button counts: a signal is a broadcast that
-	 * any client can send on any path (another job server's view may even
-	 * use the same path), so the sender must be the job server's name. */
-	e->job_sub = g_dbus_connection_signal_subscribe(
-	    n->conn, JOB_SERVER_NAME, v3 ? JOB_VIEW_V3 : JOB_VIEW_V2, "cancelRequested",
-	    e->job_path, NULL, G_DBUS_SIGNAL_FLAGS_NONE, on_job_cancel, e, NULL);
-	/* TRANSLATORS: job title in Plasma's job tracker; %s is the VM */
-	char *title = strdup_printf(_("Committing %s"), e->name);
-	if (v3) {
-		job_update(n, e, title ? title : e->name);
-	} else {
-		job_call(n, e, "setInfoMessage", g_variant_new("(s)", title ? title : e->name));
-		job_call(n, e, "setDescriptionField",
-			 g_variant_new("(uss)", 0u, _("Virtual machine"), e->name));
-		job_call(n, e, "setPercent", g_variant_new("(u)", e->job_percent));
-	}
-	free(title);
-	if (e->job_finish_pending) {
-		e->job_finish_pending = false;
-		job_finish(n, e, e->job_finish_code, e->job_finish_msg);
-		free(e->job_finish_msg);
-		e->job_finish_msg = NULL;
-	}
-}
-
-static void on_job_view_v2(GObject *src, GAsyncResult *res, gpointer data)
-{
-	on_job_view(src, res, data, true);
-}
-
-static void on_job_view_v1(GObject *src, GAsyncResult *res, gpointer data)
-{
-	on_job_view(src, res, data, false);
-}
-
-static void job_request(struct notifier *n, struct vm_entry *e)
-{
-	e->job = JOB_REQUESTING;
-	if (!e->job_cancel)
-		e->job_cancel = g_cancellable_new();
-	if (n->job_v1_only) {
-		g_dbus_connection_call(n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_V1,
-				       "requestView",
-				       g_variant_new("(ssi)", APP_NAME, n->icon, JOB_KILLABLE),
-				       G_VARIANT_TYPE("(o)"), G_DBUS_CALL_FLAGS_NO_AUTO_START,
-				       PROBE_TIMEOUT_MS, e->job_cancel, on_job_view_v1, e);
-		return;
-	}
-	GVariantBuilder h;
-	g_variant_builder_init(&h, G_VARIANT_TYPE("a{sv}"));
-	g_variant_builder_add(&h, "{sv}", "immediate", g_variant_new_boolean(TRUE));
-	g_variant_builder_add(&h, "{sv}", "transient", g_variant_new_boolean(TRUE));
-	/* Read from the desktop entry when installed; these cover a build-tree
-	 * binary, whose entry Plasma cannot find. */
-	g_variant_builder_add(&h, "{sv}", "application-display-name",
-			      g_variant_new_string(APP_NAME));
-	g_variant_builder_add(&h, "{sv}", "application-icon-name", g_variant_new_string(n->icon));
-	g_dbus_connection_call(
-	    n->conn, JOB_SERVER_NAME, JOB_SERVER_PATH, JOB_SERVER_V2, "requestView",
-	    g_variant_new("(sia{sv})", APP_NAME, JOB_KILLABLE, &h), G_VARIANT_TYPE("(o)"),
-	    G_DBUS_CALL_FLAGS_NO_AUTO_START, PROBE_TIMEOUT_MS, e->job_cancel, on_job_view_v2, e);
-}
-
-static void job_progress(struct notifier *n, struct vm_entry *e, unsigned percent)
-{
-	/* The view already shows job_percent (sent here or in on_job_view);
-	 * qemu-img repeats its last record many times. */
-	if (e->job == JOB_ACTIVE && percent == e->job_percent)
-		return;
-	e->job_percent = percent;
-	e->job_wanted = true;
-	if (e->job == JOB_NONE)
-		job_request(n, e);
-	else if (e->job == JOB_ACTIVE && e->job_v3)
-		job_update(n, e, NULL);
-	else if (e->job == JOB_ACTIVE)
-		job_call(n, e, "setPercent", g_variant_new("(u)", percent));
-}
-
-static void on_job_owner_changed(GDBusConnection *conn, const char *sender, const char *path,
-				 const char *iface, const char *signal, GVariant *params,
-				 gpointer data)
-{
-	struct notifier *n = data;
-	const char *name, *old_owner, *new_owner;
-	g_variant_get(params, "(&s&s&s)", &name, &old_owner, &new_owner);
-	if (strcmp(name, JOB_SERVER_NAME) != 0)
-		return;
-	log_info("job view server %s", *new_owner ? "appeared" : "went away");
-	n->job_v1_only = false; /* a new owner may speak V2 */
-	/* The views lived in the old owner: a running commit asks again. */
-	for (struct vm_entry *e = n->vms; e; e = e->next) {
-		if (!e->job_wanted)
-			continue;
-		job_drop(n, e);
-		if (*new_owner) {
-			job_request(n, e);
-		} else {
-			e->job = JOB_UNAVAILABLE;
-			show_held_progress(n, e);
-		}
-	}
+		notify_kick(n);
 }
 
 /* ---- the hooks ---- */
@@ -823,10 +473,10 @@ void notifier_prompt(void *data, struct vm *vm)
 	if (!e)
 		return;
 	/* TRANSLATORS: notification summary; %s is the VM name */
-	char *summary = strdup_printf(_("%s shut down"), vm->name);
+	char *summary = notify_strdup_printf(_("%s shut down"), vm->name);
 	char *body;
 	if (vm->last_stop == STOP_UNCLEAN)
-		body = strdup_printf("%s\n%s", _("Keep the changes made in this session?"),
+		body = notify_strdup_printf("%s\n%s", _("Keep the changes made in this session?"),
 				     _("The guest did not shut down cleanly."));
 	else
 		body = strdup(_("Keep the changes made in this session?"));
@@ -842,7 +492,7 @@ void notifier_prompt(void *data, struct vm *vm)
 	}
 	free(summary);
 	free(body);
-	kick(n);
+	notify_kick(n);
 }
 
 void notifier_withdraw(void *data, struct vm *vm)
@@ -855,7 +505,7 @@ void notifier_withdraw(void *data, struct vm *vm)
 		return;
 	e->note.kind = NOTE_NONE;
 	e->note.op = e->note.shown ? OP_CLOSE : OP_NONE;
-	kick(n);
+	notify_kick(n);
 }
 
 static void on_throttle(struct loop *loop, struct loop_timer *t, void *data)
@@ -863,11 +513,11 @@ static void on_throttle(struct loop *loop, struct loop_timer *t, void *data)
 	struct note *note = data;
 	if (note->kind == NOTE_PROGRESS) {
 		note->op = OP_SHOW;
-		kick(note->n);
+		notify_kick(note->n);
 	}
 }
 
-static void show_held_progress(struct notifier *n, struct vm_entry *e)
+void notify_show_held_progress(struct notifier *n, struct vm_entry *e)
 {
 	struct vm *vm = model_find(n->deps->model, e->name);
 	if (vm && (vm->flow == FLOW_COMMITTING || vm->flow == FLOW_REBUILDING))
@@ -884,26 +534,26 @@ void notifier_progress(void *data, struct vm *vm)
 		return;
 	int pct = vm->progress < 0 ? 0 : vm->progress > 100 ? 100 : (int)(vm->progress + 0.5);
 	if (vm->flow == FLOW_COMMITTING && n->conn)
-		job_progress(n, e, (unsigned)pct);
+		notify_job_progress(n, e, (unsigned)pct);
 	/* One progress display per commit: while the job tracker shows it (or
 	 * is being asked to), no notification of ours. If the tracker says no,
 	 * on_job_view calls us again. */
 	if (e->job == JOB_ACTIVE || e->job == JOB_REQUESTING) {
-		kick(n);
+		notify_kick(n);
 		return;
 	}
 	char *summary, *body;
 	if (vm->flow == FLOW_REBUILDING) {
 		/* TRANSLATORS: progress notification summary; %s is the VM */
-		summary = strdup_printf(_("%s: preparing a fresh overlay"), vm->name);
+		summary = notify_strdup_printf(_("%s: preparing a fresh overlay"), vm->name);
 		body = strdup("");
 	} else {
 		/* TRANSLATORS: progress notification summary; %s is the VM */
-		summary = strdup_printf(_("%s: committing changes"), vm->name);
+		summary = notify_strdup_printf(_("%s: committing changes"), vm->name);
 		/* The percentage is in the text: Plasma 6 does not draw the
 		 * "value" hint. */
 		/* TRANSLATORS: progress notification body; %d is a percentage */
-		body = strdup_printf(_("%d %% done"), pct);
+		body = notify_strdup_printf(_("%d %% done"), pct);
 	}
 	if (summary && body) {
 		/* At most one update every PROGRESS_INTERVAL_MS; the last value
@@ -924,7 +574,7 @@ void notifier_progress(void *data, struct vm *vm)
 	}
 	free(summary);
 	free(body);
-	kick(n);
+	notify_kick(n);
 }
 
 void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned long long bytes,
@@ -945,35 +595,35 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 	case RESULT_COMMITTED:
 		i18n_format_size(size, sizeof size, bytes);
 		/* TRANSLATORS: result notification summary; %s is the VM */
-		summary = strdup_printf(_("%s: changes committed"), vm->name);
+		summary = notify_strdup_printf(_("%s: changes committed"), vm->name);
 		/* TRANSLATORS: VM name, size ("1.2 GiB"), base image file name */
-		body = strdup_printf(_("%s: %s committed into %s; fresh overlay ready"), vm->name,
+		body = notify_strdup_printf(_("%s: %s committed into %s; fresh overlay ready"), vm->name,
 				     size, base);
 		break;
 	case RESULT_DISCARDED:
-		summary = strdup_printf(_("%s: changes discarded"), vm->name);
+		summary = notify_strdup_printf(_("%s: changes discarded"), vm->name);
 		if (vm->has_discarded)
-			body = strdup_printf(
+			body = notify_strdup_printf(
 			    _("%s: changes discarded (undo available until next start)"), vm->name);
 		else
-			body = strdup_printf(_("%s: changes discarded; fresh overlay ready"),
+			body = notify_strdup_printf(_("%s: changes discarded; fresh overlay ready"),
 					     vm->name);
 		break;
 	case RESULT_UNDONE:
-		summary = strdup_printf(_("%s: discard undone"), vm->name);
+		summary = notify_strdup_printf(_("%s: discard undone"), vm->name);
 		body =
-		    strdup_printf(_("%s: the discarded changes are back in the overlay"), vm->name);
+		    notify_strdup_printf(_("%s: the discarded changes are back in the overlay"), vm->name);
 		break;
 	case RESULT_CANCELLED:
-		summary = strdup_printf(_("%s: commit cancelled"), vm->name);
-		body = strdup_printf("%s",
+		summary = notify_strdup_printf(_("%s: commit cancelled"), vm->name);
+		body = notify_strdup_printf("%s",
 				     _("Nothing was lost: the overlay still holds your changes."));
 		break;
 	case RESULT_FAILED:
 	default:
 		urgency = NOTIFY_URGENCY_CRITICAL;
-		summary = strdup_printf(_("%s: operation failed"), vm->name);
-		body = strdup_printf("%s\n%s", msg && *msg ? msg : _("Unknown error."),
+		summary = notify_strdup_printf(_("%s: operation failed"), vm->name);
+		body = notify_strdup_printf("%s\n%s", msg && *msg ? msg : _("Unknown error."),
 				     _("Nothing was lost: the overlay still holds your changes."));
 		break;
 	}
@@ -987,7 +637,7 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 		e->note.persistent = urgency == NOTIFY_URGENCY_CRITICAL;
 	}
 	if (n->conn && (e->job != JOB_NONE || e->job_wanted))
-		job_finish(n, e,
+		notify_job_finish(n, e,
 			   res == RESULT_COMMITTED   ? 0
 			   : res == RESULT_CANCELLED ? JOB_ERR_CANCELLED
 						     : JOB_ERR_FAILED,
@@ -996,7 +646,7 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 						   : "");
 	free(summary);
 	free(body);
-	kick(n);
+	notify_kick(n);
 }
 
 void notifier_summary(struct notifier *n)
@@ -1019,7 +669,7 @@ void notifier_summary(struct notifier *n)
 	n->summary.transient = true;
 	n->summary.urgency = NOTIFY_URGENCY_LOW;
 	free(body);
-	kick(n);
+	notify_kick(n);
 }
 
 void notifier_error(struct notifier *n, const char *summary, const char *body)
@@ -1028,7 +678,7 @@ void notifier_error(struct notifier *n, const char *summary, const char *body)
 		return;
 	note_set(&n->error, NOTE_INFO, summary && *summary ? summary : "vmoverlay", body);
 	n->error.urgency = NOTIFY_URGENCY_CRITICAL;
-	kick(n);
+	notify_kick(n);
 }
 
 /* ---- lifetime ---- */
@@ -1066,7 +716,7 @@ struct notifier *notifier_create(const struct ui_deps *deps)
 	n->job_owner_sub = g_dbus_connection_signal_subscribe(
 	    n->conn, "org.freedesktop.DBus", "org.freedesktop.DBus", "NameOwnerChanged",
 	    "/org/freedesktop/DBus", JOB_SERVER_NAME, G_DBUS_SIGNAL_FLAGS_NONE,
-	    on_job_owner_changed, n, NULL);
+	    notify_on_job_owner_changed, n, NULL);
 	return n;
 }
 
