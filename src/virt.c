@@ -464,6 +464,124 @@ static bool disk_qualifies(const struct disk_info *d)
 	       !d->shareable;
 }
 
+/* ---- facts of images the user cannot read (qemu:///system) ---- */
+
+static char *xpath_string(xmlXPathContextPtr ctx, const char *expr)
+{
+	xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, ctx);
+	char *s = NULL;
+	if (o && o->type == XPATH_STRING && o->stringval && *o->stringval)
+		s = strdup((const char *)o->stringval);
+	xmlXPathFreeObject(o);
+	return s;
+}
+
+/* The volume at path, looked up by path; when no pool lists it yet (a file
+ * made outside libvirt, or replaced by a rebuild), the active pools whose
+ * directory holds it are refreshed once (needs a read-write connection,
+ * which a user who may manage the system daemon has). */
+static virStorageVolPtr volume_by_path(virConnectPtr conn, const char *path)
+{
+	virStorageVolPtr vol = virStorageVolLookupByPath(conn, path);
+	if (vol)
+		return vol;
+	virResetLastError();
+	const char *slash = strrchr(path, '/');
+	if (!slash || slash == path)
+		return NULL;
+	size_t dirlen = (size_t)(slash - path);
+	virStoragePoolPtr *pools = NULL;
+	int n = virConnectListAllStoragePools(conn, &pools, VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE);
+	bool refreshed = false;
+	for (int i = 0; i < n; i++) {
+		char *xml = virStoragePoolGetXMLDesc(pools[i], 0);
+		xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "pool.xml", NULL,
+		                                    XML_PARSE_NONET | XML_PARSE_NOERROR |
+		                                            XML_PARSE_NOWARNING)
+		                    : NULL;
+		free(xml);
+		xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
+		char *target = ctx ? xpath_string(ctx, "string(/pool/target/path)") : NULL;
+		if (target && strlen(target) == dirlen && strncmp(target, path, dirlen) == 0 &&
+		    virStoragePoolRefresh(pools[i], 0) == 0)
+			refreshed = true;
+		free(target);
+		xmlXPathFreeContext(ctx);
+		xmlFreeDoc(doc);
+		virStoragePoolFree(pools[i]);
+	}
+	free(pools);
+	virResetLastError();
+	return refreshed ? virStorageVolLookupByPath(conn, path) : NULL;
+}
+
+/* What libvirt's storage driver (root, in the daemon) read from the image's
+ * header: format, virtual size, the immediate backing store (its path as
+ * libvirt resolved it) and that one's format. The applet never opens the
+ * file. Returns 0, or -ENOENT when the image is in no storage pool, -EIO
+ * when libvirt gave no usable answer (log line). */
+static int volume_facts(virConnectPtr conn, const char *path, struct qcow2_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!conn)
+		return -ENOENT;
+	virStorageVolPtr vol = volume_by_path(conn, path);
+	if (!vol) {
+		virResetLastError();
+		return -ENOENT;
+	}
+	char *xml = virStorageVolGetXMLDesc(vol, 0);
+	virStorageVolFree(vol);
+	if (!xml) {
+		log_warn("virt: volume XML of %s: %s", path, last_virt_error());
+		return -EIO;
+	}
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "volume.xml", NULL,
+	                              XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	free(xml);
+	xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
+	int r = -EIO;
+	char *format = ctx ? xpath_string(ctx, "string(/volume/target/format/@type)") : NULL;
+	char *capacity = ctx ? xpath_string(ctx, "string(/volume/capacity)") : NULL;
+	if (format && strcmp(format, "qcow2") == 0 && capacity) {
+		out->virtual_size = strtoull(capacity, NULL, 10);
+		out->backing_file = xpath_string(ctx, "string(/volume/backingStore/path)");
+		out->backing_format = xpath_string(ctx, "string(/volume/backingStore/format/@type)");
+		r = 0;
+	} else {
+		log_warn("virt: libvirt reports %s as %s, not qcow2", path, format ? format : "?");
+	}
+	free(format);
+	free(capacity);
+	xmlXPathFreeContext(ctx);
+	xmlFreeDoc(doc);
+	return r;
+}
+
+/* The qcow2 facts of path: from its header, or, when we may not read it
+ * (root's images under qemu:///system), from libvirt's storage API.
+ * *via_libvirt tells which. Same returns as image_read_qcow2. */
+static int read_image(struct virt_watcher *w, const char *path, struct qcow2_info *info,
+                      bool *via_libvirt, char **err)
+{
+	*via_libvirt = false;
+	int r = image_read_qcow2(path, info, err);
+	if (r != -EACCES && r != -EPERM)
+		return r;
+	struct qcow2_info v;
+	int vr = volume_facts(w ? w->conn : NULL, path, &v);
+	if (vr < 0)
+		return r; /* keeps the "cannot open: Permission denied" message */
+	if (err) {
+		free(*err);
+		*err = NULL;
+	}
+	image_info_clear(info);
+	*info = v;
+	*via_libvirt = true;
+	return 0;
+}
+
 /* ---- shared bases ---- */
 
 static void uses_free(struct disk_use *u, size_t n)
@@ -931,7 +1049,7 @@ static void clear_image_facts(struct vm *vm)
 
 /* The overlay's header: backing, format, size; checks rule 5 (the
  * overlay's backing is the configured base). */
-static void fill_image_facts(struct vm *vm, const char *cfg_base)
+static void fill_image_facts(struct virt_watcher *w, struct vm *vm, const char *cfg_base)
 {
 	clear_image_facts(vm);
 	if (!vm->overlay)
@@ -939,13 +1057,23 @@ static void fill_image_facts(struct vm *vm, const char *cfg_base)
 	vm->overlay_bytes = image_allocated_bytes(vm->overlay);
 	struct qcow2_info info;
 	char *err = NULL;
-	if (image_read_qcow2(vm->overlay, &info, &err) < 0) {
+	bool via_libvirt = false;
+	if (read_image(w, vm->overlay, &info, &via_libvirt, &err) < 0) {
 		vm_add_problem(vm, _("Cannot read the overlay: %s"), err ? err : "");
 		free(err);
 		vm_set_str(&vm->base, cfg_base);
 		return;
 	}
+	if (via_libvirt)
+		log_debug("virt: %s: %s is not readable here; facts from libvirt's storage API "
+		          "(backing %s, %s)",
+		          vm->name, vm->overlay, info.backing_file ? info.backing_file : "-",
+		          info.backing_format ? info.backing_format : "-");
 	vm->virtual_size = info.virtual_size;
+	/* Through libvirt this is the backing path as libvirt resolved it, not
+	 * the header's bytes: what the applet itself would write with it is
+	 * never run for such an image (it cannot create files there); the
+	 * helper reads the header again as root. */
 	vm_set_str(&vm->backing_stored, info.backing_file);
 	vm_set_str(&vm->backing_format, info.backing_format);
 	char *resolved = image_resolve_backing(vm->overlay, info.backing_file);
@@ -1061,7 +1189,7 @@ static void discover_vm(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
 		vm_set_str(&vm->overlay, NULL);
 		vm_set_str(&vm->disk_target, NULL);
 	}
-	fill_image_facts(vm, cfg_base);
+	fill_image_facts(w, vm, cfg_base);
 	apply_uses(w, vm);
 }
 
@@ -1564,7 +1692,7 @@ void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm)
 		vm_clear_problems(vm);
 		if (vm->run == RUN_UNDEFINED)
 			vm_add_problem(vm, _("libvirt has no domain named %s."), vm->name);
-		fill_image_facts(vm, vm->cfg ? vm->cfg->base : NULL);
+		fill_image_facts(w, vm, vm->cfg ? vm->cfg->base : NULL);
 		apply_uses(w, vm);
 	}
 	model_changed(w->model);
