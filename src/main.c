@@ -455,7 +455,8 @@ static int run_applet(struct app *app)
 		return 1;
 	/* Images the user cannot write (qemu:///system) go through pkexec and
 	 * vmoverlay-helper, only after a plain attempt failed with EACCES. */
-	flow_set_privileged(app->flow, &(struct flow_privileged){.argv = privhelper_flow_argv});
+	flow_set_privileged(app->flow, &(struct flow_privileged){.argv = privhelper_flow_argv,
+								 .data = app->virt});
 
 	/* The menu object must exist before the item registers (Plasma reads
 	 * both right away). */

@@ -9,11 +9,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libvirt/libvirt.h>
+
 #include "build-config.h"
 #include "i18n.h"
 #include "log.h"
 #include "model.h"
 #include "runner.h"
+#include "virt.h"
 
 bool privhelper_valid_uuid(const char *s)
 {
@@ -115,8 +118,30 @@ oom:
 	return NULL;
 }
 
+bool privhelper_uri_is_system(const char *uri)
+{
+	return uri &&
+	       (strcmp(uri, "qemu:///system") == 0 || strcmp(uri, "qemu+unix:///system") == 0);
+}
+
 char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
 			    bool keep_discarded)
+{
+	virConnectPtr conn = data ? virt_watcher_conn(data) : NULL;
+	char *uri = conn ? virConnectGetURI(conn) : NULL;
+	bool system = privhelper_uri_is_system(uri);
+	if (!system) {
+		log_warn("privhelper: %s: the watched connection is %s, not qemu:///system; the "
+			 "helper (which works on qemu:///system only) is not used",
+			 vm->name, uri ? uri : "not open");
+		free(uri);
+		return NULL;
+	}
+	free(uri);
+	return privhelper_vm_argv(vm, op, keep_discarded);
+}
+
+char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_discarded)
 {
 	char *pkexec = runner_which("pkexec");
 	char *helper = privhelper_path();

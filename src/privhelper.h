@@ -42,12 +42,22 @@ struct privhelper_request {
 
 /* The flow's privileged hook (struct flow_privileged.argv, flow.h): the
  * pkexec command for vm's watched disk, or NULL (logged) when pkexec or
- * the helper is missing or vm's facts cannot be passed. data is unused.
+ * the helper is missing, vm's facts cannot be passed, or the watched
+ * connection is not the local system daemon. data is the applet's
+ * struct virt_watcher: the helper always works on qemu:///system, so a
+ * same-name, same-UUID domain of a session daemon must never send it there
+ * (issue 13); the URI is the one libvirt reports for the live connection.
  * main.c: flow_set_privileged(flow, &(struct flow_privileged){
- *                                 .argv = privhelper_flow_argv});
+ *                                 .argv = privhelper_flow_argv, .data = virt});
  * The flow runs it with the runner and reads the exit statuses above. */
 char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
 			    bool keep_discarded);
+/* The command for vm without the connection check (tests). */
+char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_discarded);
+/* True for the local system daemon's URI as virConnectGetURI reports it:
+ * qemu:///system (or qemu+unix:///system), with no query (a ?socket=
+ * could name another daemon). */
+bool privhelper_uri_is_system(const char *uri);
 
 /* pkexec HELPER OP NAME UUID TARGET [--base B] [--keep-discarded];
  * malloc'd, free with imageops_argv_free. NULL + translated *err if a

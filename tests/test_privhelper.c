@@ -104,7 +104,10 @@ static void test_flow_argv_and_pkexec(void)
 	struct vm vm = {.name = "nosuchvm", .cfg = &vc, .disk_target = "vda"};
 	snprintf(vm.uuid, sizeof vm.uuid, "%s", "00000000-1111-2222-3333-444444444444");
 
-	char **argv = privhelper_flow_argv(NULL, &vm, IMAGEOPS_COMMIT, false);
+	/* No watched connection (or not the system daemon's): no helper. */
+	CHECK(privhelper_flow_argv(NULL, &vm, IMAGEOPS_COMMIT, false) == NULL);
+
+	char **argv = privhelper_vm_argv(&vm, IMAGEOPS_COMMIT, false);
 	REQUIRE(argv);
 	CHECK(strstr(argv[0], "pkexec") != NULL);
 	CHECK_STR_EQ(argv[1], helper);
@@ -133,7 +136,19 @@ static void test_flow_argv_and_pkexec(void)
 
 	/* Facts that cannot be passed: no command at all. */
 	vm.uuid[0] = 0;
-	CHECK(privhelper_flow_argv(NULL, &vm, IMAGEOPS_DISCARD, true) == NULL);
+	CHECK(privhelper_vm_argv(&vm, IMAGEOPS_DISCARD, true) == NULL);
+}
+
+/* The helper works on qemu:///system; only that connection may use it. */
+static void test_uri_is_system(void)
+{
+	CHECK(privhelper_uri_is_system("qemu:///system"));
+	CHECK(privhelper_uri_is_system("qemu+unix:///system"));
+	CHECK(!privhelper_uri_is_system("qemu:///session"));
+	CHECK(!privhelper_uri_is_system("qemu:///system?socket=/tmp/other-sock"));
+	CHECK(!privhelper_uri_is_system("qemu+ssh://host/system"));
+	CHECK(!privhelper_uri_is_system("test:///default"));
+	CHECK(!privhelper_uri_is_system(NULL));
 }
 
 int main(int argc, char **argv)
@@ -142,6 +157,7 @@ int main(int argc, char **argv)
 	    {"valid", test_valid},
 	    {"argv", test_argv},
 	    {"flow_argv_and_pkexec", test_flow_argv_and_pkexec},
+	    {"uri_is_system", test_uri_is_system},
 	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);
