@@ -1,0 +1,146 @@
+#!/bin/bash
+# qemu:///system as a desktop user lives it (issue 13), one scenario per run:
+#   system-scenarios.sh commit|discard|denied|hostile
+# World (system-env.sh): root libvirtd in system mode, guests as
+# libvirt-qemu, dynamic_ownership = 1; a system bus with the real polkitd;
+# real pkexec; the applet as the unprivileged user $SE_USER (group libvirt)
+# on its own session bus; a tiny TCG VM whose base and overlay are libvirt
+# volumes in a root-owned 0711 pool dir. After the VM stops libvirt gives the
+# overlay back to root (0600) and leaves the base libvirt-qemu's (0600): the
+# applet can read neither, and learns their facts from libvirt.
+#
+# polkit: a rule in /etc/polkit-1/rules.d names only the action and the user
+# (subject.user == "$SE_USER" -> YES or NO). Left out on purpose: subject.active
+# and subject.local. Without logind (no systemd here) polkitd sees the
+# applet's pkexec as a bare unix-process, never in an active local session,
+# so a rule requiring them, or the action's allow_active default, can never
+# apply; and with no authentication agent, auth_admin_keep cannot be answered
+# (pkexec exits 127), so "dismissed" (126, needs an agent) is not exercised.
+set -u
+SCEN=${1:?scenario: commit|discard|denied|hostile}
+. "${VMO_SRC:?}/tests/integration/system-env.sh"
+fail() {
+	echo "FAIL [$SCEN]: $*" >&2
+	[ -n "${SE_APP_LOG:-}" ] && [ -f "$SE_APP_LOG" ] && tail -25 "$SE_APP_LOG" >&2
+	exit 1
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+T0=$(now_ms)
+se_setup || fail "set-up"
+T_SETUP=$(now_ms)
+
+VM=sysvm
+B=$SE_PDIR/$VM-base.qcow2
+O=$SE_PDIR/$VM.qcow2
+sum() { sha256sum <"$1" | cut -d' ' -f1; }
+owner() { stat -c '%U:%G %a' "$1"; }
+# The guest's whole disk as the chain shows it (64 MiB, raw): what must
+# be in the base after a commit, byte for byte.
+disk_sum() { qemu-img convert -U -O raw "$1" "$SE_DIR/disk.raw" && sum "$SE_DIR/disk.raw" && rm -f "$SE_DIR/disk.raw"; }
+fresh() { # overlay: qcow2 over $B (qcow2), no data of its own
+	local info
+	info=$(qemu-img info -U --output=json "$1") || return 1
+	grep -q "\"backing-filename\": \"$B\"" <<<"$info" &&
+		grep -q '"backing-filename-format": "qcow2"' <<<"$info" &&
+		! qemu-img map -U --output=json "$1" | grep '"depth": 0' | grep -q '"data": true'
+}
+actions_of() { # VM: the actions the control interface offers
+	se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
+		-m io.github.vmoverlay.Control1.Status | grep -o "('$1', [^)]*" | grep -o "\[[^]]*\]" | head -1
+}
+ok() { echo "ok [$SCEN]: $*"; }
+
+se_make_vm "$VM" 0x11 0x5a || fail "images"
+se_bus_start || fail "session bus"
+se_app_start "connect = \"qemu:///system\";
+reconcile_interval = 0;
+vms = ( { name = \"$VM\"; policy = \"ask\"; } );" || fail "applet"
+app_uid=$(awk '/^Uid:/ {print $2 "," $3}' "/proc/$SE_APP_PID/status")
+[ "$app_uid" = "$(id -u "$SE_USER"),$(id -u "$SE_USER")" ] || fail "the applet does not run as $SE_USER (uid $app_uid)"
+
+# A session: boot, ACPI shutdown (what libvirt does with the owners).
+run_session() {
+	se_start "$VM" || fail "start"
+	se_wait_status "$VM" running || fail "applet did not see the start"
+	[ "$(awk '/^Uid:/ {print $2}' "/proc/$(cat /run/libvirt/qemu/$VM.pid)/status")" = "$(id -u libvirt-qemu)" ] ||
+		fail "qemu does not run as libvirt-qemu"
+	se_shutdown "$VM" || fail "shutdown"
+	se_wait_status "$VM" pending || fail "no prompt after the shutdown"
+	[ "$(owner "$O")" = "root:root 600" ] || fail "overlay after stop: $(owner "$O")"
+	[ "$(owner "$B")" = "libvirt-qemu:libvirt-qemu 600" ] || fail "base after stop: $(owner "$B")"
+	se_as_user head -c1 "$O" >/dev/null 2>&1 && fail "the user can read the overlay: not the case under test"
+	local a
+	a=$(actions_of "$VM")
+	case $a in *commit*discard*) ;; *) fail "pending without commit+discard: $a" ;; esac
+	ok "shutdown -> prompt (pending, offers $a) although the overlay is root's 0600"
+}
+
+case $SCEN in
+commit)
+	se_rule yes || fail "rule"
+	run_session
+	want=$(disk_sum "$O")
+	t=$(now_ms)
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_status "$VM" clean 120 || fail "commit did not end clean"
+	ok "commit through pkexec + helper in $(($(now_ms) - t)) ms"
+	[ "$(disk_sum "$B")" = "$want" ] || fail "the base does not hold the session byte for byte"
+	qemu-io -r -f qcow2 -c "read -q -P 0x5a 2M 1M" "$B" >/dev/null || fail "session pattern not in base"
+	qemu-img check -q "$B" || fail "base check"
+	fresh "$O" || fail "overlay not fresh"
+	[ "$(owner "$O")" = "root:root 600" ] || fail "new overlay is $(owner "$O"), want root:root 600"
+	[ "$(owner "$B")" = "libvirt-qemu:libvirt-qemu 600" ] || fail "base owner changed: $(owner "$B")"
+	ls "$SE_PDIR"/.$VM.qcow2.* >/dev/null 2>&1 && fail "temporary file left"
+	[ ! -e "$SE_DIR/home/state/vmoverlay/$VM.commit" ] || fail "journal left"
+	ok "base holds the session byte for byte; fresh overlay root:root 0600"
+	se_start "$VM" || fail "the VM does not boot again"
+	se_wait_status "$VM" running || fail "applet did not see the second start"
+	se_destroy "$VM"
+	ok "the VM boots again from the fresh overlay"
+	;;
+discard)
+	se_rule yes || fail "rule"
+	run_session
+	b0=$(sum "$B")
+	t=$(now_ms)
+	out=$(se_ctl discard "$VM" 2>&1) || fail "vmoverlay discard: $out"
+	se_wait_status "$VM" clean 60 || fail "discard did not end clean"
+	ok "discard through pkexec + helper in $(($(now_ms) - t)) ms"
+	[ "$(sum "$B")" = "$b0" ] || fail "discard changed the base"
+	fresh "$O" || fail "overlay not fresh"
+	qemu-io -r -U -f qcow2 -c "read -q -P 0 2M 1M" "$O" >/dev/null || fail "session still visible"
+	[ "$(owner "$O")" = "root:root 600" ] || fail "new overlay is $(owner "$O")"
+	ok "base byte-identical; fresh overlay root:root 0600"
+	se_start "$VM" || fail "the VM does not boot again"
+	se_destroy "$VM"
+	ok "the VM boots again"
+	;;
+denied)
+	se_rule no || fail "rule"
+	run_session
+	b0=$(sum "$B") o0=$(sum "$O")
+	t=$(now_ms)
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_status "$VM" failed 60 || fail "not failed after the denial"
+	ok "denied in $(($(now_ms) - t)) ms"
+	[ "$(sum "$B")" = "$b0" ] && [ "$(sum "$O")" = "$o0" ] || fail "images changed"
+	a=$(actions_of "$VM")
+	case $a in *retry*) ;; *) fail "no Retry offered: $a" ;; esac
+	st=$(se_ctl status 2>&1)
+	grep -q 'not authorized' <<<"$st" || fail "status does not say why: $st"
+	[ ! -e "$SE_DIR/home/state/vmoverlay/$VM.commit" ] || fail "journal left"
+	ok "nothing changed (sha256 of both images), offers $a, says: $(grep -o '[^:]*not authorized[^;]*' <<<"$st" | head -1)"
+	# Allowed now: the same choice goes through.
+	se_rule yes || fail "rule"
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit (2): $out"
+	se_wait_status "$VM" clean 120 || fail "commit after allowing did not end clean"
+	qemu-io -r -f qcow2 -c "read -q -P 0x5a 2M 1M" "$B" >/dev/null || fail "session not in base"
+	ok "after the rule allows it, commit goes through"
+	;;
+*) fail "unknown scenario" ;;
+esac
+
+se_app_stop || fail "applet exit status $?"
+T_END=$(now_ms)
+echo "TIME [$SCEN]: set-up $((T_SETUP - T0)) ms, scenario $((T_END - T_SETUP)) ms"
+echo "PASS [$SCEN]"
