@@ -723,14 +723,25 @@ static void on_privileged_done(void *data, const struct runner_result *res)
 	enum imageops_op op = job->op;
 	uint64_t bytes = job->bytes;
 	char *msg = NULL;
-	if (res->exit_code == 0 && !res->cancelled) {
+	if (res->exit_code == 0) {
+		/* The helper (root) owns the truth: a cancel it got too late
+		 * (through its stdin, the only channel that reaches it) did
+		 * not stop a commit that had finished. */
+		if (res->cancelled)
+			log_info("flow: %s: the cancel came too late; the helper finished the %s",
+				 vm->name, imageops_op_name(op));
 		if (job->journal)
 			imageops_journal_remove(job->journal);
 		job_free(job);
 		success(flow, fv, vm, op, bytes);
 		return;
 	}
-	if (res->exit_code == FLOW_HELPER_EXIT_PARTIAL || res->cancelled ||
+	/* A cancel that reached the helper comes back as PARTIAL (it stopped
+	 * qemu-img) or as the helper's own outcome (it had finished the
+	 * commit: COMMITTED below); a cancelled pkexec that never ran the
+	 * helper ends by our signal: kept as interrupted (journal stays). */
+	if (res->exit_code == FLOW_HELPER_EXIT_PARTIAL ||
+	    (res->cancelled && res->exit_code != FLOW_HELPER_EXIT_COMMITTED) ||
 	    (job->journal && res->term_signal)) {
 		set_msg(&msg,
 			_("%s: commit did not finish: %s. Nothing was lost: the overlay still "
@@ -828,8 +839,13 @@ static bool start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *v
 		job->journal = journal;
 		job->resumed = resumed;
 		journal = NULL;
-		job->runner =
-		    runner_start(flow->loop, argv, on_job_progress, on_privileged_done, job, &err);
+		/* pkexec runs the helper as root: our signals cannot reach it
+		 * (EPERM). Its stdin is the cancel channel: runner_cancel
+		 * closes our end, the helper stops qemu-img and says how far
+		 * it got. */
+		struct runner_opts opts = {.stdin_pipe = true, .cancel_fd = -1};
+		job->runner = runner_start_ex(flow->loop, argv, on_job_progress, on_privileged_done,
+					      job, &opts, &err);
 	}
 	imageops_argv_free(argv);
 	if (!job || !job->runner) {

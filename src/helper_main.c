@@ -19,6 +19,9 @@
 
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
 
 #include "build-config.h"
 #include "config.h"
@@ -31,6 +34,7 @@
 #include "model.h"
 #include "privhelper.h"
 #include "runner.h"
+#include "trustfs.h"
 #include "virt.h"
 
 /* The flow reads this status as "commit interrupted, keep the journal". */
@@ -144,10 +148,6 @@ static bool parse_args(int argc, char **argv, struct helper_args *a)
 	return true;
 }
 
-/* A regular file that is not a symbolic link, opened without following
- * one; its header is parsed from that descriptor, so what we check is the
- * file the operation finds (a later swap is refused by rename/commit
- * rules: qemu-img opens by path, hence the lock check right before). */
 static bool set_why(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static bool set_why(char **why, const char *fmt, ...)
 {
@@ -160,42 +160,15 @@ static bool set_why(char **why, const char *fmt, ...)
 	return false;
 }
 
-static bool check_plain_file(const char *path, const char *vm, struct qcow2_info *info, char **why)
+/* The header of the opened file. */
+static bool read_header(int fd, struct qcow2_info *info, char **err)
 {
-	struct stat lst, fst;
-	if (lstat(path, &lst) < 0) {
-		/* TRANSLATORS: %1$s VM, %2$s path, %3$s system error */
-		return set_why(why, _("%1$s: cannot examine %2$s: %3$s"), vm, path,
-			       strerror(errno));
-	}
-	if (S_ISLNK(lst.st_mode))
-		return set_why(why, _("%1$s: refusing %2$s: it is a symbolic link."), vm, path);
-	if (!S_ISREG(lst.st_mode))
-		return set_why(why, _("%1$s: refusing %2$s: not a regular file."), vm, path);
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return set_why(why, _("%1$s: cannot open %2$s: %3$s"), vm, path, strerror(errno));
-	bool ok = false;
-	if (fstat(fd, &fst) < 0 || fst.st_dev != lst.st_dev || fst.st_ino != lst.st_ino) {
-		set_why(why, _("%1$s: refusing %2$s: it changed while being checked."), vm, path);
-		goto out;
-	}
-	if (info) {
-		uint8_t *buf = malloc(HEADER_BYTES);
-		ssize_t n = buf ? pread(fd, buf, HEADER_BYTES, 0) : -1;
-		char *err = NULL;
-		if (n < 0 || image_parse_qcow2(buf, (size_t)n, info, &err) < 0) {
-			set_why(why, _("%1$s: %2$s is not a usable qcow2 image: %3$s"), vm, path,
-				err ? err : strerror(errno));
-			free(err);
-			free(buf);
-			goto out;
-		}
-		free(buf);
-	}
-	ok = true;
-out:
-	close(fd);
+	uint8_t *buf = malloc(HEADER_BYTES);
+	ssize_t n = buf ? pread(fd, buf, HEADER_BYTES, 0) : -1;
+	bool ok = n >= 0 && image_parse_qcow2(buf, (size_t)n, info, err) == 0;
+	if (n < 0 && err)
+		*err = strdup(strerror(errno));
+	free(buf);
 	return ok;
 }
 
@@ -210,6 +183,93 @@ static bool helper_recheck(void *data, char **why)
 {
 	struct helper_recheck *h = data;
 	return virt_watcher_check_idle(h->w, h->vm, false, why);
+}
+
+static char *xpath_str(xmlXPathContextPtr ctx, const char *expr)
+{
+	xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, ctx);
+	char *s = NULL;
+	if (o && o->type == XPATH_STRING && o->stringval && *o->stringval)
+		s = strdup((const char *)o->stringval);
+	xmlXPathFreeObject(o);
+	return s;
+}
+
+/* The base the domain's definition records for the disk (<backingStore>
+ * in the inactive XML), or NULL. target is [a-z0-9]+ (checked). */
+static char *recorded_backing(virConnectPtr conn, const char *uuid, const char *target)
+{
+	virDomainPtr dom = virDomainLookupByUUIDString(conn, uuid);
+	char *xml = dom ? virDomainGetXMLDesc(dom, VIR_DOMAIN_XML_INACTIVE) : NULL;
+	if (dom)
+		virDomainFree(dom);
+	virResetLastError();
+	if (!xml)
+		return NULL;
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+				      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	free(xml);
+	xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
+	char expr[160], *path = NULL;
+	snprintf(expr, sizeof expr,
+		 "string(/domain/devices/disk[target/@dev='%s']/backingStore/source/@file)",
+		 target);
+	if (ctx)
+		path = xpath_str(ctx, expr);
+	xmlXPathFreeContext(ctx);
+	xmlFreeDoc(doc);
+	return path;
+}
+
+/* path is a volume of an active libvirt storage pool (a pool whose
+ * directory holds it is refreshed once if it is not listed yet). */
+static bool in_storage_pool(virConnectPtr conn, const char *path)
+{
+	virStorageVolPtr vol = virStorageVolLookupByPath(conn, path);
+	if (!vol) {
+		virResetLastError();
+		const char *slash = strrchr(path, '/');
+		size_t dirlen = slash ? (size_t)(slash - path) : 0;
+		virStoragePoolPtr *pools = NULL;
+		int n = dirlen ? virConnectListAllStoragePools(
+				     conn, &pools, VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
+			       : 0;
+		for (int i = 0; i < n; i++) {
+			char *xml = virStoragePoolGetXMLDesc(pools[i], 0);
+			xmlDocPtr doc = xml ? xmlReadMemory(xml, (int)strlen(xml), "pool.xml", NULL,
+							    XML_PARSE_NONET | XML_PARSE_NOERROR |
+								XML_PARSE_NOWARNING)
+					    : NULL;
+			free(xml);
+			xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
+			char *dir = ctx ? xpath_str(ctx, "string(/pool/target/path)") : NULL;
+			if (dir && strlen(dir) == dirlen && strncmp(dir, path, dirlen) == 0)
+				virStoragePoolRefresh(pools[i], 0);
+			free(dir);
+			xmlXPathFreeContext(ctx);
+			xmlFreeDoc(doc);
+			virStoragePoolFree(pools[i]);
+		}
+		free(pools);
+		virResetLastError();
+		vol = virStorageVolLookupByPath(conn, path);
+	}
+	char *vpath = vol ? virStorageVolGetPath(vol) : NULL;
+	bool ok = vpath && strcmp(vpath, path) == 0;
+	free(vpath);
+	if (vol)
+		virStorageVolFree(vol);
+	virResetLastError();
+	return ok;
+}
+
+/* Stdin is the applet's cancel channel when it is a pipe (the applet holds
+ * the other end and closes it to cancel); otherwise (a terminal, /dev/null)
+ * there is none. */
+static int cancel_channel(void)
+{
+	struct stat st;
+	return fstat(0, &st) == 0 && S_ISFIFO(st.st_mode) ? 0 : -1;
 }
 
 static void print_progress(void *data, double percent)
@@ -240,6 +300,8 @@ static int run(const struct helper_args *a, const char *uri)
 	char *why = NULL;
 	char *qemu_img = NULL;
 	struct qcow2_info ov_info = {0};
+	struct trustfs_file ov = TRUSTFS_FILE_INIT, base = TRUSTFS_FILE_INIT;
+	char *base_path = NULL;
 	struct virt_watcher *w = NULL;
 	bool model_ready = false;
 	struct model model;
@@ -325,10 +387,27 @@ static int run(const struct helper_args *a, const char *uri)
 		goto out;
 	}
 
-	/* The files themselves: plain files, no links, headers as checked. */
-	if (!check_plain_file(vm->overlay, a->name, &ov_info, &why) ||
-	    !check_plain_file(vm->base, a->name, NULL, &why)) {
-		code = finish(PRIVHELPER_EXIT_REFUSED, "%s", why ? why : "");
+	/* The files themselves (issue 13): reached through directories of
+	 * root or the qemu user that nobody else can write, never through a
+	 * link, opened once and handed to qemu-img as descriptors. */
+	struct trustfs_ids ids;
+	if (trustfs_qemu_ids(TRUSTFS_QEMU_CONF, &ids, &why) < 0) {
+		code = finish(PRIVHELPER_EXIT_FAILED, _("%1$s: refusing: %2$s"), a->name,
+			      why ? why : "qemu.conf");
+		goto out;
+	}
+	int rw = a->op == IMAGEOPS_COMMIT ? O_RDWR : O_RDONLY;
+	if (trustfs_open(&ids, vm->overlay, rw, &ov, &why) < 0) {
+		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
+			      why ? why : "");
+		goto out;
+	}
+	char *herr = NULL;
+	if (!read_header(ov.fd, &ov_info, &herr)) {
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+			      _("%1$s: refusing: %2$s is not a usable qcow2 image: %3$s"), a->name,
+			      vm->overlay, herr ? herr : "");
+		free(herr);
 		goto out;
 	}
 	if (!ov_info.backing_file || !vm->backing_stored ||
@@ -338,7 +417,7 @@ static int run(const struct helper_args *a, const char *uri)
 			      a->name, vm->overlay);
 		goto out;
 	}
-	if (!ov_info.backing_format) {
+	if (!ov_info.backing_format || !trustfs_format_ok(ov_info.backing_format)) {
 		/* Without a recorded format qemu would probe the base: a raw
 		 * image could then be taken for something else. */
 		code = finish(
@@ -360,19 +439,37 @@ static int run(const struct helper_args *a, const char *uri)
 			goto out;
 		}
 	}
-	if (a->op == IMAGEOPS_UNDO_DISCARD) {
-		char *disc = imageops_discarded_path(vm->overlay);
-		bool ok = disc && check_plain_file(disc, a->name, NULL, &why);
-		free(disc);
-		if (!ok) {
-			code =
-			    finish(PRIVHELPER_EXIT_REFUSED, "%s", why ? why : _("Out of memory."));
-			goto out;
-		}
+	/* The base: never just any path a header names. It must be the
+	 * backing store the domain's definition records, or a volume of a
+	 * libvirt storage pool (where virt-manager and virsh put images). */
+	base_path = image_resolve_backing(vm->overlay, ov_info.backing_file);
+	if (!base_path || base_path[0] != '/' || strstr(base_path, "://")) {
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+			      _("%1$s: refusing: the overlay's backing file %2$s is not a local "
+				"file."),
+			      a->name, ov_info.backing_file);
+		goto out;
 	}
-	/* Rule 2's last part: qemu's locks. qemu-img would fail on them too;
-	 * checking first keeps "in use" apart from real failures. */
-	if (imageops_locked(vm->overlay) || imageops_locked(vm->base)) {
+	char *recorded = recorded_backing(conn, a->uuid, a->target);
+	bool base_known = recorded && strcmp(recorded, base_path) == 0;
+	free(recorded);
+	if (!base_known && !in_storage_pool(conn, base_path)) {
+		code =
+		    finish(PRIVHELPER_EXIT_REFUSED,
+			   _("%1$s: refusing: the backing file %2$s is neither the backing store "
+			     "recorded in the domain's definition nor a volume of a libvirt "
+			     "storage pool."),
+			   a->name, base_path);
+		goto out;
+	}
+	if (trustfs_open(&ids, base_path, rw, &base, &why) < 0) {
+		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
+			      why ? why : "");
+		goto out;
+	}
+	/* Rule 2's last part: qemu's locks, on the files we hold. qemu-img
+	 * would fail on them too; checking first keeps "in use" apart. */
+	if (trustfs_locked(ov.fd) || trustfs_locked(base.fd)) {
 		code = finish(PRIVHELPER_EXIT_IN_USE,
 			      _("%s: the disk images are in use by another program (qemu's lock is "
 				"held); nothing was changed."),
@@ -393,42 +490,72 @@ static int run(const struct helper_args *a, const char *uri)
 	}
 
 	log_info("helper: %s %s (%s) disk %s: overlay %s, base %s", imageops_op_name(a->op),
-		 a->name, a->uuid, a->target, vm->overlay, vm->base);
+		 a->name, a->uuid, a->target, vm->overlay, base_path);
 	int r = 0;
 	char *err = NULL;
-	enum imageops_commit_failure failure = COMMIT_FAIL_UNTOUCHED;
 	bool committed = false;
 	struct helper_recheck hr = {.w = w, .vm = vm};
 	switch (a->op) {
-	case IMAGEOPS_COMMIT:
-		r = imageops_commit_sync(qemu_img, vm->overlay, vm->backing_stored,
-					 vm->backing_format, a->name, print_progress, NULL,
-					 helper_recheck, &hr, &failure, &committed, &err);
-		break;
-	case IMAGEOPS_REBUILD:
-		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
-					  vm->backing_format, false, helper_recheck, &hr, &err);
-		break;
-	case IMAGEOPS_DISCARD:
-		r = imageops_rebuild_sync(qemu_img, vm->overlay, vm->backing_stored,
-					  vm->backing_format, a->keep_discarded, helper_recheck,
-					  &hr, &err);
-		break;
-	case IMAGEOPS_UNDO_DISCARD:
-		r = imageops_undo_discard(vm->overlay, &err);
+	case IMAGEOPS_COMMIT: {
+		struct runner_status st;
+		if (!trustfs_commit(qemu_img, &ov, &base, ov_info.backing_format, print_progress,
+				    NULL, cancel_channel(), &st, &err)) {
+			r = -ECHILD;
+			break;
+		}
+		printf("\n"); /* end the progress records, as qemu-img does */
+		if (st.exit_code != 0) {
+			struct runner_result res;
+			runner_status_view(&st, &res);
+			enum imageops_commit_failure f =
+			    imageops_commit_failure(&res, a->name, &err);
+			if (st.cancelled) {
+				/* Stopped by the applet's cancel: how far it got is unknown. */
+				free(err);
+				err = NULL;
+				set_why(&err,
+					_("%s: commit cancelled; the base may hold part of the "
+					  "changes"),
+					a->name);
+				f = COMMIT_FAIL_PARTIAL;
+			}
+			runner_status_clear(&st);
+			code = finish(f == COMMIT_FAIL_PARTIAL  ? PRIVHELPER_EXIT_PARTIAL
+				      : f == COMMIT_FAIL_IN_USE ? PRIVHELPER_EXIT_IN_USE
+								: PRIVHELPER_EXIT_FAILED,
+				      "%s", err ? err : "");
+			free(err);
+			goto out;
+		}
+		if (st.cancelled)
+			/* Said on stdout: the applet shows the real outcome. */
+			printf(_("%s: the commit had already finished when the cancel arrived\n"),
+			       a->name);
+		runner_status_clear(&st);
+		committed = true;
+		/* The commit is complete: the base holds everything; the rebuild
+		 * only replaces an overlay that qemu-img already emptied. */
+		r = trustfs_rebuild(qemu_img, &ov, &ov_info, false, helper_recheck, &hr, &err);
 		break;
 	}
-	if (a->op == IMAGEOPS_COMMIT)
-		printf("\n"); /* end the progress records, as qemu-img does */
+	case IMAGEOPS_REBUILD:
+	case IMAGEOPS_DISCARD:
+		r = trustfs_rebuild(qemu_img, &ov, &ov_info,
+				    a->op == IMAGEOPS_DISCARD && a->keep_discarded, helper_recheck,
+				    &hr, &err);
+		break;
+	case IMAGEOPS_UNDO_DISCARD:
+		r = trustfs_undo_discard(&ids, &ov, &err);
+		break;
+	}
 	if (r == 0) {
 		code = finish(PRIVHELPER_EXIT_OK, "%s: %s", a->name, imageops_op_name(a->op));
 	} else if (a->op == IMAGEOPS_COMMIT && committed) {
 		/* The base holds the session; only the fresh overlay failed. */
 		code = finish(PRIVHELPER_EXIT_COMMITTED, "%s", err ? err : strerror(-r));
-	} else if (a->op == IMAGEOPS_COMMIT && failure == COMMIT_FAIL_PARTIAL) {
-		code = finish(PRIVHELPER_EXIT_PARTIAL, "%s", err ? err : "");
-	} else if (r == -EBUSY) {
-		code = finish(PRIVHELPER_EXIT_IN_USE, "%s", err ? err : "");
+	} else if (r == -EPERM) {
+		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
+			      err ? err : "");
 	} else {
 		code = finish(PRIVHELPER_EXIT_FAILED, "%s: %s", a->name,
 			      err ? err : strerror(r < 0 ? -r : EIO));
@@ -436,6 +563,9 @@ static int run(const struct helper_args *a, const char *uri)
 	free(err);
 
 out:
+	trustfs_close(&ov);
+	trustfs_close(&base);
+	free(base_path);
 	image_info_clear(&ov_info);
 	free(qemu_img);
 	free(why);

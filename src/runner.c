@@ -47,6 +47,7 @@ struct runner {
 	bool cancelled;
 	bool detached;
 	bool finished;
+	int stdin_w; /* write end of the child's stdin (opts.stdin_pipe), else -1 */
 
 	struct runner_buf out;      /* stdout without progress records */
 	struct runner_buf out_rec;  /* current stdout record (up to \r or \n) */
@@ -157,6 +158,8 @@ static void runner_free(struct runner *r)
 		close(r->out_fd);
 	if (r->err_fd >= 0)
 		close(r->err_fd);
+	if (r->stdin_w >= 0)
+		close(r->stdin_w);
 	if (r->kill_timer)
 		loop_timer_remove(r->kill_timer);
 	if (r->eof_timer)
@@ -310,6 +313,20 @@ char *runner_find_qemu_img(const struct config *cfg, char **err)
 	return path;
 }
 
+/* Closes every fd from first on except keep (keep > first). */
+static void close_from_except(int first, int keep)
+{
+	if (syscall(SYS_close_range, first, keep - 1, 0) == 0 &&
+	    syscall(SYS_close_range, keep + 1, ~0U, 0) == 0)
+		return;
+	long max = sysconf(_SC_OPEN_MAX);
+	if (max < 0 || max > 65536)
+		max = 65536;
+	for (int fd = first; fd < max; fd++)
+		if (fd != keep)
+			close(fd);
+}
+
 static void close_other_fds(int keep)
 {
 	/* close_range is one syscall; fall back to a loop on old kernels. */
@@ -330,8 +347,11 @@ static void close_other_fds(int keep)
 			close(fd);
 }
 
-/* Runs in the child between fork and exec: async-signal-safe calls only. */
-static void child_exec(const char *path, char *const argv[], int out_w, int err_w, int errpipe)
+/* Runs in the child between fork and exec: async-signal-safe calls only.
+ * in_r: the stdin pipe's read end, or -1 for /dev/null. opts->pass_fds
+ * become fds 3, 4, ... */
+static void child_exec(const char *path, char *const argv[], int in_r, int out_w, int err_w,
+		       int errpipe, const struct runner_opts *opts)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -344,10 +364,30 @@ static void child_exec(const char *path, char *const argv[], int out_w, int err_
 	}
 	sigprocmask(SIG_SETMASK, &none, NULL);
 
-	int null = open("/dev/null", O_RDONLY);
-	if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
+	size_t n_pass = opts ? opts->n_pass_fds : 0;
+	if (n_pass) {
+		/* Out of the way first (above every target), then into place;
+		 * dup2 clears FD_CLOEXEC on the copies the program gets. */
+		int hi[RUNNER_MAX_PASS_FDS];
+		if (n_pass > RUNNER_MAX_PASS_FDS)
+			goto fail;
+		errpipe = fcntl(errpipe, F_DUPFD_CLOEXEC, 100);
+		if (errpipe < 0)
+			_exit(127);
+		for (size_t i = 0; i < n_pass; i++)
+			if ((hi[i] = fcntl(opts->pass_fds[i], F_DUPFD_CLOEXEC, 100)) < 0)
+				goto fail;
+		for (size_t i = 0; i < n_pass; i++)
+			if (dup2(hi[i], 3 + (int)i) < 0)
+				goto fail;
+	}
+	int in = in_r >= 0 ? in_r : open("/dev/null", O_RDONLY);
+	if (in < 0 || dup2(in, 0) < 0 || dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0)
 		goto fail;
-	close_other_fds(errpipe);
+	if (n_pass)
+		close_from_except(3 + (int)n_pass, errpipe);
+	else
+		close_other_fds(errpipe);
 	execv(path, argv);
 fail:;
 	int e = errno;
@@ -359,7 +399,14 @@ fail:;
 struct runner *runner_start(struct loop *loop, char *const argv[], runner_progress_cb progress,
 			    runner_done_cb done, void *data, char **err)
 {
-	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, xp[2] = {-1, -1};
+	return runner_start_ex(loop, argv, progress, done, data, NULL, err);
+}
+
+struct runner *runner_start_ex(struct loop *loop, char *const argv[], runner_progress_cb progress,
+			       runner_done_cb done, void *data, const struct runner_opts *opts,
+			       char **err)
+{
+	int outp[2] = {-1, -1}, errp[2] = {-1, -1}, xp[2] = {-1, -1}, inp[2] = {-1, -1};
 	struct runner *r = NULL;
 	char *path = NULL;
 
@@ -377,7 +424,7 @@ struct runner *runner_start(struct loop *loop, char *const argv[], runner_progre
 	if (!r)
 		goto error_errno;
 	r->loop = loop;
-	r->out_fd = r->err_fd = -1;
+	r->out_fd = r->err_fd = r->stdin_w = -1;
 	r->kill_grace_ms = RUNNER_KILL_GRACE_MS;
 	r->max_progress = -1;
 	r->progress = progress;
@@ -386,14 +433,22 @@ struct runner *runner_start(struct loop *loop, char *const argv[], runner_progre
 
 	if (pipe2(outp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(xp, O_CLOEXEC) < 0)
 		goto error_errno;
+	if (opts && opts->stdin_pipe && pipe2(inp, O_CLOEXEC) < 0)
+		goto error_errno;
 
 	pid_t pid = fork();
 	if (pid < 0)
 		goto error_errno;
 	if (pid == 0)
-		child_exec(path, argv, outp[1], errp[1], xp[1]);
+		child_exec(path, argv, inp[0], outp[1], errp[1], xp[1], opts);
 
 	r->pid = pid;
+	if (inp[0] >= 0) {
+		close(inp[0]);
+		inp[0] = -1;
+		r->stdin_w = inp[1];
+		inp[1] = -1;
+	}
 	close(outp[1]);
 	close(errp[1]);
 	close(xp[1]);
@@ -447,7 +502,11 @@ error:
 			close(errp[i]);
 		if (xp[i] >= 0)
 			close(xp[i]);
+		if (inp[i] >= 0)
+			close(inp[i]);
 	}
+	if (r && r->stdin_w >= 0)
+		close(r->stdin_w);
 	free(r);
 	free(path);
 	return NULL;
@@ -457,13 +516,26 @@ bool runner_cancel(struct runner *r)
 {
 	if (!r || r->exited)
 		return true;
+	bool channel = false;
+	if (r->stdin_w >= 0) {
+		/* The cancel channel: a child we may not signal (root, through
+		 * pkexec) sees its stdin end and stops by itself. */
+		log_info("runner: cancelling pid %d (closing its stdin)", (int)r->pid);
+		close(r->stdin_w);
+		r->stdin_w = -1;
+		channel = true;
+	}
 	log_info("runner: cancelling pid %d (SIGTERM)", (int)r->pid);
 	if (kill(r->pid, SIGTERM) < 0) {
-		/* Not cancelled: its result stays what it really is. */
 		int e = errno;
-		log_warn("runner: cannot signal pid %d: %s", (int)r->pid, strerror(e));
-		errno = e;
-		return false;
+		if (!channel) {
+			/* Not cancelled: its result stays what it really is. */
+			log_warn("runner: cannot signal pid %d: %s", (int)r->pid, strerror(e));
+			errno = e;
+			return false;
+		}
+		log_info("runner: cannot signal pid %d (%s); the stdin channel carries the cancel",
+			 (int)r->pid, strerror(e));
 	}
 	r->cancelled = true;
 	if (!r->kill_timer)
@@ -502,7 +574,24 @@ struct sync_ctx {
 	bool done;
 	runner_progress_cb progress;
 	void *data;
+	struct runner *r;
+	struct loop_fd *cancel_w;
 };
+
+/* opts.cancel_fd became readable: EOF (or an error) means "cancel". */
+static void sync_cancel_fd(struct loop *loop, int fd, short revents, void *data)
+{
+	struct sync_ctx *c = data;
+	char buf[64];
+	ssize_t n = read(fd, buf, sizeof buf);
+	if (n > 0 || (n < 0 && (errno == EINTR || errno == EAGAIN)))
+		return;
+	log_info("runner: cancel channel closed; cancelling");
+	loop_fd_remove(c->cancel_w);
+	c->cancel_w = NULL;
+	if (c->r && !c->done)
+		runner_cancel(c->r);
+}
 
 static void sync_progress(void *data, double pct)
 {
@@ -527,6 +616,12 @@ static void sync_done(void *data, const struct runner_result *res)
 bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data,
 		     struct runner_status *out, char **err)
 {
+	return runner_run_sync_ex(argv, progress, data, NULL, out, err);
+}
+
+bool runner_run_sync_ex(char *const argv[], runner_progress_cb progress, void *data,
+			const struct runner_opts *opts, struct runner_status *out, char **err)
+{
 	memset(out, 0, sizeof *out);
 	struct loop *loop = loop_create();
 	if (!loop) {
@@ -535,13 +630,18 @@ bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data
 		return false;
 	}
 	struct sync_ctx c = {.out = out, .progress = progress, .data = data};
-	struct runner *r = runner_start(loop, argv, sync_progress, sync_done, &c, err);
+	struct runner *r = runner_start_ex(loop, argv, sync_progress, sync_done, &c, opts, err);
 	if (!r) {
 		loop_destroy(loop);
 		return false;
 	}
+	c.r = r;
+	if (opts && opts->cancel_fd >= 0)
+		c.cancel_w = loop_fd_add(loop, opts->cancel_fd, POLLIN, sync_cancel_fd, &c);
 	while (!c.done && loop_iterate(loop, -1))
 		;
+	if (c.cancel_w)
+		loop_fd_remove(c.cancel_w);
 	loop_destroy(loop);
 	if (!c.done) {
 		if (err)

@@ -37,9 +37,27 @@ typedef void (*runner_done_cb)(void *data, const struct runner_result *res);
  * child was reaped and both pipes reached EOF. */
 struct runner *runner_start(struct loop *loop, char *const argv[], runner_progress_cb progress,
 			    runner_done_cb done, void *data, char **err);
-/* SIGTERM now, SIGKILL after the grace period if it still runs. False
- * (errno set) if the child cannot be signalled (a root helper under
- * pkexec: EPERM); true if it was, or had already exited. */
+/* Extras (NULL = none). */
+#define RUNNER_MAX_PASS_FDS 4
+struct runner_opts {
+	const int *pass_fds; /* the child gets these as fds 3, 4, ... (≤ RUNNER_MAX_PASS_FDS) */
+	size_t n_pass_fds;
+	/* The child's stdin is a pipe instead of /dev/null; the runner holds
+	 * the write end and closes it on runner_cancel: the cancel channel of
+	 * a child we may not signal (vmoverlay-helper as root under pkexec). */
+	bool stdin_pipe;
+	/* runner_run_sync_ex only: when this fd reaches EOF (or fails), the
+	 * child is cancelled (the helper passes its own stdin). -1 = none;
+	 * 0 is a valid fd, so set it explicitly. */
+	int cancel_fd;
+};
+struct runner *runner_start_ex(struct loop *loop, char *const argv[], runner_progress_cb progress,
+			       runner_done_cb done, void *data, const struct runner_opts *opts,
+			       char **err);
+/* Closes the stdin pipe (opts.stdin_pipe), SIGTERM now, SIGKILL after the
+ * grace period if it still runs. False (errno set) if the cancel cannot
+ * reach the child: no stdin channel and no signal allowed (EPERM); true if
+ * one of them carries it, or the child had already exited. */
 bool runner_cancel(struct runner *r);
 pid_t runner_pid(const struct runner *r);
 /* Grace between SIGTERM and SIGKILL (default RUNNER_KILL_GRACE_MS). */
@@ -69,6 +87,8 @@ struct runner_status {
 };
 bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data,
 		     struct runner_status *out, char **err);
+bool runner_run_sync_ex(char *const argv[], runner_progress_cb progress, void *data,
+			const struct runner_opts *opts, struct runner_status *out, char **err);
 void runner_status_clear(struct runner_status *st);
 /* A runner_result view of a runner_status (strings borrowed). */
 void runner_status_view(const struct runner_status *st, struct runner_result *res);

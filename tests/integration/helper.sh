@@ -6,7 +6,10 @@
 #   * commit, discard (+ keep .discarded), undo-discard and rebuild change
 #     root-owned images correctly (data checked with qemu-io, owner and mode
 #     kept, base untouched where it must be);
-#   * it refuses a running domain, a symlinked overlay, a symlinked base, a
+#   * it refuses a running domain, a symlinked overlay, a symlinked base,
+#     a base that is neither recorded in the domain (<backingStore>) nor a
+#     volume of a storage pool, a directory someone else may write (group,
+#     world, or owned by another user), a file writable by another group, a
 #     disk target the domain does not have, a base other than --base, an
 #     unknown UUID, a name that is not the domain's, a base shared with
 #     another domain, a held qemu image lock, a non-root caller, --connect
@@ -25,14 +28,37 @@ for p in qemu-img qemu-io sha256sum runuser; do
 done
 # shellcheck source=libvirt-env.sh
 . "$VMO_SRC/tests/integration/libvirt-env.sh"
-ve_setup
+VE_NO_TRAP=1 ve_setup
 H=$VMO_HELPER
 checks=0
 
 # Root-owned images in a root-owned directory, mode 0600: only root can
-# change them, as under /var/lib/libvirt/images after a shutdown.
-R=$VE_DIR/rootimg
-mkdir -m 0755 "$R"
+# change them, as under /var/lib/libvirt/images after a shutdown. Not
+# under /tmp: the helper acts only below directories nobody but root (or
+# the qemu user) can write, and /tmp is world-writable.
+R=$(mktemp -d /var/lib/vmoverlay-helpertest.XXXXXX)
+trap 've_teardown; rm -rf "$R"' EXIT
+chmod 0711 "$R"
+# A domain on DISK whose definition records its base (<backingStore>): the
+# helper commits only into a recorded base or a storage-pool volume.
+define_vm() { # NAME DISK BASE
+	local xml="$VE_DIR/$1.xml"
+	cat >"$xml" <<EOF
+<domain type='qemu'>
+  <name>$1</name> <memory unit='MiB'>64</memory> <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <devices>
+    <emulator>$(command -v qemu-system-x86_64)</emulator>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='$2'/>
+      <backingStore type='file'><format type='qcow2'/><source file='$3'/></backingStore>
+      <target dev='vda' bus='virtio'/></disk>
+  </devices>
+</domain>
+EOF
+	ve_give "$xml"
+	ve_virsh define "$xml" >/dev/null
+}
 mkroot_base() { # path pattern
 	qemu-img create -q -f qcow2 "$1" 64M
 	qemu-io -f qcow2 -c "write -q -P $2 1M 1M" "$1" >/dev/null
@@ -76,7 +102,9 @@ $(diff <(echo "$before") <(echo "$after"))"
 # ---- the domain on root-owned images ----
 mkroot_base "$R/base.qcow2" 0x11
 mkroot_overlay "$R/ov.qcow2" "$R/base.qcow2" 0x5a
-ve_define_vm rootvm "$R/ov.qcow2"
+define_vm rootvm "$R/ov.qcow2" "$R/base.qcow2"
+ve_virsh dumpxml --inactive rootvm | grep -q "<backingStore type='file'>" ||
+	fail "libvirt did not keep the recorded <backingStore>"
 UUID=$(ve_virsh domuuid rootvm | tr -d '[:space:]')
 owner_mode() { stat -c '%u:%g %a' "$1"; }
 [ "$(owner_mode "$R/ov.qcow2")" = "0:0 600" ] || fail "set-up: overlay not root 0600"
@@ -93,7 +121,7 @@ expect_refusal 2 'unknown operation' -- --connect "$VE_URI" delete rootvm "$UUID
 
 # Rule 3: another defined domain uses the same base.
 mkroot_overlay "$R/ov2.qcow2" "$R/base.qcow2" 0x33
-ve_define_vm sharevm "$R/ov2.qcow2"
+define_vm sharevm "$R/ov2.qcow2" "$R/base.qcow2"
 expect_refusal 5 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$UUID" vda
 ve_virsh undefine sharevm >/dev/null
 rm -f "$R/ov2.qcow2"
@@ -130,6 +158,33 @@ errmsg=$(PKEXEC_UID=1000 "$H" --connect "$VE_URI" commit rootvm "$UUID" vda 2>&1
 [ "$before" = "$(sums)" ] || fail "--connect under pkexec changed images"
 echo "ok: refused (7): --connect under pkexec"
 checks=$((checks + 2))
+
+# ---- issue 13: what a hostile user could prepare ----
+# The overlay's header points at a root file that is not the recorded base
+# (a copy of /etc/shadow, as raw): root's qemu-img must never write it.
+install -m 0640 /etc/shadow "$R/shadow-copy"
+cp -p "$R/ov.qcow2" "$R/ov.saved"
+qemu-img rebase -q -u -F raw -b "$R/shadow-copy" "$R/ov.qcow2"
+shadow_sum=$(sha256sum <"$R/shadow-copy")
+expect_refusal 5 'not backed by the base|neither the backing store recorded' -- --connect "$VE_URI" commit rootvm "$UUID" vda
+[ "$(sha256sum <"$R/shadow-copy")" = "$shadow_sum" ] || fail "the shadow copy changed"
+mv "$R/ov.saved" "$R/ov.qcow2"
+# Directories someone else may write.
+# (Group root may write: only root is in it.)
+for m in 771:root:"$VE_USER" 717:root:root 711:"$VE_USER":root; do
+	IFS=: read -r mode o g <<<"$m"
+	chmod "$mode" "$R"
+	chown "$o:$g" "$R"
+	expect_refusal 5 "$R is owned by $o:$g with mode $mode" -- --connect "$VE_URI" discard rootvm "$UUID" vda
+done
+chown root:root "$R"
+chmod 0711 "$R"
+# A file another group may write.
+chgrp "$VE_USER" "$R/ov.qcow2"
+chmod 0660 "$R/ov.qcow2"
+expect_refusal 5 "ov.qcow2 is owned by root:$VE_USER with mode 660" -- --connect "$VE_URI" discard rootvm "$UUID" vda
+chgrp root "$R/ov.qcow2"
+chmod 0600 "$R/ov.qcow2"
 
 # ---- commit on root-owned images ----
 base_mode=$(owner_mode "$R/base.qcow2")
@@ -223,14 +278,14 @@ checks=$((checks + 2))
 # ---- symbolic links ----
 mkroot_overlay "$R/real-ov.qcow2" "$R/base.qcow2" 0x44
 ln -s "$R/real-ov.qcow2" "$R/link-ov.qcow2"
-ve_define_vm linkvm "$R/link-ov.qcow2"
+define_vm linkvm "$R/link-ov.qcow2" "$R/base.qcow2"
 LUUID=$(ve_virsh domuuid linkvm | tr -d '[:space:]')
 expect_refusal 5 'symbolic link' -- --connect "$VE_URI" discard linkvm "$LUUID" vda
 ve_virsh undefine linkvm >/dev/null
 
 ln -s "$R/other-base.qcow2" "$R/link-base.qcow2"
 mkroot_overlay "$R/lb-ov.qcow2" "$R/link-base.qcow2" 0x45
-ve_define_vm linkbasevm "$R/lb-ov.qcow2"
+define_vm linkbasevm "$R/lb-ov.qcow2" "$R/link-base.qcow2"
 LBUUID=$(ve_virsh domuuid linkbasevm | tr -d '[:space:]')
 expect_refusal 5 'symbolic link' -- --connect "$VE_URI" commit linkbasevm "$LBUUID" vda
 ve_virsh undefine linkbasevm >/dev/null

@@ -30,8 +30,8 @@
 #   se_rule yes|no|none       the polkit rule for our action and $SE_USER; waits
 #                             until polkitd answers accordingly (pkcheck)
 #   se_rule_file FILE         install FILE as the rule instead (e.g. the shipped example)
-#   se_make_vm NAME BASEPAT OVPAT
-#                             base + overlay volumes (qcow2, -F qcow2) with the
+#   se_make_vm NAME BASEPAT OVPAT [SIZE]
+#                             base + overlay volumes (qcow2, -F qcow2, SIZE default 64M) with the
 #                             boot sector, 1 MiB of BASEPAT at 1M in the base and of
 #                             OVPAT at 2M in the overlay; define the domain as $SE_USER
 #   se_start NAME / se_shutdown NAME / se_destroy NAME / se_state NAME
@@ -268,11 +268,11 @@ EOF
 	[ "$(stat -c %s "$out" 2>/dev/null)" = 512 ] || { se__die "boot sector"; return 1; }
 }
 
-se_make_vm() { # NAME BASEPAT OVPAT
+se_make_vm() { # NAME BASEPAT OVPAT [SIZE]
 	local n=$1 b="$SE_PDIR/$1-base.qcow2" o="$SE_PDIR/$1.qcow2"
-	se_virsh vol-create-as "$SE_POOL" "$n-base.qcow2" 64M --format qcow2 >/dev/null &&
+	se_virsh vol-create-as "$SE_POOL" "$n-base.qcow2" "${4:-64M}" --format qcow2 >/dev/null &&
 		qemu-io -f qcow2 -c "write -q -s $SE_DIR/boot.bin 0 512" -c "write -q -P $2 1M 1M" "$b" >/dev/null &&
-		se_virsh vol-create-as "$SE_POOL" "$n.qcow2" 64M --format qcow2 \
+		se_virsh vol-create-as "$SE_POOL" "$n.qcow2" "${4:-64M}" --format qcow2 \
 			--backing-vol "$b" --backing-vol-format qcow2 >/dev/null &&
 		qemu-io -f qcow2 -c "write -q -P $3 2M 1M" "$o" >/dev/null || { se__die "images of $n"; return 1; }
 	cat >"$SE_DIR/$n.xml" <<EOF

@@ -1,6 +1,6 @@
 #!/bin/bash
 # qemu:///system as a desktop user lives it (issue 13), one scenario per run:
-#   system-scenarios.sh commit|discard|denied|hostile
+#   system-scenarios.sh commit|discard|denied|hostile|cancel
 # World (system-env.sh): root libvirtd in system mode, guests as
 # libvirt-qemu, dynamic_ownership = 1; a system bus with the real polkitd;
 # real pkexec; the applet as the unprivileged user $SE_USER (group libvirt)
@@ -50,7 +50,13 @@ actions_of() { # VM: the actions the control interface offers
 }
 ok() { echo "ok [$SCEN]: $*"; }
 
-se_make_vm "$VM" 0x11 0x5a || fail "images"
+if [ "$SCEN" = cancel ]; then
+	# A commit that lasts: 512 MiB of session data.
+	se_make_vm "$VM" 0x11 0x5a 1G || fail "images"
+	qemu-io -f qcow2 -c "write -q -P 0x66 16M 512M" "$O" >/dev/null || fail "session data"
+else
+	se_make_vm "$VM" 0x11 0x5a || fail "images"
+fi
 se_bus_start || fail "session bus"
 se_app_start "connect = \"qemu:///system\";
 reconcile_interval = 0;
@@ -136,6 +142,46 @@ denied)
 	se_wait_status "$VM" clean 120 || fail "commit after allowing did not end clean"
 	qemu-io -r -f qcow2 -c "read -q -P 0x5a 2M 1M" "$B" >/dev/null || fail "session not in base"
 	ok "after the rule allows it, commit goes through"
+	;;
+cancel)
+	# pkexec runs the helper as root: the applet's kill() gets EPERM. The
+	# cancel goes through the helper's stdin (a pipe the applet closes).
+	se_rule yes || fail "rule"
+	run_session
+	want=$(disk_sum "$O")
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_status "$VM" committing 60 || fail "not committing"
+	# Cancel once qemu-img reports progress (the helper is running).
+	progress() { se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
+		-m io.github.vmoverlay.Control1.Status | grep -o "('$VM', 'shutoff', 'committing', '[^']*', [^,]*, [0-9.-]*" |
+		sed 's/.*, //'; }
+	started() { p=$(progress); [ -n "$p" ] && awk -v p="$p" 'BEGIN { exit !(p > 0) }'; }
+	se_wait_for 120 started || fail "no progress from the helper"
+	t=$(now_ms)
+	se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
+		-m io.github.vmoverlay.Control1.Cancel "$VM" >/dev/null || fail "Cancel refused"
+	end_state() { s=$(se_app_status "$VM"); [ "$s" = interrupted ] || [ "$s" = clean ]; }
+	se_wait_for 120 end_state || fail "no outcome after the cancel: $(se_app_status "$VM")"
+	state=$(se_app_status "$VM")
+	ok "cancel -> $state in $(($(now_ms) - t)) ms"
+	if [ "$state" = interrupted ]; then
+		grep -q 'commit cancelled; the base may hold part of the changes' "$SE_APP_LOG" ||
+			fail "the helper did not report the cancel"
+		[ -e "$SE_DIR/home/state/vmoverlay/$VM.commit" ] || fail "journal gone after an interrupted commit"
+		[ "$(disk_sum "$O")" = "$want" ] || fail "the guest's disk changed after the cancel"
+		a=$(actions_of "$VM")
+		case $a in *resume*) ;; *) fail "no Resume after the cancel: $a" ;; esac
+		ok "the helper stopped qemu-img and said so; nothing lost (the chain reads the same disk), offers $a"
+		se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
+			-m io.github.vmoverlay.Control1.Resume "$VM" >/dev/null || fail "Resume refused"
+		se_wait_status "$VM" clean 300 || fail "resume did not finish"
+	else
+		grep -q 'the cancel came too late' "$SE_APP_LOG" || fail "finished, but not reported as too late"
+	fi
+	[ "$(disk_sum "$B")" = "$want" ] || fail "the base does not hold the session byte for byte"
+	fresh "$O" || fail "overlay not fresh"
+	[ "$(owner "$O")" = "root:root 600" ] || fail "new overlay is $(owner "$O")"
+	ok "the commit completed (base byte-checked, fresh overlay)"
 	;;
 *) fail "unknown scenario" ;;
 esac
