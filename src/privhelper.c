@@ -138,7 +138,13 @@ char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op
 		return NULL;
 	}
 	free(uri);
-	return privhelper_vm_argv(vm, op, keep_discarded);
+	/* No <overlay>.discarded through the helper: in root's directory the
+	 * applet could not remove it when the VM runs again, and a stale one
+	 * must never be offered for Undo over a newer session (DESIGN.md §4). */
+	if (keep_discarded)
+		log_info("privhelper: %s: the discarded overlay is not kept for root's images",
+			 vm->name);
+	return privhelper_vm_argv(vm, op, false);
 }
 
 char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_discarded)

@@ -42,7 +42,7 @@
 #   se_wait_status VM STATE [TIMEOUT_S]
 #   se_ctl ARGS...            `vmoverlay ARGS` (the control CLI) as $SE_USER
 #   se_wait_for TIMEOUT CMD...
-# Variables: SE_DIR (work dir), SE_USER, SE_URI, SE_POOL, SE_PDIR, SE_APP_LOG.
+# Variables: SE_CLEANUP (array: paths removed at teardown), SE_DIR (work dir), SE_USER, SE_URI, SE_POOL, SE_PDIR, SE_APP_LOG.
 
 SE_URI=qemu:///system
 SE_USER=${SE_USER:-vmosys}
@@ -121,6 +121,7 @@ se_setup() {
 	fi
 	SE_DIR=$(mktemp -d /tmp/vmosys.XXXXXX) || return 1
 	chmod 0755 "$SE_DIR"
+	SE_CLEANUP=()
 	SE_OWN_BUS=0 SE_OWN_POLKIT=0 SE_OWN_USER=0 SE_STARTED_LIBVIRT=0 SE_BUS_PID= SE_APP_PID=
 	SE_CG_BEFORE=$(ls -d /sys/fs/cgroup/*/machine 2>/dev/null)
 	export SE_DIR
@@ -181,7 +182,9 @@ se_teardown() {
 	se_app_stop >/dev/null 2>&1
 	[ -n "${SE_BUS_PID:-}" ] && se__kill "$SE_BUS_PID"
 	SE_BUS_PID=
-	rm -f "$SE_RULE" "$SE_ACTION_FILE" "${SE_EXTRA_RULE:-/nonexistent}"
+	rm -f "$SE_RULE" "$SE_ACTION_FILE"
+	# Anything a scenario made outside SE_DIR (it adds to SE_CLEANUP).
+	for p in "${SE_CLEANUP[@]}"; do [ -n "$p" ] && rm -rf "$p"; done
 	if [ "$SE_STARTED_LIBVIRT" = 1 ]; then
 		for d in $(se_vroot list --all --name 2>/dev/null); do
 			se_vroot destroy "$d" >/dev/null 2>&1

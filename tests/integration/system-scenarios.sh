@@ -60,6 +60,7 @@ fi
 se_bus_start || fail "session bus"
 se_app_start "connect = \"qemu:///system\";
 reconcile_interval = 0;
+keep_discarded = true;
 vms = ( { name = \"$VM\"; policy = \"ask\"; } );" || fail "applet"
 app_uid=$(awk '/^Uid:/ {print $2 "," $3}' "/proc/$SE_APP_PID/status")
 [ "$app_uid" = "$(id -u "$SE_USER"),$(id -u "$SE_USER")" ] || fail "the applet does not run as $SE_USER (uid $app_uid)"
@@ -116,7 +117,11 @@ discard)
 	fresh "$O" || fail "overlay not fresh"
 	qemu-io -r -U -f qcow2 -c "read -q -P 0 2M 1M" "$O" >/dev/null || fail "session still visible"
 	[ "$(owner "$O")" = "root:root 600" ] || fail "new overlay is $(owner "$O")"
-	ok "base byte-identical; fresh overlay root:root 0600"
+	# keep_discarded = true, but not for root's images: the applet could not
+	# remove a stale one later, and Undo must never bring one back.
+	[ ! -e "$O.discarded" ] || fail ".discarded kept in root's directory"
+	case $(actions_of "$VM") in *undo*) fail "Undo offered" ;; esac
+	ok "base byte-identical; fresh overlay root:root 0600; no .discarded, no Undo"
 	se_start "$VM" || fail "the VM does not boot again"
 	se_destroy "$VM"
 	ok "the VM boots again"
@@ -142,6 +147,57 @@ denied)
 	se_wait_status "$VM" clean 120 || fail "commit after allowing did not end clean"
 	qemu-io -r -f qcow2 -c "read -q -P 0x5a 2M 1M" "$B" >/dev/null || fail "session not in base"
 	ok "after the rule allows it, commit goes through"
+	;;
+hostile)
+	# What a user who could once write the overlay or its directory might
+	# prepare for root's helper. Each is refused before anything is opened
+	# for writing; the target file stays byte-identical.
+	se_rule yes || fail "rule"
+	run_session
+	S=/var/lib/libvirt/vmosys-secret
+	SE_CLEANUP+=("$S")
+	mkdir -m 0711 "$S"
+	install -m 0640 /etc/shadow "$S/shadow"
+	shadow=$(sum "$S/shadow")
+	# (a) the overlay's backing pointed at a root file (as raw).
+	cp -p "$O" "$SE_DIR/ov.saved"
+	qemu-img rebase -q -u -F raw -b "$S/shadow" "$O" || fail "rebase"
+	b0=$(sum "$B") o0=$(sum "$O")
+	t=$(now_ms)
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_status "$VM" failed 60 || fail "commit into a root file not refused"
+	[ "$(sum "$S/shadow")" = "$shadow" ] || fail "THE ROOT FILE CHANGED"
+	[ "$(sum "$B")" = "$b0" ] && [ "$(sum "$O")" = "$o0" ] || fail "images changed"
+	grep -q "neither the backing store recorded in the domain's definition nor a volume" "$SE_APP_LOG" ||
+		fail "not refused by the helper's base check"
+	case $(actions_of "$VM") in *retry*) ;; *) fail "no Retry" ;; esac
+	ok "(a) backing -> a copy of /etc/shadow: refused by the helper in $(($(now_ms) - t)) ms; it is byte-identical"
+	cp -p "$SE_DIR/ov.saved" "$O"
+	# (b) a directory the user can write (group libvirt, 0771): symbolic
+	# links to the root file at the .discarded name and at temp-like names.
+	chgrp libvirt "$SE_PDIR"
+	chmod 0771 "$SE_PDIR"
+	for n in "$VM.qcow2.discarded" ".$VM.qcow2.AAAAAA" ".$VM.qcow2.tmp"; do
+		se_as_user ln -s "$S/shadow" "$SE_PDIR/$n" || fail "plant $n"
+	done
+	b0=$(sum "$B") o0=$(sum "$O")
+	t=$(now_ms)
+	out=$(se_ctl discard "$VM" 2>&1) || fail "vmoverlay discard: $out"
+	se_wait_status "$VM" failed 60 || fail "discard in a user-writable directory not refused"
+	[ "$(sum "$S/shadow")" = "$shadow" ] || fail "THE ROOT FILE CHANGED"
+	[ "$(sum "$B")" = "$b0" ] && [ "$(sum "$O")" = "$o0" ] || fail "images changed"
+	grep -q "$SE_PDIR is owned by root:libvirt with mode 771" "$SE_APP_LOG" ||
+		fail "not refused by the helper's directory check"
+	[ -L "$SE_PDIR/$VM.qcow2.discarded" ] || fail "the planted link was touched"
+	ok "(b) user-writable pool dir with planted links: refused in $(($(now_ms) - t)) ms; root file and images byte-identical"
+	find "$SE_PDIR" -type l -delete
+	chmod 0711 "$SE_PDIR"
+	chgrp root "$SE_PDIR"
+	# Repaired: the same request goes through.
+	out=$(se_ctl discard "$VM" 2>&1) || fail "vmoverlay discard: $out"
+	se_wait_status "$VM" clean 60 || fail "discard after the repair"
+	fresh "$O" || fail "overlay not fresh"
+	ok "after the repair the discard goes through"
 	;;
 cancel)
 	# pkexec runs the helper as root: the applet's kill() gets EPERM. The
