@@ -77,6 +77,10 @@ install(FILES ${VMO_GEN_DIR}/vmoverlay.service DESTINATION ${VMO_SYSTEMD_USER_UN
 # promise something that is not there.
 if(TARGET vmoverlay-helper)
   install(FILES ${VMO_GEN_DIR}/io.github.vmoverlay.policy DESTINATION ${VMO_POLKIT_ACTION_DIR})
+  # The opt-in rule for group libvirt: an example, never into rules.d
+  # (README: "No password for group libvirt" enables it with one command).
+  install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/doc/60-vmoverlay-libvirt.rules
+          DESTINATION ${CMAKE_INSTALL_DATADIR}/vmoverlay/polkit)
 endif()
 
 install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/doc/vmoverlay.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -70,6 +70,9 @@ present "$VMO_INSTALL_MANDIR/man1/vmoverlay.1"
 present "$VMO_INSTALL_MANDIR/man5/vmoverlay.conf.5"
 present "$VMO_INSTALL_MANDIR/man8/vmoverlay-helper.8"
 present "$VMO_INSTALL_DOCDIR/vmoverlay.conf.example"
+# The opt-in rule is an example only: never active as installed.
+present "$VMO_INSTALL_DATADIR/vmoverlay/polkit/60-vmoverlay-libvirt.rules"
+[ -z "$(find "$dest" -path '*polkit-1/rules.d*' -print -quit)" ] || fail "a polkit rule was installed into rules.d"
 present "$VMO_INSTALL_DATADIR/dbus-1/interfaces/io.github.vmoverlay.Control1.xml"
 # Other projects' interfaces are theirs to install.
 absent "$VMO_INSTALL_DATADIR/dbus-1/interfaces/org.kde.StatusNotifierItem.xml"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # qemu:///system as a desktop user lives it (issue 13), one scenario per run:
-#   system-scenarios.sh commit|discard|denied|hostile|cancel
+#   system-scenarios.sh commit|discard|denied|hostile|cancel|grouprule
 # World (system-env.sh): root libvirtd in system mode, guests as
 # libvirt-qemu, dynamic_ownership = 1; a system bus with the real polkitd;
 # real pkexec; the applet as the unprivileged user $SE_USER (group libvirt)
@@ -198,6 +198,26 @@ hostile)
 	se_wait_status "$VM" clean 60 || fail "discard after the repair"
 	fresh "$O" || fail "overlay not fresh"
 	ok "after the repair the discard goes through"
+	;;
+grouprule)
+	# Item 4: the shipped opt-in rule for group libvirt, as the README
+	# enables it, instead of the test's own rule. Without it the default
+	# (auth_admin_keep; no agent here) does not authorize the user.
+	se_rule none || fail "rule"
+	[ "$(se__pk_answer)" != 0 ] || fail "authorized without any rule: the default must ask for a password"
+	SE_CLEANUP+=(/etc/polkit-1/rules.d/60-vmoverlay-libvirt.rules)
+	install -m 0644 "$VMO_SRC/doc/60-vmoverlay-libvirt.rules" /etc/polkit-1/rules.d/ || fail "install the rule"
+	se_wait_for 20 eval '[ "$(se__pk_answer)" = 0 ]' || fail "the shipped rule does not authorize group libvirt"
+	ok "default: not authorized without a password; the shipped rule authorizes $SE_USER (group libvirt)"
+	run_session
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_status "$VM" clean 120 || fail "commit did not end clean"
+	qemu-io -r -f qcow2 -c "read -q -P 0x5a 2M 1M" "$B" >/dev/null || fail "session not in base"
+	fresh "$O" || fail "overlay not fresh"
+	ok "commit through the shipped rule, no password"
+	rm -f /etc/polkit-1/rules.d/60-vmoverlay-libvirt.rules
+	se_wait_for 20 eval '[ "$(se__pk_answer)" != 0 ]' || fail "still authorized after removing the rule"
+	ok "disabled again by removing the file"
 	;;
 cancel)
 	# pkexec runs the helper as root: the applet's kill() gets EPERM. The
