@@ -236,7 +236,7 @@ checks=$((checks + 3))
 mkdir -m 0755 "$R/c8"
 mkroot_base "$R/c8-base.qcow2" 0x11
 mkroot_overlay "$R/c8/ov.qcow2" "$R/c8-base.qcow2" 0x5b
-ve_define_vm c8vm "$R/c8/ov.qcow2"
+define_vm c8vm "$R/c8/ov.qcow2" "$R/c8-base.qcow2"
 C8UUID=$(ve_virsh domuuid c8vm | tr -d '[:space:]')
 chattr +i "$R/c8" || fail "chattr +i (needs root on ext4/xfs/btrfs)"
 c8sum=$(sha256sum <"$R/c8-base.qcow2")
