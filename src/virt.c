@@ -1058,7 +1058,20 @@ static void fill_image_facts(struct virt_watcher *w, struct vm *vm, const char *
 	struct qcow2_info info;
 	char *err = NULL;
 	bool via_libvirt = false;
-	if (read_image(w, vm->overlay, &info, &via_libvirt, &err) < 0) {
+	int rr = read_image(w, vm->overlay, &info, &via_libvirt, &err);
+	if (rr == -EACCES || rr == -EPERM) {
+		/* Root's image outside every storage pool: libvirt cannot tell
+		 * us about it either. */
+		vm_add_problem(vm,
+		               _("Cannot read the overlay: %s. No libvirt storage pool holds it, so "
+		                 "libvirt cannot describe it either: define a pool for its directory "
+		                 "(virsh pool-define-as NAME dir --target DIR)."),
+		               err ? err : "");
+		free(err);
+		vm_set_str(&vm->base, cfg_base);
+		return;
+	}
+	if (rr < 0) {
 		vm_add_problem(vm, _("Cannot read the overlay: %s"), err ? err : "");
 		free(err);
 		vm_set_str(&vm->base, cfg_base);

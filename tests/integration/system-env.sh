@@ -113,6 +113,11 @@ se_setup() {
 		return 1
 	fi
 
+	# pkexec finds the action by the helper's path; a second definition of
+	# the same action id (an installed vmoverlay) would hide ours.
+	local other
+	other=$(grep -l "id=\"$SE_ACTION\"" /usr/share/polkit-1/actions/*.policy 2>/dev/null | grep -vx "$SE_ACTION_FILE")
+	[ -z "$other" ] || { se__die "$other also defines $SE_ACTION (an installed vmoverlay?); remove it for this suite"; return 1; }
 	exec 8>>"$SE_LOCK" || return 1
 	flock -w 900 8 || { se__die "another system suite holds $SE_LOCK"; return 1; }
 	if [ -S /run/libvirt/libvirt-sock ] && se__libvirt_up; then

@@ -1,6 +1,6 @@
 #!/bin/bash
 # qemu:///system as a desktop user lives it (issue 13), one scenario per run:
-#   system-scenarios.sh commit|discard|denied|hostile|cancel|grouprule
+#   system-scenarios.sh commit|discard|denied|hostile|cancel|grouprule|nopool
 # World (system-env.sh): root libvirtd in system mode, guests as
 # libvirt-qemu, dynamic_ownership = 1; a system bus with the real polkitd;
 # real pkexec; the applet as the unprivileged user $SE_USER (group libvirt)
@@ -50,7 +50,19 @@ actions_of() { # VM: the actions the control interface offers
 }
 ok() { echo "ok [$SCEN]: $*"; }
 
-if [ "$SCEN" = cancel ]; then
+if [ "$SCEN" = nopool ]; then
+	# Root's images outside every storage pool (made by root, not libvirt).
+	NP=/var/lib/libvirt/vmosys-nopool
+	SE_CLEANUP+=("$NP")
+	mkdir -m 0711 "$NP"
+	B=$NP/$VM-base.qcow2 O=$NP/$VM.qcow2
+	qemu-img create -q -f qcow2 "$B" 64M && qemu-img create -q -f qcow2 -F qcow2 -b "$B" "$O" &&
+		chmod 0600 "$B" "$O" || fail "images"
+	se_make_vm "$VM" 0x11 0x5a || fail "images"
+	se_virsh undefine "$VM" >/dev/null || fail "undefine"
+	sed -i "s|$SE_PDIR/$VM.qcow2|$O|" "$SE_DIR/$VM.xml"
+	se_virsh define "$SE_DIR/$VM.xml" >/dev/null || fail "define on $O"
+elif [ "$SCEN" = cancel ]; then
 	# A commit that lasts: 512 MiB of session data.
 	se_make_vm "$VM" 0x11 0x5a 1G || fail "images"
 	qemu-io -f qcow2 -c "write -q -P 0x66 16M 512M" "$O" >/dev/null || fail "session data"
@@ -198,6 +210,15 @@ hostile)
 	se_wait_status "$VM" clean 60 || fail "discard after the repair"
 	fresh "$O" || fail "overlay not fresh"
 	ok "after the repair the discard goes through"
+	;;
+nopool)
+	# Facts come from libvirt's storage API only for pool volumes; outside
+	# every pool the VM is misconfigured, and the message says what to do.
+	se_wait_status "$VM" misconfigured 30 || fail "not misconfigured"
+	st=$(se_ctl status 2>&1)
+	grep -q "No libvirt storage pool holds it" <<<"$st" || fail "status does not say why: $st"
+	grep -q "pool-define-as" <<<"$st" || fail "status does not say what to do: $st"
+	ok "root's overlay in no pool: misconfigured, says: $(grep -o 'Cannot read the overlay[^.]*' <<<"$st" | head -1)"
 	;;
 grouprule)
 	# Item 4: the shipped opt-in rule for group libvirt, as the README
