@@ -255,6 +255,63 @@ static void test_fds_not_leaked(void)
 	close(p[1]);
 }
 
+/* opts.pass_fds: the child gets exactly these as 3, 4 (and nothing else). */
+static void test_pass_fds(void)
+{
+	char path[] = "/tmp/vmorunner.XXXXXX";
+	int a = mkstemp(path);
+	REQUIRE(a >= 0);
+	unlink(path);
+	REQUIRE(write(a, "first\n", 6) == 6 && lseek(a, 0, SEEK_SET) == 0);
+	int p[2];
+	REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+	REQUIRE(write(p[1], "second\n", 7) == 7);
+	close(p[1]);
+	/* Passed in the "wrong" order on purpose: 3 <- the pipe, 4 <- the file. */
+	int fds[] = {p[0], a};
+	struct runner_opts opts = {.pass_fds = fds, .n_pass_fds = 2, .cancel_fd = -1};
+	struct loop *loop = loop_create();
+	struct run r = {0};
+	char *argv[] = {"/bin/sh", "-c", "cat <&3; cat <&4; ls /proc/$$/fd", NULL};
+	char *err = NULL;
+	REQUIRE(runner_start_ex(loop, argv, on_progress, on_done, &r, &opts, &err));
+	REQUIRE(wait_done(loop, &r, 5000));
+	CHECK_INT_EQ(r.exit_code, 0);
+	CHECK_STR_EQ(r.out, "second\nfirst\n0\n1\n2\n3\n4\n");
+	run_free(&r);
+	loop_destroy(loop);
+	close(a);
+	close(p[0]);
+}
+
+/* opts.stdin_pipe: the cancel channel of a child we may not signal (here:
+ * one that ignores SIGTERM, as a root helper is out of our reach). Cancel
+ * closes its stdin; it ends by itself long before the SIGKILL grace, and
+ * its own exit status is what is reported. */
+static void test_stdin_channel(void)
+{
+	struct loop *loop = loop_create();
+	struct run r = {0};
+	char *argv[] = {"/bin/sh", "-c", "trap '' TERM; echo ready; read x; echo \"eof $?\"", NULL};
+	struct runner_opts opts = {.stdin_pipe = true, .cancel_fd = -1};
+	char *err = NULL;
+	struct runner *rn = runner_start_ex(loop, argv, on_progress, on_done, &r, &opts, &err);
+	REQUIRE(rn);
+	runner_set_kill_grace(rn, 20000);
+	for (int i = 0; i < 3; i++)
+		loop_iterate(loop, 50);
+	int64_t t0 = loop_now_ms();
+	CHECK(runner_cancel(rn));
+	REQUIRE(wait_done(loop, &r, 10000));
+	CHECK(r.cancelled);
+	CHECK_INT_EQ(r.exit_code, 0);
+	CHECK_INT_EQ(r.term_signal, 0);
+	CHECK_STR_EQ(r.out, "ready\neof 1\n");
+	CHECK(r.done_ms - t0 < 10000);
+	run_free(&r);
+	loop_destroy(loop);
+}
+
 static void test_exec_failure(void)
 {
 	struct loop *loop = loop_create();
@@ -361,6 +418,8 @@ int main(int argc, char **argv)
 	    {"cancel_term", test_cancel_term},
 	    {"cancel_kill", test_cancel_kill},
 	    {"fds_not_leaked", test_fds_not_leaked},
+	    {"pass_fds", test_pass_fds},
+	    {"stdin_channel", test_stdin_channel},
 	    {"exec_failure", test_exec_failure},
 	    {"many_no_zombies", test_many_no_zombies},
 	    {"detach", test_detach},
