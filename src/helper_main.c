@@ -553,6 +553,10 @@ static int run(const struct helper_args *a, const char *uri)
 	} else if (a->op == IMAGEOPS_COMMIT && committed) {
 		/* The base holds the session; only the fresh overlay failed. */
 		code = finish(PRIVHELPER_EXIT_COMMITTED, "%s", err ? err : strerror(-r));
+	} else if (r == -EBUSY) {
+		/* In use, or the domain started before the rename (rule 9):
+		 * abandoned, the overlay untouched. */
+		code = finish(PRIVHELPER_EXIT_IN_USE, "%s", err ? err : "");
 	} else if (r == -EPERM) {
 		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
 			      err ? err : "");
