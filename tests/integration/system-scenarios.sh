@@ -49,6 +49,8 @@ actions_of() { # VM: the actions the control interface offers
 		-m io.github.vmoverlay.Control1.Status | grep -o "('$1', [^)]*" | grep -o "\[[^]]*\]" | head -1
 }
 ok() { echo "ok [$SCEN]: $*"; }
+# The applet's commit journal (one per domain: <uuid>@<uri hash>.commit).
+has_journal() { compgen -G "$SE_DIR/home/state/vmoverlay/*.commit" >/dev/null; }
 
 if [ "$SCEN" = nopool ]; then
 	# Root's images outside every storage pool (made by root, not libvirt).
@@ -110,7 +112,7 @@ commit)
 	[ "$(owner "$O")" = "root:root 600" ] || fail "new overlay is $(owner "$O"), want root:root 600"
 	[ "$(owner "$B")" = "libvirt-qemu:libvirt-qemu 600" ] || fail "base owner changed: $(owner "$B")"
 	ls "$SE_PDIR"/.$VM.qcow2.* >/dev/null 2>&1 && fail "temporary file left"
-	[ ! -e "$SE_DIR/home/state/vmoverlay/$VM.commit" ] || fail "journal left"
+	! has_journal || fail "journal left"
 	ok "base holds the session byte for byte; fresh overlay root:root 0600"
 	se_start "$VM" || fail "the VM does not boot again"
 	se_wait_status "$VM" running || fail "applet did not see the second start"
@@ -151,7 +153,7 @@ denied)
 	case $a in *retry*) ;; *) fail "no Retry offered: $a" ;; esac
 	st=$(se_ctl status 2>&1)
 	grep -q 'not authorized' <<<"$st" || fail "status does not say why: $st"
-	[ ! -e "$SE_DIR/home/state/vmoverlay/$VM.commit" ] || fail "journal left"
+	! has_journal || fail "journal left"
 	ok "nothing changed (sha256 of both images), offers $a, says: $(grep -o '[^:]*not authorized[^;]*' <<<"$st" | head -1)"
 	# Allowed now: the same choice goes through.
 	se_rule yes || fail "rule"
@@ -264,7 +266,7 @@ cancel)
 	if [ "$state" = interrupted ]; then
 		grep -q 'commit cancelled; the base may hold part of the changes' "$SE_APP_LOG" ||
 			fail "the helper did not report the cancel"
-		[ -e "$SE_DIR/home/state/vmoverlay/$VM.commit" ] || fail "journal gone after an interrupted commit"
+		has_journal || fail "journal gone after an interrupted commit"
 		[ "$(disk_sum "$O")" = "$want" ] || fail "the guest's disk changed after the cancel"
 		a=$(actions_of "$VM")
 		case $a in *resume*) ;; *) fail "no Resume after the cancel: $a" ;; esac
