@@ -1,6 +1,6 @@
 #!/bin/bash
 # qemu:///system as a desktop user lives it (issue 13), one scenario per run:
-#   system-scenarios.sh commit|discard|denied|hostile|cancel|grouprule|nopool
+#   system-scenarios.sh commit|discard|denied|hostile|cancel|quit|grouprule|nopool
 # World (system-env.sh): root libvirtd in system mode, guests as
 # libvirt-qemu, dynamic_ownership = 1; a system bus with the real polkitd;
 # real pkexec; the applet as the unprivileged user $SE_USER (group libvirt)
@@ -64,7 +64,7 @@ if [ "$SCEN" = nopool ]; then
 	se_virsh undefine "$VM" >/dev/null || fail "undefine"
 	sed -i "s|$SE_PDIR/$VM.qcow2|$O|" "$SE_DIR/$VM.xml"
 	se_virsh define "$SE_DIR/$VM.xml" >/dev/null || fail "define on $O"
-elif [ "$SCEN" = cancel ]; then
+elif [ "$SCEN" = cancel ] || [ "$SCEN" = quit ]; then
 	# A commit that lasts: 512 MiB of session data.
 	se_make_vm "$VM" 0x11 0x5a 1G || fail "images"
 	qemu-io -f qcow2 -c "write -q -P 0x66 16M 512M" "$O" >/dev/null || fail "session data"
@@ -95,6 +95,16 @@ run_session() {
 	case $a in *commit*discard*) ;; *) fail "pending without commit+discard: $a" ;; esac
 	ok "shutdown -> prompt (pending, offers $a) although the overlay is root's 0600"
 }
+
+# The commit's progress as the control interface reports it.
+progress() {
+	se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
+		-m io.github.vmoverlay.Control1.Status | grep -o "('$VM', 'shutoff', 'committing', '[^']*', [^,]*, [0-9.-]*" |
+		sed 's/.*, //'
+}
+started() { local p; p=$(progress); [ -n "$p" ] && awk -v p="$p" 'BEGIN { exit !(p > 0) }'; }
+# The helper's pid: pkexec execs it in place (the applet logs the pid it started).
+helper_pid() { sed -n 's|.*runner: started /usr/bin/pkexec as pid \([0-9]*\).*|\1|p' "$SE_APP_LOG" | tail -1; }
 
 case $SCEN in
 commit)
@@ -222,6 +232,42 @@ nopool)
 	grep -q "pool-define-as" <<<"$st" || fail "status does not say what to do: $st"
 	ok "root's overlay in no pool: misconfigured, says: $(grep -o 'Cannot read the overlay[^.]*' <<<"$st" | head -1)"
 	;;
+quit)
+	# Quit during a privileged commit: the applet cannot signal the root
+	# helper, but closes its stdin; the helper stops qemu-img and exits,
+	# the applet waits for that, the journal stays, the next start shows
+	# *interrupted* and Resume finishes the commit.
+	se_rule yes || fail "rule"
+	run_session
+	want=$(disk_sum "$O")
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_for 120 started || fail "no progress from the helper"
+	t=$(now_ms)
+	se_ctl quit >/dev/null 2>&1 || fail "vmoverlay quit"
+	se_wait_for 120 se__gone "$SE_APP_PID" || fail "the applet did not exit"
+	se_app_stop || fail "applet exit status $?"
+	ok "quit during the helper's commit: the applet exited in $(($(now_ms) - t)) ms"
+	hp=$(helper_pid)
+	[ -n "$hp" ] || fail "no pid of the helper in the log"
+	# Gone, or a zombie waiting for PID 1 to reap it (pitfall P5).
+	helper_gone() { [ ! -e "/proc/$hp" ] || [ "$(awk '{print $3}' "/proc/$hp/stat" 2>/dev/null)" = Z ]; }
+	se_wait_for 30 helper_gone || fail "the helper (pid $hp) still runs after the applet quit"
+	has_journal || fail "journal gone"
+	grep -q "cancel channel closed\|closing its stdin" "$SE_APP_LOG" || fail "the helper was not told"
+	ok "the helper stopped too (no vmoverlay-helper left); the journal stays"
+	se_app_start "connect = \"qemu:///system\";
+reconcile_interval = 0;
+vms = ( { name = \"$VM\"; policy = \"ask\"; } );" || fail "applet restart"
+	se_wait_status "$VM" interrupted 30 || fail "not interrupted after the restart"
+	[ "$(disk_sum "$O")" = "$want" ] || fail "the guest's disk changed"
+	se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
+		-m io.github.vmoverlay.Control1.Resume "$VM" >/dev/null || fail "Resume refused"
+	se_wait_status "$VM" clean 300 || fail "resume did not finish"
+	[ "$(disk_sum "$B")" = "$want" ] || fail "the base does not hold the session byte for byte"
+	fresh "$O" || fail "overlay not fresh"
+	! has_journal || fail "journal left"
+	ok "restart: interrupted; Resume completes the commit (base byte-checked)"
+	;;
 grouprule)
 	# Item 4: the shipped opt-in rule for group libvirt, as the README
 	# enables it, instead of the test's own rule. Without it the default
@@ -251,10 +297,6 @@ cancel)
 	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
 	se_wait_status "$VM" committing 60 || fail "not committing"
 	# Cancel once qemu-img reports progress (the helper is running).
-	progress() { se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
-		-m io.github.vmoverlay.Control1.Status | grep -o "('$VM', 'shutoff', 'committing', '[^']*', [^,]*, [0-9.-]*" |
-		sed 's/.*, //'; }
-	started() { p=$(progress); [ -n "$p" ] && awk -v p="$p" 'BEGIN { exit !(p > 0) }'; }
 	se_wait_for 120 started || fail "no progress from the helper"
 	t=$(now_ms)
 	se_as_user gdbus call --session -d io.github.vmoverlay -o /io/github/vmoverlay \
