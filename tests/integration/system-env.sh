@@ -79,7 +79,7 @@ se__user_cmd() { # sets SE_CMD: CMD... as $SE_USER
 }
 se_as_user() { local SE_CMD; se__user_cmd "$@"; "${SE_CMD[@]}"; }
 se_virsh() { se_as_user virsh -q -c "$SE_URI" "$@"; }
-se_vroot() { virsh -q -c "$SE_URI" "$@"; }
+se_vroot() { timeout 60 virsh -q -c "$SE_URI" "$@"; }
 se__bus_up() { busctl --system status >/dev/null 2>&1; }
 se__polkit_up() { busctl --system status org.freedesktop.PolicyKit1 >/dev/null 2>&1; }
 se__libvirt_up() { se_vroot uri >/dev/null 2>&1; }
@@ -130,7 +130,11 @@ se_setup() {
 	SE_OWN_BUS=0 SE_OWN_POLKIT=0 SE_OWN_USER=0 SE_STARTED_LIBVIRT=0 SE_BUS_PID= SE_APP_PID=
 	SE_CG_BEFORE=$(ls -d /sys/fs/cgroup/*/machine 2>/dev/null)
 	export SE_DIR
-	[ -n "${SE_NO_TRAP:-}" ] || trap se_teardown EXIT
+	if [ -z "${SE_NO_TRAP:-}" ]; then
+		trap se_teardown EXIT
+		# A timeout's SIGTERM must still clean up (the EXIT trap runs on exit).
+		trap 'exit 143' TERM INT HUP
+	fi
 
 	local t0
 	t0=$(se__now_ms)
@@ -138,7 +142,8 @@ se_setup() {
 	if ! se__bus_up; then
 		rm -f /run/dbus/pid /run/dbus/system_bus_socket
 		mkdir -p /run/dbus
-		dbus-daemon --system --fork --print-pid >"$SE_DIR/dbus.pid" || { se__die "system bus"; return 1; }
+		# 8>&-: no daemon may inherit the suite's lock (an orphan would hold it).
+		dbus-daemon --system --fork --print-pid >"$SE_DIR/dbus.pid" 8>&- || { se__die "system bus"; return 1; }
 		SE_OWN_BUS=1
 	fi
 	# Our action, pointing at the helper under test (pkexec finds the action
@@ -146,7 +151,7 @@ se_setup() {
 	sed "s|<annotate key=\"org.freedesktop.policykit.exec.path\">[^<]*<|<annotate key=\"org.freedesktop.policykit.exec.path\">$VMO_HELPER<|" \
 		"$VMO_BUILD/install-gen/io.github.vmoverlay.policy" >"$SE_ACTION_FILE" || return 1
 	if ! se__polkit_up; then
-		/usr/lib/polkit-1/polkitd --no-debug >"$SE_DIR/polkitd.log" 2>&1 &
+		/usr/lib/polkit-1/polkitd --no-debug >"$SE_DIR/polkitd.log" 2>&1 8>&- &
 		echo $! >"$SE_DIR/polkitd.pid"
 		SE_OWN_POLKIT=1
 		se_wait_for 10 se__polkit_up || { se__die "polkitd did not come up"; return 1; }
@@ -156,14 +161,17 @@ se_setup() {
 
 	# P6: virtlogd by hand; P5: tini as subreaper for the double-forked qemu.
 	SE_STARTED_LIBVIRT=1
-	virtlogd >"$SE_DIR/virtlogd.log" 2>&1 &
+	virtlogd >"$SE_DIR/virtlogd.log" 2>&1 8>&- &
 	echo $! >"$SE_DIR/virtlogd.pid"
-	tini -s -- libvirtd --timeout=0 >"$SE_DIR/libvirtd.log" 2>&1 &
+	tini -s -- libvirtd --timeout=0 >"$SE_DIR/libvirtd.log" 2>&1 8>&- &
 	echo $! >"$SE_DIR/tini.pid"
 	se_wait_for 30 se__libvirt_up || { se__die "libvirtd did not come up: $(tail -3 "$SE_DIR/libvirtd.log")"; return 1; }
 
 	if id "$SE_USER" >/dev/null 2>&1; then
 		id -nG "$SE_USER" | grep -qw libvirt || { se__die "user $SE_USER exists but is not in group libvirt"; return 1; }
+		# Left by a run that was killed (SIGKILL: no teardown): ours, as
+		# its home /nonexistent and shell nologin say; removed at the end.
+		[ "$(getent passwd "$SE_USER" | cut -d: -f6,7)" = /nonexistent:/usr/sbin/nologin ] && SE_OWN_USER=1
 	else
 		useradd -M -d /nonexistent -s /usr/sbin/nologin -G libvirt "$SE_USER" || return 1
 		SE_OWN_USER=1
@@ -172,6 +180,12 @@ se_setup() {
 	chmod 0700 "$SE_DIR/home/run"
 	chown -R "$SE_USER:" "$SE_DIR/home"
 	se_virsh list --all >/dev/null || { se__die "$SE_USER cannot use $SE_URI (polkit, 60-libvirt.rules)"; return 1; }
+	# Left by a killed run: our pool's definition (libvirtd keeps it in /etc).
+	if se_vroot pool-info "$SE_POOL" >/dev/null 2>&1; then
+		se_vroot pool-destroy "$SE_POOL" >/dev/null 2>&1
+		se_vroot pool-undefine "$SE_POOL" >/dev/null 2>&1
+		rm -rf "$SE_PDIR"
+	fi
 	se_virsh pool-define-as "$SE_POOL" dir --target "$SE_PDIR" >/dev/null &&
 		se_virsh pool-build "$SE_POOL" >/dev/null && se_virsh pool-start "$SE_POOL" >/dev/null ||
 		{ se__die "pool $SE_POOL"; return 1; }
@@ -302,10 +316,10 @@ EOF
 
 se_state() { se_vroot domstate --reason "$1" 2>/dev/null; }
 se__state_is() { case "$(se_state "$1")" in "$2"*) return 0 ;; esac; return 1; }
-se_start() { se_virsh start "$1" >/dev/null && se_wait_for 30 se__state_is "$1" running; }
+se_start() { se_virsh start "$1" >/dev/null && se_wait_for 60 se__state_is "$1" running; }
 se_destroy() { se_virsh destroy "$1" >/dev/null; }
 se_shutdown() { # P11: a press before the boot sector runs is lost: re-send
-	local end=$(($(date +%s) + ${2:-30}))
+	local end=$(($(date +%s) + ${2:-120}))
 	while [ "$(date +%s)" -le "$end" ]; do
 		se__state_is "$1" "shut off" && return 0
 		se_virsh shutdown "$1" >/dev/null 2>&1
@@ -318,7 +332,7 @@ se_shutdown() { # P11: a press before the boot sector runs is lost: re-send
 se_bus_start() {
 	local out
 	out=$(se_as_user dbus-daemon --config-file="${VMO_SRC:?}/tests/private-bus.conf" --fork \
-		--print-address=1 --print-pid=1) || { se__die "session bus"; return 1; }
+		--print-address=1 --print-pid=1 8>&-) || { se__die "session bus"; return 1; }
 	SE_BUS_ADDR=$(sed -n 1p <<<"$out")
 	SE_BUS_PID=$(sed -n 2p <<<"$out")
 }
@@ -332,7 +346,7 @@ se_app_start() { # CONFIG-TEXT
 	# setpriv and env exec: $! is the applet itself (kill by PID).
 	local SE_CMD
 	se__user_cmd "${VMO_BIN:?}" --verbose
-	"${SE_CMD[@]}" >>"$SE_APP_LOG" 2>&1 &
+	"${SE_CMD[@]}" >>"$SE_APP_LOG" 2>&1 8>&- &
 	SE_APP_PID=$!
 	se_wait_for 30 se__app_up || { se__die "the applet did not come up: $(tail -5 "$SE_APP_LOG")"; return 1; }
 }
@@ -353,6 +367,6 @@ se_app_status() {
 }
 se__status_is() { [ "$(se_app_status "$1")" = "$2" ]; }
 se_wait_status() { # VM STATE [TIMEOUT_S]
-	se_wait_for "${3:-30}" se__status_is "$1" "$2" ||
+	se_wait_for "${3:-60}" se__status_is "$1" "$2" ||
 		{ se__die "$1 is '$(se_app_status "$1")', not '$2'"; return 1; }
 }
