@@ -831,11 +831,62 @@ static struct disk_use *plan_finish(const struct scan_plan *p, const struct chai
 
 static void apply_uses(struct virt_watcher *w, struct vm *vm);
 
+static void add_id(struct disk_use *u, const struct stat *st)
+{
+	struct file_id id = {st->st_dev, st->st_ino};
+	if (id_in(u->ids, u->n_ids, &id))
+		return;
+	struct file_id *n = realloc(u->ids, (u->n_ids + 1) * sizeof(*n));
+	if (!n)
+		return;
+	u->ids = n;
+	u->ids[u->n_ids++] = id;
+}
+
+/* On qemu:///system the other VMs' images are root's, 0600: the probe child
+ * (this user) cannot read their headers. libvirt's storage driver can (it
+ * is root): walk such a chain through the volumes' XML, one backing store
+ * at a time, and identify each file with stat() (which needs no read
+ * permission, only search permission on the directories). Known only when
+ * every link is a pool volume down to a volume without a backing store;
+ * anything else stays unknown, and unknown refuses (DESIGN.md §4.9). */
+static bool chain_via_libvirt(struct virt_watcher *w, const char *top, struct disk_use *u)
+{
+	char *path = top ? strdup(top) : NULL;
+	bool known = false;
+	for (int depth = 0; path && depth < 16; depth++) {
+		struct stat st;
+		struct qcow2_info info;
+		if (stat(path, &st) != 0 || volume_facts(w->conn, path, &info) < 0)
+			break;
+		add_id(u, &st);
+		free(path);
+		path = info.backing_file && *info.backing_file ? strdup(info.backing_file) : NULL;
+		known = path == NULL;
+		image_info_clear(&info);
+	}
+	free(path);
+	return known;
+}
+
 static void store_scan(struct virt_watcher *w, const struct scan_plan *p,
 		       const struct chainprobe_outcome *o)
 {
 	size_t n = 0;
 	struct disk_use *u = plan_finish(p, o, w->probe_timeout_ms, &n);
+	for (size_t i = 0; u && i < n && i < p->n_disks; i++) {
+		const struct plan_disk *pd = &p->disks[i];
+		const struct chainprobe_result *top =
+		    pd->top >= 0 && (size_t)pd->top < o->n ? &o->results[pd->top] : NULL;
+		if (!u[i].unknown || pd->unknown || !top || (top->err != EACCES && top->err != EPERM))
+			continue;
+		if (chain_via_libvirt(w, p->items[pd->top].path, &u[i])) {
+			log_debug("virt: chain of %s %s read through libvirt's storage API", pd->domain,
+			          pd->target ? pd->target : "");
+			free(u[i].unknown);
+			u[i].unknown = NULL;
+		}
+	}
 	uses_clear(w);
 	w->uses = u;
 	w->n_uses = n;

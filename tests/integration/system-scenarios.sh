@@ -69,6 +69,15 @@ elif [ "$SCEN" = cancel ] || [ "$SCEN" = quit ]; then
 	# A commit that lasts: 512 MiB of session data.
 	se_make_vm "$VM" 0x11 0x5a 1G || fail "images"
 	qemu-io -f qcow2 -c "write -q -P 0x66 16M 512M" "$O" >/dev/null || fail "session data"
+elif [ "$SCEN" = others ]; then
+	# Other VMs on the daemon, shut off, their images root's 0600 as libvirt
+	# leaves them (the applet cannot read their headers): one on its own
+	# base, one cloned from this VM's base.
+	se_make_vm "$VM" 0x11 0x5a || fail "images"
+	se_make_vm other 0x22 0x33 || fail "images of other"
+	chown root:root "$SE_PDIR/other.qcow2" && chmod 0600 "$SE_PDIR/other.qcow2" &&
+		chown libvirt-qemu:libvirt-qemu "$SE_PDIR/other-base.qcow2" &&
+		chmod 0600 "$SE_PDIR/other-base.qcow2" || fail "other's owners"
 else
 	se_make_vm "$VM" 0x11 0x5a || fail "images"
 fi
@@ -223,6 +232,38 @@ hostile)
 	se_wait_status "$VM" clean 60 || fail "discard after the repair"
 	fresh "$O" || fail "overlay not fresh"
 	ok "after the repair the discard goes through"
+	;;
+others)
+	# On qemu:///system every other VM's images are root's: the shared-base
+	# check reads their chains through libvirt's storage API (the daemon is
+	# root) instead of refusing every commit as "could not check". A VM
+	# whose chain is known and separate does not block the commit; a clone
+	# of this VM's base does, by name.
+	se_rule yes || fail "rule"
+	run_session
+	se_as_user head -c1 "$SE_PDIR/other.qcow2" >/dev/null 2>&1 && fail "the user can read other's overlay"
+	want=$(disk_sum "$O")
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out (status: $(se_ctl status 2>&1))"
+	se_wait_status "$VM" clean 120 || fail "commit did not end clean: $(se_ctl status 2>&1)"
+	[ "$(disk_sum "$B")" = "$want" ] || fail "the base does not hold the session byte for byte"
+	ok "another VM with root's 0600 images on its own base does not block the commit"
+	# A clone of this VM's base, made through libvirt as virt-manager does.
+	se_virsh vol-create-as "$SE_POOL" clone.qcow2 64M --format qcow2 \
+		--backing-vol "$B" --backing-vol-format qcow2 >/dev/null || fail "clone volume"
+	chown root:root "$SE_PDIR/clone.qcow2" && chmod 0600 "$SE_PDIR/clone.qcow2" || fail "clone owner"
+	sed "s|<name>other</name>|<name>clone</name>|; s|$SE_PDIR/other.qcow2|$SE_PDIR/clone.qcow2|" \
+		"$SE_DIR/other.xml" >"$SE_DIR/clone.xml" && chmod 0644 "$SE_DIR/clone.xml" || fail "clone xml"
+	se_virsh define "$SE_DIR/clone.xml" >/dev/null || fail "define clone"
+	se_start "$VM" || fail "start"
+	se_shutdown "$VM" || fail "shutdown"
+	se_wait_status "$VM" pending || fail "no prompt after the second shutdown"
+	case $(actions_of "$VM") in *commit*) fail "Commit offered although clone uses the base" ;; esac
+	b0=$(sum "$B")
+	se_ctl commit "$VM" >/dev/null 2>&1 && fail "commit accepted although clone's chain holds the base"
+	st=$(se_ctl status 2>&1)
+	grep -q "clone" <<<"$st" || fail "the refusal does not name clone: $st"
+	[ "$(sum "$B")" = "$b0" ] || fail "the base changed"
+	ok "a clone of the base (root's 0600 overlay) blocks the commit by name: $(grep -o '[^;]*clone[^;.]*' <<<"$st" | head -1)"
 	;;
 nopool)
 	# Facts come from libvirt's storage API only for pool volumes; outside
