@@ -1,4 +1,4 @@
-/* The per-VM state machine of DESIGN.md §3, and the only module that
+/* The per-VM state machine of docs/design.md §3, and the only module that
  * decides what happens to an image. Jobs (commit, rebuild, the privileged
  * helper) run as runner children in the loop; the file steps and argv's
  * come from imageops, shared with vmoverlay-helper. Every change ends in

@@ -1,8 +1,8 @@
-/* The per-VM state machine of DESIGN.md §3 — the only place that decides.
+/* The per-VM state machine of docs/design.md §3 — the only place that decides.
  * Inputs: stops/starts from the watcher, requests from the UI (menu,
  * notification actions, control interface). Outputs: runner jobs
  * (commit, rebuild) through the shared image operations (imageops.c), and
- * calls to the UI hooks below. Every data-safety rule of DESIGN.md §4 is
+ * calls to the UI hooks below. Every data-safety rule of docs/design.md §4 is
  * enforced here or in imageops. */
 #ifndef VMO_FLOW_H
 #define VMO_FLOW_H

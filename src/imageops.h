@@ -3,7 +3,7 @@
  * the main loop) and the privileged vmoverlay-helper (synchronous: the
  * *_sync wrappers run the same steps in a private loop). The file steps
  * (temp name, fsync, owner/mode, link, rename, directory fsync) live here
- * only, so both executables keep DESIGN.md §4 rules 1, 4 and 7 the same way. */
+ * only, so both executables keep docs/design.md §4 rules 1, 4 and 7 the same way. */
 #ifndef VMO_IMAGEOPS_H
 #define VMO_IMAGEOPS_H
 
@@ -129,7 +129,7 @@ bool imageops_locked(const char *path);
  * goes with the last descriptor of this open file description. */
 int imageops_qemu_lock(int fd);
 
-/* ---- commit journal (DESIGN.md §3) ---- */
+/* ---- commit journal (docs/design.md §3) ---- */
 /* One per domain, keyed like the state file (statefile.h): the libvirt
  * URI + the domain's UUID, so a renamed domain finds its journal and
  * another domain given the same name never does (issue 12). Journals

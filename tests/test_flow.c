@@ -2,7 +2,7 @@
  * driver (domains whose disks are real qcow2 files in a temp dir; stops and
  * starts are caused through the watcher's own connection, so the events
  * come through our loop), the real watcher, real qemu-img/qemu-io. Each
- * data-safety rule of DESIGN.md §4 gets a case that tries to break it. */
+ * data-safety rule of docs/design.md §4 gets a case that tries to break it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
