@@ -22,6 +22,7 @@
 #include "imageops.h"
 #include "log.h"
 #include "loop.h"
+#include "room.h"
 #include "runner.h"
 #include "statefile.h"
 #include "virt.h"
@@ -896,6 +897,11 @@ static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, 
 	}
 	job->bytes = bytes;
 	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
+	if (!room_for_rebuild(vm->name, vm->overlay, why)) {
+		job_free(job);
+		free(qi);
+		return false;
+	}
 	int r = imageops_rebuild_prepare(&job->rb, qi, vm->overlay, vm->backing_stored,
 					 vm->backing_format, why);
 	free(qi);
@@ -987,6 +993,10 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		}
 	}
 	imageops_journal_clear(&j);
+	/* Before any byte changes: a commit that runs out of room leaves the
+	 * base half-merged (only Resume is safe then). */
+	if (!room_for_commit(vm->name, vm->overlay, vm->base, why))
+		goto error;
 	qi = qemu_img(flow, why);
 	if (!qi)
 		goto error;

@@ -9,6 +9,7 @@ set(VMO_FAULT_ROWS
   qemu_img_missing
   qemu_img_fails_readonly_base
   qemu_img_fails_enospc
+  commit_refused_no_room
   qemu_img_fails_image_locked
   vm_started_during_pending_decision
   vm_started_during_operation
