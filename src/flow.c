@@ -322,7 +322,7 @@ static void interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, co
 /* A commit that found a journal (Resume) failed before it could finish.
  * Whatever this attempt did or did not write, the base is as half-merged
  * as before: the journal stays and the VM stays INTERRUPTED (Resume/Keep
- * only), with why it failed (DESIGN.md §4 rule 8). */
+ * only), with why it failed (docs/design.md §4 rule 8). */
 static void resume_failed(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *why)
 {
 	char *msg = NULL;

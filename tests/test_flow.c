@@ -1044,7 +1044,7 @@ static pid_t hold_lock(const char *file)
 }
 
 /* After a failed Resume: still INTERRUPTED, journal kept, Resume/Keep only,
- * the message names the reason (DESIGN.md §4 rule 8). */
+ * the message names the reason (docs/design.md §4 rule 8). */
 static void check_still_interrupted(const char *reason)
 {
 	CHECK_INT_EQ(VM()->flow, FLOW_INTERRUPTED);
