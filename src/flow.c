@@ -564,7 +564,7 @@ static void on_commit_done(void *data, const struct runner_result *res)
 }
 
 /* Right before the rebuild's rename() (imageops_rebuild_finish): libvirt
- * asked afresh, as before the operation (DESIGN.md §4 rules 2 and 9). */
+ * asked afresh, as before the operation (docs/design.md §4 rules 2 and 9). */
 static bool job_recheck(void *data, char **why)
 {
 	struct flow_job *job = data;

@@ -43,7 +43,7 @@ enum imageops_commit_failure imageops_commit_failure(const struct runner_result 
 
 /* ---- rebuild: prepare (argv), run the argv, then finish or abort ---- */
 
-/* Asked right before the rename() (DESIGN.md §4 rule 9): true if the
+/* Asked right before the rename() (docs/design.md §4 rule 9): true if the
  * domain is still shut off and nothing else changed; else false with a
  * translated *why, and the rebuild is abandoned (-EBUSY). */
 typedef bool (*imageops_recheck_fn)(void *data, char **why);
