@@ -205,11 +205,21 @@ small_base_vm() { # VM
 	mkdir -p "$FL_MNT"
 	mount -t tmpfs -o size=128M,mode=755 tmpfs "$FL_MNT" || fail "mount tmpfs (needs root)"
 	FL_UMOUNT=$FL_MNT
-	trap 'umount "$FL_UMOUNT" 2>/dev/null; fl_cleanup' EXIT
+	trap small_cleanup EXIT
 	ve_give "$FL_MNT"
 	ve_make_base "$FL_MNT/$1-base.qcow2" 64M 0x11 || fail "base"
 	ve_make_overlay "$VE_IMAGES/$1.qcow2" "$FL_MNT/$1-base.qcow2" || fail "overlay"
 	ve_define_vm "$1" "$VE_IMAGES/$1.qcow2" || fail "define"
+}
+
+# Unmount the tmpfs after the VM and libvirtd are gone (a qemu still
+# holding the base keeps it busy), then remove what is left of VE_DIR.
+small_cleanup() {
+	umount "$FL_UMOUNT" 2>/dev/null
+	fl_cleanup
+	if mountpoint -q "$FL_UMOUNT"; then
+		umount "$FL_UMOUNT" && rm -rf "$(dirname "$FL_UMOUNT")"
+	fi
 }
 
 fill_leaving_8m() { # DIR: fill DIR's filesystem up to ~8 MiB free (file DIR/filler)
