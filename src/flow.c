@@ -1,4 +1,4 @@
-/* The per-VM state machine of DESIGN.md §3, and the only module that
+/* The per-VM state machine of docs/design.md §3, and the only module that
  * decides what happens to an image. Jobs (commit, rebuild, the privileged
  * helper) run as runner children in the loop; the file steps and argv's
  * come from imageops, shared with vmoverlay-helper. Every change ends in
@@ -22,6 +22,7 @@
 #include "imageops.h"
 #include "log.h"
 #include "loop.h"
+#include "room.h"
 #include "runner.h"
 #include "statefile.h"
 #include "virt.h"
@@ -321,7 +322,7 @@ static void interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, co
 /* A commit that found a journal (Resume) failed before it could finish.
  * Whatever this attempt did or did not write, the base is as half-merged
  * as before: the journal stays and the VM stays INTERRUPTED (Resume/Keep
- * only), with why it failed (DESIGN.md §4 rule 8). */
+ * only), with why it failed (docs/design.md §4 rule 8). */
 static void resume_failed(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *why)
 {
 	char *msg = NULL;
@@ -563,7 +564,7 @@ static void on_commit_done(void *data, const struct runner_result *res)
 }
 
 /* Right before the rebuild's rename() (imageops_rebuild_finish): libvirt
- * asked afresh, as before the operation (DESIGN.md §4 rules 2 and 9). */
+ * asked afresh, as before the operation (docs/design.md §4 rules 2 and 9). */
 static bool job_recheck(void *data, char **why)
 {
 	struct flow_job *job = data;
@@ -896,6 +897,11 @@ static bool start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, 
 	}
 	job->bytes = bytes;
 	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
+	if (!room_for_rebuild(vm->name, vm->overlay, why)) {
+		job_free(job);
+		free(qi);
+		return false;
+	}
 	int r = imageops_rebuild_prepare(&job->rb, qi, vm->overlay, vm->backing_stored,
 					 vm->backing_format, why);
 	free(qi);
@@ -987,6 +993,10 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		}
 	}
 	imageops_journal_clear(&j);
+	/* Before any byte changes: a commit that runs out of room leaves the
+	 * base half-merged (only Resume is safe then). */
+	if (!room_for_commit(vm->name, vm->overlay, vm->base, why))
+		goto error;
 	qi = qemu_img(flow, why);
 	if (!qi)
 		goto error;

@@ -1,8 +1,8 @@
-/* The per-VM state machine of DESIGN.md §3 — the only place that decides.
+/* The per-VM state machine of docs/design.md §3 — the only place that decides.
  * Inputs: stops/starts from the watcher, requests from the UI (menu,
  * notification actions, control interface). Outputs: runner jobs
  * (commit, rebuild) through the shared image operations (imageops.c), and
- * calls to the UI hooks below. Every data-safety rule of DESIGN.md §4 is
+ * calls to the UI hooks below. Every data-safety rule of docs/design.md §4 is
  * enforced here or in imageops. */
 #ifndef VMO_FLOW_H
 #define VMO_FLOW_H
@@ -75,7 +75,7 @@ int flow_stop_deadline_ms(const struct flow *flow);
  * authorization dismissed, 127 not authorised, anything else failed with
  * nothing changed (its last stderr line is shown). A resumed commit's
  * journal stays whatever the helper says, except after exit 0 or
- * FLOW_HELPER_EXIT_COMMITTED (DESIGN.md §4 rule 8). Progress records on
+ * FLOW_HELPER_EXIT_COMMITTED (docs/design.md §4 rule 8). Progress records on
  * its stdout are shown like qemu-img's. Without a hook, a permission
  * failure is reported as FAILED "permission denied: ...". */
 #define FLOW_HELPER_EXIT_PARTIAL   3

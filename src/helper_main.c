@@ -4,7 +4,7 @@
  * It trusts only OP, the UUID and the target: it connects to libvirt itself
  * (qemu:///system; --connect only for root calling directly), re-discovers
  * the overlay and base with the applet's own libvirt watcher (virt.c),
- * re-checks every rule of DESIGN.md §4 right before acting, refuses
+ * re-checks every rule of docs/design.md §4 right before acting, refuses
  * symbolic links, and runs the applet's image operations (imageops.c).
  * Exit statuses: privhelper.h / doc/vmoverlay-helper.8. */
 #include <errno.h>
@@ -368,7 +368,7 @@ static int run(const struct helper_args *a, const char *uri)
 		goto out;
 	}
 
-	/* DESIGN.md §4 rules 2, 3 and 5, asked afresh, with the applet's own
+	/* docs/design.md §4 rules 2, 3 and 5, asked afresh, with the applet's own
 	 * code: shut off, no managed save, no snapshots, the target is a
 	 * writable qcow2 file disk of this domain, its backing is the base
 	 * (--base), and for a commit no other domain uses the base. */

@@ -3,7 +3,7 @@
  * the main loop) and the privileged vmoverlay-helper (synchronous: the
  * *_sync wrappers run the same steps in a private loop). The file steps
  * (temp name, fsync, owner/mode, link, rename, directory fsync) live here
- * only, so both executables keep DESIGN.md §4 rules 1, 4 and 7 the same way. */
+ * only, so both executables keep docs/design.md §4 rules 1, 4 and 7 the same way. */
 #ifndef VMO_IMAGEOPS_H
 #define VMO_IMAGEOPS_H
 
@@ -43,7 +43,7 @@ enum imageops_commit_failure imageops_commit_failure(const struct runner_result 
 
 /* ---- rebuild: prepare (argv), run the argv, then finish or abort ---- */
 
-/* Asked right before the rename() (DESIGN.md §4 rule 9): true if the
+/* Asked right before the rename() (docs/design.md §4 rule 9): true if the
  * domain is still shut off and nothing else changed; else false with a
  * translated *why, and the rebuild is abandoned (-EBUSY). */
 typedef bool (*imageops_recheck_fn)(void *data, char **why);
@@ -129,7 +129,7 @@ bool imageops_locked(const char *path);
  * goes with the last descriptor of this open file description. */
 int imageops_qemu_lock(int fd);
 
-/* ---- commit journal (DESIGN.md §3) ---- */
+/* ---- commit journal (docs/design.md §3) ---- */
 /* One per domain, keyed like the state file (statefile.h): the libvirt
  * URI + the domain's UUID, so a renamed domain finds its journal and
  * another domain given the same name never does (issue 12). Journals

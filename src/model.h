@@ -30,7 +30,7 @@ enum vm_stop_kind {
 	STOP_NO_PROMPT, /* SAVED, MIGRATED, FROM_SNAPSHOT, managed save, snapshots */
 };
 
-/* DESIGN.md §3. */
+/* docs/design.md §3. */
 enum flow_state {
 	FLOW_UNKNOWN = 0, /* nothing known yet (not connected) */
 	FLOW_RUNNING,     /* VM runs on its overlay */

@@ -140,7 +140,7 @@ char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op
 	free(uri);
 	/* No <overlay>.discarded through the helper: in root's directory the
 	 * applet could not remove it when the VM runs again, and a stale one
-	 * must never be offered for Undo over a newer session (DESIGN.md §4). */
+	 * must never be offered for Undo over a newer session (docs/design.md §4). */
 	if (keep_discarded)
 		log_info("privhelper: %s: the discarded overlay is not kept for root's images",
 			 vm->name);

@@ -39,7 +39,7 @@
 
 /* What the shared-base scan learnt about one disk of one defined domain:
  * every file of its chain (the disk itself and its backing files), or why
- * that is not fully known. Unknown is never "not shared" (DESIGN.md §4
+ * that is not fully known. Unknown is never "not shared" (docs/design.md §4
  * rules 3 and 9). */
 struct disk_use {
 	char *domain;

@@ -55,7 +55,7 @@ void virt_watcher_reconcile(struct virt_watcher *w);
 enum vm_stop_kind virt_classify_stop(int state, int reason, bool managed_save, bool snapshots);
 enum vm_stop_kind virt_classify_event(int detail);
 
-/* Right before an image operation (DESIGN.md §4 rules 2, 3, 5): asks libvirt
+/* Right before an image operation (docs/design.md §4 rules 2, 3, 5): asks libvirt
  * afresh that the domain is shut off, has no managed save and no
  * snapshots; re-discovers the disk; checks the overlay's backing is the
  * base and no other defined domain uses that base (when for_commit).

@@ -17,7 +17,7 @@ foreach(b idle memory register destroy layout commit)
   if(b STREQUAL "commit")
     set(name bench_commit_applet)
   endif()
-  vmo_script_test(NAME ${name} COMMAND ${VMO_BENCH_DIR}/${b}.sh LABELS bench TIMEOUT 600)
+  vmo_script_test(NAME ${name} COMMAND ${VMO_BENCH_DIR}/${b}.sh LABELS bench TIMEOUT 1800)
   # The measuring client lives beside the applet in the build tree.
   set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT
     "BENCH_TOOL=$<TARGET_FILE:vmo-bench>" "BENCH_FLOOR=$<TARGET_FILE:vmo-mem-floor>")

@@ -7,4 +7,4 @@ vmo_unit_test(NAME test_flow SOURCES test_flow.c TIMEOUT 300)
 vmo_script_test(NAME it_flow_daemon COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/flow-daemon.sh
   LABELS integration TIMEOUT 300)
 # Prints commit wall time through the flow vs bare qemu-img (never fails on speed).
-vmo_unit_test(NAME bench_commit SOURCES bench/bench_commit.c LABELS bench TIMEOUT 900)
+vmo_unit_test(NAME bench_commit SOURCES bench/bench_commit.c LABELS bench TIMEOUT 1800)

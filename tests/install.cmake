@@ -2,8 +2,9 @@
 # (issue 7). The expected locations are this build's own.
 vmo_script_test(NAME it_install
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/install-check.sh
-  LABELS integration TIMEOUT 120)
+  LABELS integration TIMEOUT 300)
 set_property(TEST it_install APPEND PROPERTY ENVIRONMENT
+  "VMO_INSTALL_PREFIX=${CMAKE_INSTALL_PREFIX}"
   "VMO_INSTALL_BINDIR=${CMAKE_INSTALL_FULL_BINDIR}"
   "VMO_INSTALL_LIBEXECDIR=${CMAKE_INSTALL_FULL_LIBEXECDIR}"
   "VMO_INSTALL_DATADIR=${CMAKE_INSTALL_FULL_DATADIR}"

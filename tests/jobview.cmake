@@ -6,4 +6,4 @@
 # completes, a server restart mid-commit gets a new view, and a server
 # without V2 gets the old interface.
 vmo_script_test(NAME it_notify_jobview COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/notify-jobview.sh
-  LABELS integration notify TIMEOUT 300)
+  LABELS integration notify TIMEOUT 600)

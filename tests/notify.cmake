@@ -9,7 +9,7 @@ vmo_script_test(NAME it_notify_demo COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integrat
 # Real libvirtd + TCG VM (libvirt-env.sh): prompt latency, commit through the
 # notification and through the menu, restart withdraws, no server at all.
 vmo_script_test(NAME it_notify_vm COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/notify-vm.sh
-  LABELS integration notify libvirt TIMEOUT 300)
+  LABELS integration notify libvirt TIMEOUT 600)
 # The terminal front end through a real pseudo-terminal (issue 15 item 1):
 # a real VM answered on the terminal, the demo ending by itself with and
 # without a terminal; as the unprivileged test user.

@@ -4,4 +4,4 @@
 # Screenshots and the D-Bus trace land in <build>/plasma-smoke/.
 vmo_script_test(NAME plasma_smoke
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/plasma-smoke.sh
-  LABELS "integration;plasma" TIMEOUT 180)
+  LABELS "integration;plasma" TIMEOUT 600)

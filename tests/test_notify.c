@@ -40,6 +40,13 @@
 /* Caps of a Plasma-like server: actions, markup, and an x-kde-* cap (so
  * the progress "value" hint is sent). */
 #define MOCK_CAPS "{\"capabilities\": \"actions body body-markup persistence x-kde-urls\"}"
+/* Deadline for a wait that takes well under a second on a quiet machine:
+ * only a failure waits it out, so it is generous (the tests share 2 cores
+ * with other work; issue 15 item 5). */
+#define WAIT_MS 25000
+/* What one synchronous libnotify call to a hung server costs: GDBus's
+ * default timeout (src/notify.c). A loop that made one is blocked that long. */
+#define HUNG_CALL_MS 25000
 
 static pid_t bus_pid;
 static pid_t server_pid;
@@ -350,7 +357,7 @@ static void test_prompt_replace_withdraw(void)
 	vm->flow = FLOW_PENDING;
 	vm->last_stop = STOP_UNCLEAN;
 	notifier_prompt(f.app.notifier, vm);
-	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, WAIT_MS));
 
 	char *s = call_str("Notify", 0, 0);
 	CHECK_STR_EQ(s, "vmoverlay");
@@ -398,7 +405,7 @@ static void test_prompt_replace_withdraw(void)
 	/* A second prompt for the same VM replaces the first: same id. */
 	vm->last_stop = STOP_CLEAN;
 	notifier_prompt(f.app.notifier, vm);
-	REQUIRE(pump_until_calls(f.app.loop, "Notify", 2, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", 2, WAIT_MS));
 	CHECK_INT_EQ(call_int("Notify", 1, 1), 1);
 	CHECK_INT_EQ(call_int("Notify", 1, 7), 0);
 	h = notify_hint(1, "urgency");
@@ -411,7 +418,7 @@ static void test_prompt_replace_withdraw(void)
 
 	/* Answered elsewhere (menu): the notification is closed. */
 	notifier_withdraw(f.app.notifier, vm);
-	REQUIRE(pump_until_calls(f.app.loop, "CloseNotification", 1, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "CloseNotification", 1, WAIT_MS));
 	CHECK_INT_EQ(call_int("CloseNotification", 0, 0), 1);
 	CHECK_INT_EQ(n_calls("Notify"), 2);
 	fixture_finish(&f);
@@ -453,7 +460,7 @@ static void test_progress_result(void)
 
 	vm->flow = FLOW_CLEAN;
 	notifier_result(f.app.notifier, vm, RESULT_COMMITTED, 1288490189ull, NULL);
-	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 1, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 1, WAIT_MS));
 	char *s = call_str("Notify", n, 4);
 	CHECK_STR_EQ(s, "test: 1.2 GiB committed into test-base.qcow2; fresh overlay ready");
 	free(s);
@@ -463,7 +470,7 @@ static void test_progress_result(void)
 	CHECK(h == NULL);
 
 	notifier_result(f.app.notifier, vm, RESULT_FAILED, 0, "qemu-img: Permission denied");
-	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 2, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 2, WAIT_MS));
 	s = call_str("Notify", n + 1, 4);
 	CHECK(s && strstr(s, "qemu-img: Permission denied"));
 	CHECK(s && strstr(s, "Nothing was lost: the overlay still holds your changes."));
@@ -471,7 +478,7 @@ static void test_progress_result(void)
 	CHECK_INT_EQ(call_int("Notify", n + 1, 7), 0); /* a failure stays */
 
 	notifier_summary(f.app.notifier);
-	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 3, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", n + 3, WAIT_MS));
 	s = call_str("Notify", n + 2, 4);
 	CHECK(s && strstr(s, "test"));
 	free(s);
@@ -506,7 +513,7 @@ static void test_installed_icon_by_name(void)
 static void test_no_server_then_appears(void)
 {
 	stop_pid(&server_pid);
-	REQUIRE(wait_owner("org.freedesktop.Notifications", false, 5000));
+	REQUIRE(wait_owner("org.freedesktop.Notifications", false, WAIT_MS));
 	struct fixture f;
 	REQUIRE(fixture_init(&f, false));
 	f.app.notifier = notifier_create(&f.app.ui);
@@ -518,7 +525,7 @@ static void test_no_server_then_appears(void)
 	/* A server appears: the open question is shown there. */
 	REQUIRE(start_mock());
 	int64_t t0 = loop_now_ms();
-	CHECK(pump_until_calls(f.app.loop, "Notify", 1, 5000));
+	CHECK(pump_until_calls(f.app.loop, "Notify", 1, WAIT_MS));
 	printf("server appeared -> prompt shown after %lld ms\n", (long long)(loop_now_ms() - t0));
 	char *s = call_str("Notify", 0, 3);
 	CHECK_STR_EQ(s, "test shut down");
@@ -551,7 +558,8 @@ static void *ping_thread(void *data)
 		DBusMessage *m =
 		    dbus_message_new_method_call(p->dest, "/", "org.freedesktop.DBus.Peer", "Ping");
 		int64_t t0 = loop_now_ms();
-		DBusMessage *r = dbus_connection_send_with_reply_and_block(c, m, 5000, &e);
+		DBusMessage *r =
+		    dbus_connection_send_with_reply_and_block(c, m, 2 * HUNG_CALL_MS, &e);
 		int64_t rtt = loop_now_ms() - t0;
 		dbus_message_unref(m);
 		if (!r) {
@@ -611,6 +619,11 @@ static void test_hung_server(void)
 	notifier_progress(f.app.notifier, vm); /* more work queued while hung */
 	notifier_summary(f.app.notifier);
 	pump(f.app.loop, 2500);
+	/* At least 20 answered round trips while the hung calls are out (on a
+	 * loaded machine that takes longer; a loop blocked in a synchronous
+	 * call answers none until the 25 s are over). */
+	while (p.count < 20 && loop_now_ms() - t0 < HUNG_CALL_MS)
+		loop_iterate(f.app.loop, 50);
 	int64_t took = loop_now_ms() - t0;
 	p.stop = true;
 	/* keep dispatching while the pinger finishes its last call */
@@ -620,15 +633,19 @@ static void test_hung_server(void)
 	loop_timer_remove(tick);
 	printf("hung server: %lld ms, %d pings, max round trip %lld ms, max loop gap %lld ms\n",
 	       (long long)took, p.count, (long long)p.max_rtt_ms, (long long)gap.max);
-	CHECK(p.count > 50);
+	/* Never blocked for the hung server: a synchronous call to it would stop
+	 * the loop (no timer tick, no reply to a ping) for HUNG_CALL_MS. How fast
+	 * the loop answers is for tests/bench/, not for a test on a shared
+	 * machine. */
+	CHECK(p.count >= 20);
 	CHECK_INT_EQ(p.failures, 0);
-	CHECK(p.max_rtt_ms < 100);
-	CHECK(gap.max < 100);
+	CHECK(p.max_rtt_ms < HUNG_CALL_MS);
+	CHECK(gap.max < HUNG_CALL_MS);
 	CHECK(!notifier_server_ok(f.app.notifier));
 
 	/* The hung server is replaced by a working one: the question shows. */
 	REQUIRE(start_mock());
-	CHECK(pump_until_calls(f.app.loop, "Notify", 1, 5000));
+	CHECK(pump_until_calls(f.app.loop, "Notify", 1, WAIT_MS));
 	loop_dbus_detach(f.app.loop, conn);
 	dbus_connection_close(conn);
 	dbus_connection_unref(conn);
@@ -717,12 +734,12 @@ static void test_action_commit_through_flow(void)
 	f.app.ui.flow = f.app.flow;
 	REQUIRE(f.app.flow);
 	struct vm *vm = f.app.model.vms[0];
-	REQUIRE(pump_until_flow(f.app.loop, vm, FLOW_RUNNING, 5000));
+	REQUIRE(pump_until_flow(f.app.loop, vm, FLOW_RUNNING, WAIT_MS));
 	char *dir = strdup(demo_dir(f.app.demo));
 
 	demo_start(f.app.demo, &f.app.ui);
 	int64_t t0 = loop_now_ms();
-	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, 5000));
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, WAIT_MS));
 	printf("shutdown -> Notify recorded in %lld ms\n", (long long)(loop_now_ms() - t0));
 	CHECK_INT_EQ(vm->flow, FLOW_PENDING);
 	const char *acts[] = {"commit", "discard", "keep", NULL};
@@ -731,7 +748,7 @@ static void test_action_commit_through_flow(void)
 	emit_action(1, "commit");
 	CHECK(pump_until_flow(f.app.loop, vm, FLOW_CLEAN, 20000));
 	/* The resident prompt was closed by us, then the result came. */
-	CHECK(pump_until_calls(f.app.loop, "CloseNotification", 1, 3000));
+	CHECK(pump_until_calls(f.app.loop, "CloseNotification", 1, WAIT_MS));
 	CHECK_INT_EQ(call_int("CloseNotification", 0, 0), 1);
 	CHECK(pump_until_body(f.app.loop,
 			      " MiB committed into test-base.qcow2; fresh overlay ready", 5000));
@@ -776,9 +793,9 @@ int main(int argc, char **argv)
 	/* A private bus: nothing of the desktop's leaks in or out. */
 	char *out = NULL;
 	if (test_sh_out(&out,
-	                "dbus-daemon --config-file='%s/tests/private-bus.conf' --fork "
-	                "--print-address=1 --print-pid=1",
-	                getenv("VMO_SRC")) != 0 ||
+			"dbus-daemon --config-file='%s/tests/private-bus.conf' --fork "
+			"--print-address=1 --print-pid=1",
+			getenv("VMO_SRC")) != 0 ||
 	    !out) {
 		fprintf(stderr, "cannot start dbus-daemon\n");
 		return 1;

@@ -7,4 +7,4 @@ add_executable(virt_probe virt_probe.c)
 target_link_libraries(virt_probe PRIVATE vmocore)
 vmo_script_test(NAME it_virt_watch
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/virt_watch.sh $<TARGET_FILE:virt_probe>
-  LABELS integration TIMEOUT 180)
+  LABELS integration TIMEOUT 600)

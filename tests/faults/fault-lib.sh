@@ -182,7 +182,7 @@ import signal, sys, dbus
 signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # grep -q may stop reading early
 menu = dbus.SessionBus().get_object(sys.argv[1], '/MenuBar')
 rev, layout = menu.GetLayout(0, -1, dbus.Array([], signature='s'),
-                             dbus_interface='com.canonical.dbusmenu', timeout=5)
+                             dbus_interface='com.canonical.dbusmenu', timeout=20)
 def walk(node):
     mid, props, children = node
     if not props.get('visible', True):

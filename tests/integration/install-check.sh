@@ -4,7 +4,10 @@
 # and autostart entries, user unit, polkit action, man pages, example
 # config, our D-Bus interface XML, translations); desktop-file-validate
 # passes on both entries; systemd-analyze verifies the unit; the man pages
-# format without groff warnings and list every option of --help.
+# format without groff warnings and list every option of --help. An install
+# with another --prefix than the configured one stops before writing a file
+# (the programs have the configured paths compiled in, and the desktop
+# entries, the unit and the polkit action name them), saying so.
 #
 # Expected locations come from the build's own configuration (env set by
 # tests/install.cmake), so the test holds for any prefix.
@@ -29,7 +32,7 @@ need groff groff-base
 need python3 python3
 
 : "${VMO_BUILD:?}" "${VMO_SRC:?}" "${VMO_BIN:?}"
-: "${VMO_INSTALL_BINDIR:?}" "${VMO_INSTALL_LIBEXECDIR:?}" "${VMO_INSTALL_DATADIR:?}"
+: "${VMO_INSTALL_PREFIX:?}" "${VMO_INSTALL_BINDIR:?}" "${VMO_INSTALL_LIBEXECDIR:?}" "${VMO_INSTALL_DATADIR:?}"
 : "${VMO_INSTALL_MANDIR:?}" "${VMO_INSTALL_DOCDIR:?}" "${VMO_INSTALL_LOCALEDIR:?}"
 : "${VMO_AUTOSTART_DIR:?}" "${VMO_SYSTEMD_USER_UNIT_DIR:?}" "${VMO_POLKIT_ACTION_DIR:?}"
 
@@ -187,6 +190,29 @@ checks=$((checks + 3))
 out=$("${as_user[@]}" "$VMO_BIN" --check-config --config "$dest$VMO_INSTALL_DOCDIR/vmoverlay.conf.example" 2>&1) ||
 	fail "the example configuration does not pass --check-config: $out"
 checks=$((checks + 1))
+
+# Another prefix at install time (`cmake --install build --prefix /usr` after
+# configuring for /usr/local): stopped before any file is written, with a
+# message naming both prefixes; the configured prefix, even spelled with a
+# trailing slash, installs.
+other=$work/other-prefix
+if out=$(cmake --install "$VMO_BUILD" --prefix "$other" 2>&1); then
+	fail "cmake --install --prefix $other (configured: $VMO_INSTALL_PREFIX) succeeded"
+fi
+out=$(tr -s ' \n' '  ' <<<"$out")
+grep -qF "configured for the prefix $VMO_INSTALL_PREFIX," <<<"$out" ||
+	fail "the refusal does not name the configured prefix: $out"
+grep -qF "asks for $other." <<<"$out" || fail "the refusal does not name the requested prefix: $out"
+grep -qF "nothing was installed" <<<"$out" || fail "the refusal does not say nothing was installed: $out"
+[ -z "$(find "$other" -mindepth 1 2>/dev/null)" ] ||
+	fail "files written under $other before the refusal: $(find "$other" -mindepth 1 | head -3)"
+DESTDIR=$work/dest2 cmake --install "$VMO_BUILD" --prefix "$VMO_INSTALL_PREFIX/" >"$work/install2.log" 2>&1 ||
+	{ cat "$work/install2.log" >&2; fail "cmake --install --prefix $VMO_INSTALL_PREFIX/ failed"; }
+[ -x "$work/dest2$helper" ] || fail "--prefix $VMO_INSTALL_PREFIX/ did not install the helper at $helper"
+grep -qF ">$helper<" "$work/dest2$VMO_POLKIT_ACTION_DIR/io.github.vmoverlay.policy" ||
+	fail "the polkit action does not name $helper"
+echo "install-check: --prefix $other refused: $(grep -o 'vmoverlay was configured for the prefix [^ ]* but this install asks for [^ ]*' <<<"$out")"
+checks=$((checks + 2))
 
 # The installed binary runs and reports the project's version.
 ver=$("${as_user[@]}" "$dest$VMO_INSTALL_BINDIR/vmoverlay" --version) || fail "installed vmoverlay --version failed"

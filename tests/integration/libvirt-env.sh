@@ -122,6 +122,7 @@ ve__supervisor='
 			libvirtd --timeout=0 >>"$d/libvirtd.log" 2>&1 </dev/null &
 			echo $! >"$d/libvirtd.pid"
 			wait $!
+			echo "libvirtd $! exited with status $? (128+N: signal N)" >>"$d/reaper.log"
 			rm -f "$d/libvirtd.pid"
 		else
 			sleep 0.05

@@ -89,6 +89,10 @@ jv_start true
 # ---- images, domain, configuration ----
 MIB=64
 RATE=$((16 * 1024 * 1024)) # bytes/s: 16 MiB a second, ~4 s in all
+# The cancel case needs the commit to last while this script (slow on a
+# loaded machine) sees two progress steps and then cancels: 4 MiB/s, 25 %
+# every 4 s, ~16 s in all. The wrapper reads the rate from $W/rate.
+SLOW_RATE=$((4 * 1024 * 1024))
 img=$W/img
 mkdir -p "$img" "$W/bin" "$W/config/vmoverlay" "$W/state"
 base=$img/jv-base.qcow2 ov=$img/jv.qcow2
@@ -249,6 +253,7 @@ stop_applet() {
 }
 
 # ---- 1. a commit runs to its end (V2) ----
+echo "$RATE" >"$W/rate"
 make_images 0x5a
 start_applet "$W/app1.log"
 prog0=$(($(n_notes "jv: committing changes") + $(n_notes "jv: preparing a fresh overlay")))
@@ -283,6 +288,7 @@ stop_applet
 echo "ok finished commit: one V2 job view, percent $p-> terminate(0), no progress notification, one result ($((t1 - t0)) ms)"
 
 # ---- 2. the job's cancel button, then Resume ----
+echo "$SLOW_RATE" >"$W/rate"
 make_images 0xa5
 start_applet "$W/app2.log"
 notes_before=$(n_notes "jv: commit cancelled")
@@ -290,7 +296,7 @@ ctl Commit jv >/dev/null || fail "control Commit"
 wait_views 2
 v=$JV/JobView_2
 wait_percent_above() { # PATH PERCENT: a percentage above PERCENT arrived
-	local end=$(($(now_ms) + 20000))
+	local end=$(($(now_ms) + 60000))
 	until [ "$(percents "$1" | tail -1)" -gt "$2" ] 2>/dev/null; do
 		[ "$(now_ms)" -lt "$end" ] ||
 			fail "$1: no progress past $2 % ($(percents "$1" | tr '\n' ' ')); jv is '$(status_of)'"
@@ -341,6 +347,7 @@ echo "$cancelled_status" | sed 's/^/  vmoverlay status: /'
 
 echo "ok cancel from the job view at ${last} % (percent $p): interrupted, overlay intact, journal kept"
 
+echo "$RATE" >"$W/rate"
 ctl Resume jv >/dev/null || fail "control Resume"
 wait_views 3
 wait_state clean 30

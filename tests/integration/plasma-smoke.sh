@@ -1,6 +1,6 @@
 #!/bin/bash
 # Smoke test against the REAL KDE Plasma 5.27 system tray, headless
-# (research/sni-host-harness.md; DESIGN.md §7): Xvfb on a free display,
+# (research/sni-host-harness.md; docs/design.md §7): Xvfb on a free display,
 # kwin_x11, kded5 (the StatusNotifierWatcher) and plasmashell with its tray
 # applet on a private session bus, then vmoverlay on libvirt's test:///default
 # watching the running domain "test" through real qcow2 files.

@@ -2,7 +2,9 @@
 """The StatusNotifierItem against a test watcher on a private bus: the
 registration arrives, GetAll has every property with Plasma's exact types,
 Introspect matches dbus-xml/, re-registration after a watcher restart
-(< 1 s) and a late watcher, and the start -> RegisterStatusNotifierItem time.
+(on the watcher's appearance, not by a retry timer) and a late watcher, and
+the start -> RegisterStatusNotifierItem time (printed: tests/bench/ judges
+speed; these checks hold on a loaded machine).
 Pixmaps (issue 14): Plasma re-reads GetAll on every NewToolTip, so IconPixmap
 is sent only where a host cannot find the icon by name: none from the build
 tree (IconThemePath is the source tree's complete theme); a copy of the
@@ -59,7 +61,7 @@ def test_registration_and_props():
         if not svc:
             print(s.applet_log())
             return
-        check(t - t0 < 5, f'registered {1000 * (t - t0):.0f} ms after start')
+        print(f'registered {1000 * (t - t0):.0f} ms after start', flush=True)
         props, err = get_all(s, svc)
         check(props is not None, f'GetAll answers ({err})')
         if not props:
@@ -106,15 +108,17 @@ def test_registration_and_props():
         check(r is not None and '<node name="StatusNotifierItem"/>' in r.unpack()[0],
               'Introspect / lists the child nodes (busctl tree)')
 
-        # Watcher killed and restarted: registered again within 1 s.
+        # Watcher killed and restarted: registered again, because the
+        # watcher appeared (NameOwnerChanged), not through the retry timer
+        # of a failed call (which would log "retrying in").
         w.send_signal(signal.SIGKILL)
         w.wait()
         s.procs.remove(w)
         time.sleep(0.3)
         w2 = s.start_watcher()
         t_up = time.monotonic()
-        svc2, t2 = T.read_registration(w2, timeout=3)
-        check(svc2 == svc and t2 - t_up < 1.0,
+        svc2, t2 = T.read_registration(w2, timeout=30)
+        check(svc2 == svc and 'retrying in' not in s.applet_log(),
               f'registers again after a watcher restart ({(t2 or 0) - t_up:.3f} s)')
         check(app.poll() is None, 'applet still running')
     finally:
@@ -265,8 +269,8 @@ def test_late_watcher():
         check(app.poll() is None, 'applet runs fine with no watcher')
         w = s.start_watcher()
         t_up = time.monotonic()
-        svc, t = T.read_registration(w, timeout=3)
-        check(svc == f'{SNI}-{app.pid}-1' and t - t_up < 1.0,
+        svc, t = T.read_registration(w, timeout=30)
+        check(svc == f'{SNI}-{app.pid}-1' and 'retrying in' not in s.applet_log(),
               f'registers when a watcher appears ({(t or 0) - t_up:.3f} s)')
         check(s.applet_log().count('no org.kde.StatusNotifierWatcher') == 1,
               'logged the missing watcher once')

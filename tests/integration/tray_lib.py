@@ -161,7 +161,7 @@ class Session:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def read_registration(watcher, timeout=10):
+def read_registration(watcher, timeout=30):
     """The watcher prints 'REGISTERED <service> <monotonic time>' per call."""
     import select
     end = time.monotonic() + timeout

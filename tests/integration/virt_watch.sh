@@ -1,7 +1,8 @@
 #!/bin/bash
 # The libvirt watcher against a real session libvirtd with a real TCG VM on
 # a qcow2 overlay (libvirt-env.sh): destroy is reported as an unclean stop
-# within 1 s (median of 10 measured from `virsh destroy` returning), a guest
+# (10 times; the delay from `virsh destroy` returning is printed, not
+# judged: tests/bench/ measures speed, this test holds on a loaded machine), a guest
 # power-off as a clean stop, managedsave never prompts, and a VM killed
 # while the daemon is down is reported after the reconnect (missed stop).
 # Usage: virt_watch.sh PATH/TO/virt_probe
@@ -38,7 +39,7 @@ trap 'stop_probe; ve_teardown' EXIT
 
 lines() { grep -c " $1" "$out" 2>/dev/null || true; }
 has_lines() { [ "$(lines "$1")" -ge "$2" ]; }
-wait_lines() { ve_wait_for "${3:-10}" has_lines "$1" "$2"; }
+wait_lines() { ve_wait_for "${3:-30}" has_lines "$1" "$2"; }
 nth() { grep " $1" "$out" | sed -n "$2p"; }
 
 wait_lines CONNECTED 1 || { failed "the watcher did not connect"; exit 1; }
@@ -52,14 +53,13 @@ for i in $(seq 1 10); do
 	ts=$(date +%s%N)
 	ve_destroy "$vm" || { failed "destroy $i"; break; }
 	t0=$(date +%s%N)
-	wait_lines STOPPED "$i" 5 || { failed "no STOPPED after destroy $i"; break; }
+	wait_lines STOPPED "$i" 30 || { failed "no STOPPED after destroy $i"; break; }
 	line=$(nth STOPPED "$i")
 	t1=${line%% *}
 	case $line in *"STOPPED $vm unclean state=5 reason=2"*) ;; *) failed "destroy $i: $line" ;; esac
 	d=$(( (t1 - t0) / 1000 ))
 	delays+=("$d")
 	totals+=("$(( (t1 - ts) / 1000 ))")
-	[ "$d" -lt 1000000 ] || failed "destroy $i reported after ${d} us"
 done
 median() {
 	local sorted n lo hi
@@ -79,8 +79,8 @@ stops=$(lines STOPPED)
 
 # 2. guest power-off (boot sector answers the ACPI button): clean stop
 ve_start "$vm" && wait_lines STARTED 11 || failed "start for shutdown"
-ve_shutdown "$vm" 20 || failed "shutdown"
-wait_lines STOPPED $((stops + 1)) 5 || failed "no STOPPED after shutdown"
+ve_shutdown "$vm" 60 || failed "shutdown"
+wait_lines STOPPED $((stops + 1)) 30 || failed "no STOPPED after shutdown"
 line=$(nth STOPPED $((stops + 1)))
 case $line in *"STOPPED $vm clean state=5 reason=1"*) echo "shutdown: $line" ;; *) failed "shutdown: $line" ;; esac
 stops=$((stops + 1))
@@ -88,7 +88,7 @@ stops=$((stops + 1))
 # 3. managedsave: stopped, never a prompt
 ve_start "$vm" && wait_lines STARTED 12 || failed "start for managedsave"
 ve_virsh managedsave "$vm" >/dev/null || failed "managedsave"
-wait_lines STOPPED $((stops + 1)) 5 || failed "no STOPPED after managedsave"
+wait_lines STOPPED $((stops + 1)) 30 || failed "no STOPPED after managedsave"
 line=$(nth STOPPED $((stops + 1)))
 case $line in *"STOPPED $vm no-prompt state=5 reason="*) echo "managedsave: $line" ;; *) failed "managedsave: $line" ;; esac
 stops=$((stops + 1))
@@ -100,7 +100,7 @@ ve_start "$vm" && wait_lines STARTED 13 || failed "start for outage"
 qpid=$(ve_qemu_pid "$vm") || failed "no qemu pid"
 ve_stop_daemon TERM
 t_down=$(date +%s%N)
-wait_lines DISCONNECTED 1 5 || failed "no DISCONNECTED after the daemon stopped"
+wait_lines DISCONNECTED 1 30 || failed "no DISCONNECTED after the daemon stopped"
 kill -KILL "$qpid" 2>/dev/null || failed "kill qemu $qpid"
 sleep 3.5 # the watcher retries meanwhile (1 s, 2 s, ...)
 attempts=$(grep -c "next connection attempt" "$VE_DIR/probe.log" || true)
@@ -119,7 +119,7 @@ stop_probe || fail=1
 grep -q "running" "$VE_DIR/state/state" && failed "state file still lists $vm as running"
 "${VE_AS[@]}" "$probe" "$VE_URI" "$VE_DIR/state" "$vm" >"$out.2" 2>>"$VE_DIR/probe.log" &
 probe_pid=$!
-ve_wait_for 10 grep -q CONNECTED "$out.2" || failed "second probe did not connect"
+ve_wait_for 30 grep -q CONNECTED "$out.2" || failed "second probe did not connect"
 sleep 0.3
 grep -q STOPPED "$out.2" && failed "second probe reported a stop again"
 stop_probe || fail=1
