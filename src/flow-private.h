@@ -1,0 +1,122 @@
+/* The insides of the flow shared by its files: flow.c (the per-VM state
+ * machine: records, states, actions, the watcher's inputs, life cycle),
+ * flow-requests.c (the UI's requests), flow-start.c (starting commits,
+ * rebuilds, undo and the privileged path), flow-jobs.c (the bookkeeping of
+ * a running job and its results) and flow-identity.c (journals and state
+ * keyed by connection URI + domain UUID). Nothing else includes it. */
+#ifndef VMO_FLOW_PRIVATE_H
+#define VMO_FLOW_PRIVATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "flow.h"
+#include "imageops.h"
+#include "runner.h"
+#include "statefile.h"
+
+#define FLOW_UI_PROGRESS_MS 500
+
+struct flow_job;
+
+/* What the flow remembers per VM beyond struct vm (keyed by name: vm
+ * objects may be replaced by a config reload). */
+struct flow_vm {
+	char *name;
+	const struct vm *seen; /* vm object last seen under this name */
+	struct flow_job *job;
+	bool has_failed_op;
+	enum imageops_op failed_op; /* what Retry repeats */
+	uint64_t failed_bytes;      /* committed bytes, when a rebuild after commit failed */
+	bool prompt_open;
+	int64_t last_ui_progress_ms;
+	/* The domain (URI + UUID) this name was last seen as: its saved
+	 * policy applies; another domain under the name gets its own. */
+	char *key_uri;
+	char key_uuid[40];
+	bool policy_unsaved; /* set while the domain was not known yet */
+};
+
+struct flow_job {
+	struct flow *flow;
+	char *vm_name;
+	enum imageops_op op; /* COMMIT, REBUILD (after a commit), DISCARD, UNDO_DISCARD */
+	bool privileged;
+	struct runner *runner;
+	struct imageops_rebuild rb;
+	bool keep_discarded;
+	uint64_t bytes; /* overlay's allocated bytes before the commit */
+	char *journal;
+	/* The journal was there before this attempt (Resume, or a commit
+	 * policy after an interrupted one): the base may be half-merged, so
+	 * this attempt never removes it unless its commit exits 0. */
+	bool resumed;
+	/* Delivers a progress value held back by the rate limit, so the UI
+	 * never stays on a stale figure (armed only while a commit runs). */
+	struct loop_timer *progress_timer;
+};
+
+struct flow {
+	struct loop *loop;
+	struct model *model;
+	const struct config *cfg;
+	struct statefile *state;
+	struct virt_watcher *virt;
+	struct flow_ui ui;
+	struct flow_privileged priv;
+	int kill_grace_ms;
+	bool stopping; /* flow_stop(): quitting, nothing new starts */
+	struct flow_vm **fvs;
+	size_t n_fvs;
+};
+
+/* flow.c */
+void flow_changed(struct flow *flow, struct vm *vm);
+void flow_commit_not_done(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *journal,
+			  bool resumed, const char *msg, const char *why);
+void flow_fail(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+	       const char *msg);
+void flow_forget_discard(struct flow *flow, const struct vm *vm);
+struct flow_vm *flow_fv_get(struct flow *flow, const struct vm *vm);
+bool flow_identity_known(const struct vm *vm);
+void flow_interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *msg,
+		      enum flow_result res);
+bool flow_journal_exists(const struct flow *flow, const struct vm *vm);
+char *flow_journal_path(const struct flow *flow, const struct vm *vm);
+void flow_mark_discard(struct flow *flow, const struct vm *vm);
+void flow_resume_failed(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *why);
+void flow_set_msg(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void flow_set_state(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum flow_state s);
+const char *flow_state_dir(const struct flow *flow);
+char *flow_undo_refusal(const struct flow *flow, const struct vm *vm);
+void flow_update_actions(struct flow *flow, struct vm *vm);
+struct state_key flow_vm_key(const struct vm *vm);
+
+/* flow-jobs.c */
+void flow_job_end(struct flow_job *job);
+void flow_job_free(struct flow_job *job);
+bool flow_job_recheck(void *data, char **why);
+void flow_on_commit_done(void *data, const struct runner_result *res);
+void flow_on_job_progress(void *data, double pct);
+void flow_on_privileged_done(void *data, const struct runner_result *res);
+void flow_on_rebuild_done(void *data, const struct runner_result *res);
+void flow_success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+		  uint64_t bytes);
+
+/* flow-start.c */
+void flow_auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op);
+bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+		   char **why);
+bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+			   enum imageops_op op, bool keep_discarded, uint64_t bytes, char *journal,
+			   bool resumed, const char *plain_msg);
+bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+			uint64_t bytes, char **why);
+
+/* flow-identity.c */
+void flow_identify(struct flow *flow, struct flow_vm *fv, struct vm *vm);
+void flow_journal_found(struct flow *flow, struct flow_vm *fv, struct vm *vm);
+void flow_scan_journals(struct flow *flow);
+void flow_sync_identity(struct flow *flow, struct flow_vm *fv, struct vm *vm);
+
+#endif

@@ -1,0 +1,403 @@
+/* flow-start.c: starting an operation once the flow decided on it --
+ * the checks right before (libvirt says shut off, nothing else uses the
+ * images, room on the disks, the journal durable), then the commit, the
+ * rebuild, undo, or the privileged path through the helper. */
+#include "flow.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <libvirt/libvirt.h>
+
+#include "config.h"
+#include "i18n.h"
+#include "image.h"
+#include "imageops.h"
+#include "log.h"
+#include "loop.h"
+#include "room.h"
+#include "runner.h"
+#include "statefile.h"
+#include "virt.h"
+#include "flow-private.h"
+
+static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+				enum imageops_op op)
+{
+	struct flow_job *job = calloc(1, sizeof *job);
+	if (!job)
+		return NULL;
+	job->flow = flow;
+	job->op = op;
+	job->vm_name = strdup(vm->name);
+	if (!job->vm_name) {
+		free(job);
+		return NULL;
+	}
+	return job;
+}
+
+/* The permission hook point: a plain attempt failed with EACCES/EPERM and
+ * nothing was flow_changed. Runs the privileged helper when one is wired
+ * (flow_set_privileged), else reports plain_msg. Takes journal; resumed:
+ * the journal was there before this attempt (flow_commit_not_done). */
+bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+			   enum imageops_op op, bool keep_discarded, uint64_t bytes, char *journal,
+			   bool resumed, const char *plain_msg)
+{
+	char **argv =
+	    flow->priv.argv ? flow->priv.argv(flow->priv.data, vm, op, keep_discarded) : NULL;
+	if (!argv) {
+		if (op == IMAGEOPS_COMMIT)
+			flow_commit_not_done(
+			    flow, fv, vm, journal, resumed, plain_msg,
+			    _("permission denied, and the privileged helper (pkexec and "
+			      "vmoverlay-helper) cannot be run"));
+		else
+			flow_fail(flow, fv, vm, op, plain_msg);
+		free(journal);
+		return false;
+	}
+	struct flow_job *job = job_new(flow, fv, vm, op);
+	char *err = NULL;
+	if (job) {
+		job->privileged = true;
+		job->bytes = bytes;
+		job->keep_discarded = keep_discarded;
+		job->journal = journal;
+		job->resumed = resumed;
+		journal = NULL;
+		/* pkexec runs the helper as root: our signals cannot reach it
+		 * (EPERM). Its stdin is the cancel channel: runner_cancel
+		 * closes our end, the helper stops qemu-img and says how far
+		 * it got. */
+		struct runner_opts opts = {.stdin_pipe = true, .cancel_fd = -1};
+		job->runner = runner_start_ex(flow->loop, argv, flow_on_job_progress,
+					      flow_on_privileged_done, job, &opts, &err);
+	}
+	imageops_argv_free(argv);
+	if (!job || !job->runner) {
+		if (job) {
+			journal = job->journal;
+			job->journal = NULL;
+		}
+		flow_job_free(job);
+		char *msg = NULL;
+		flow_set_msg(&msg, "%s (%s)", plain_msg ? plain_msg : "", err ? err : "");
+		if (op == IMAGEOPS_COMMIT)
+			flow_commit_not_done(flow, fv, vm, journal, resumed, msg,
+					     err ? err : strerror(ENOMEM));
+		else
+			flow_fail(flow, fv, vm, op, msg);
+		free(journal);
+		free(msg);
+		free(err);
+		return false;
+	}
+	log_info("flow: %s: %s needs privilege; running the helper", vm->name,
+		 imageops_op_name(op));
+	fv->job = job;
+	flow_set_state(flow, fv, vm, op == IMAGEOPS_COMMIT ? FLOW_COMMITTING : FLOW_REBUILDING);
+	if (op == IMAGEOPS_COMMIT)
+		vm->progress = 0;
+	return true;
+}
+
+static char *qemu_img(struct flow *flow, char **why)
+{
+	return runner_find_qemu_img(flow->cfg, why);
+}
+
+/* Rebuild (op REBUILD after a commit, or DISCARD). The caller checked the
+ * preconditions (or qemu-img commit just exited 0). */
+bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+			uint64_t bytes, char **why)
+{
+	char *qi = qemu_img(flow, why);
+	if (!qi)
+		return false;
+	struct flow_job *job = job_new(flow, fv, vm, op);
+	if (!job) {
+		free(qi);
+		flow_set_msg(why, "%s", strerror(ENOMEM));
+		return false;
+	}
+	job->bytes = bytes;
+	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
+	if (!room_for_rebuild(vm->name, vm->overlay, why)) {
+		flow_job_free(job);
+		free(qi);
+		return false;
+	}
+	int r = imageops_rebuild_prepare(&job->rb, qi, vm->overlay, vm->backing_stored,
+					 vm->backing_format, why);
+	free(qi);
+	if (r < 0) {
+		if (r == -EACCES || r == -EPERM || r == -EROFS) {
+			/* The hook point: the helper if wired, else FAILED with the
+			 * "permission denied: ..." text (also returned in *why). */
+			char *msg = why && *why ? strdup(*why) : NULL;
+			bool keep = job->keep_discarded;
+			flow_job_free(job);
+			bool ok =
+			    flow_start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, msg);
+			if (ok && why) {
+				free(*why);
+				*why = NULL;
+			}
+			free(msg);
+			return ok;
+		}
+		flow_job_free(job);
+		return false;
+	}
+	job->rb.recheck = flow_job_recheck;
+	job->rb.recheck_data = job;
+	job->runner = runner_start(flow->loop, job->rb.argv, NULL, flow_on_rebuild_done, job, why);
+	if (!job->runner) {
+		imageops_rebuild_abort(&job->rb);
+		flow_job_free(job);
+		return false;
+	}
+	fv->job = job;
+	flow_set_state(flow, fv, vm, FLOW_REBUILDING);
+	return true;
+}
+
+static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
+{
+	char *qi = NULL, *journal = NULL, **argv = NULL;
+	struct flow_job *job = NULL;
+
+	if (!vm->backing_stored || !vm->backing_format) {
+		/* Checked before the commit, not after: a commit we could not
+		 * follow with a rebuild would leave the VM half-done. */
+		flow_set_msg(why,
+			     _("%s: the overlay does not record its backing file and format, so no "
+			       "fresh overlay could be made after the commit"),
+			     vm->name);
+		return false;
+	}
+	/* Everything the rebuild after the commit needs, checked now: the
+	 * commit empties the overlay, and a rebuild that refuses afterwards
+	 * (a symbolic link, an encrypted overlay ...) would leave the VM
+	 * failed for ever (issue 12, defect 5). Only "this user may not" is
+	 * left to the privileged helper, which checks the same as root. */
+	char *cerr = NULL;
+	int c = imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format, &cerr);
+	if (c < 0 && !((c == -EACCES || c == -EPERM) && flow->priv.argv)) {
+		flow_set_msg(why, _("%s: cannot commit: %s; nothing was flow_changed"), vm->name,
+			     cerr ? cerr : strerror(-c));
+		free(cerr);
+		return false;
+	}
+	free(cerr);
+	journal = flow_journal_path(flow, vm);
+	if (!journal) {
+		if (flow_state_dir(flow))
+			flow_set_msg(why,
+				     _("%s: libvirt has not told which domain this is (its UUID)"),
+				     vm->name);
+		else
+			flow_set_msg(why, _("%s: no state directory for the commit journal"),
+				     vm->name);
+		return false;
+	}
+	/* Any journal there (even one we cannot parse) is an earlier,
+	 * unfinished commit: this attempt resumes it and never removes it
+	 * unless its commit exits 0. */
+	struct stat jst;
+	bool resumed = lstat(journal, &jst) == 0;
+	struct imageops_journal j;
+	if (imageops_journal_read(journal, &j) == 0) {
+		/* Resuming: it must be the same overlay, or the journal is about
+		 * another disk and resuming would be wrong. */
+		bool same = image_same_file(j.overlay, vm->overlay);
+		if (!same) {
+			flow_set_msg(why,
+				     _("%s: the flow_interrupted commit was for %s, but the VM's "
+				       "disk is now "
+				       "%s; resolve this by hand (journal %s)"),
+				     vm->name, j.overlay, vm->overlay, journal);
+			imageops_journal_clear(&j);
+			goto error;
+		}
+	}
+	imageops_journal_clear(&j);
+	/* Before any byte changes: a commit that runs out of room leaves the
+	 * base half-merged (only Resume is safe then). */
+	if (!room_for_commit(vm->name, vm->overlay, vm->base, why))
+		goto error;
+	qi = qemu_img(flow, why);
+	if (!qi)
+		goto error;
+	argv = imageops_commit_argv(qi, vm->overlay);
+	job = job_new(flow, fv, vm, IMAGEOPS_COMMIT);
+	if (!argv || !job) {
+		flow_set_msg(why, "%s", strerror(ENOMEM));
+		goto error;
+	}
+	job->bytes = image_allocated_bytes(vm->overlay);
+	/* The base is about to change: an older discarded overlay, made
+	 * against the old base, could no longer be restored safely. */
+	if (imageops_drop_discarded(vm->overlay) < 0) {
+		flow_set_msg(why,
+			     _("%s: cannot remove the old discarded overlay before committing"),
+			     vm->name);
+		goto error;
+	}
+	/* The journal must be on disk (file and directory entry) before
+	 * qemu-img may write into the base; if that cannot be made sure, the
+	 * commit does not start (*why names the error). */
+	struct imageops_journal nj = {
+	    .uri = vm->uri,
+	    .uuid = vm->uuid,
+	    .vm = vm->name,
+	    .overlay = vm->overlay,
+	    .base = vm->base,
+	};
+	if (imageops_journal_write(journal, &nj, why) < 0) {
+		if (!resumed)
+			imageops_journal_remove(journal);
+		goto error;
+	}
+	job->journal = journal;
+	job->resumed = resumed;
+	journal = NULL;
+	job->runner =
+	    runner_start(flow->loop, argv, flow_on_job_progress, flow_on_commit_done, job, why);
+	if (!job->runner) {
+		if (!resumed)
+			imageops_journal_remove(job->journal);
+		goto error;
+	}
+	runner_set_kill_grace(job->runner, flow->kill_grace_ms);
+	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, vm->overlay,
+		 (unsigned long long)job->bytes);
+	fv->job = job;
+	fv->last_ui_progress_ms = 0;
+	flow_set_state(flow, fv, vm, FLOW_COMMITTING);
+	vm->progress = 0;
+	imageops_argv_free(argv);
+	free(qi);
+	return true;
+
+error:
+	flow_job_free(job);
+	imageops_argv_free(argv);
+	free(qi);
+	free(journal);
+	return false;
+}
+
+static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
+{
+	/* Asked again right before the rename (the check above was for the
+	 * menu): the overlay must still be the one the discard made. */
+	char *no = flow_undo_refusal(flow, vm);
+	if (no) {
+		flow_set_msg(why, "%s", no);
+		free(no);
+		return false;
+	}
+	char *err = NULL;
+	int r = imageops_undo_discard(vm->overlay, &err);
+	if (r == -EACCES || r == -EPERM) {
+		flow_start_privileged(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, false, 0, NULL, false,
+				      err);
+		free(err);
+		return true;
+	}
+	if (r < 0) {
+		flow_set_msg(why, "%s: %s", vm->name, err ? err : strerror(-r));
+		free(err);
+		return false;
+	}
+	flow_success(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, 0);
+	return true;
+}
+
+/* Every operation starts here: one job per image, libvirt asked afresh
+ * (rule 2, 3, 5), qemu's lock probed for the file steps. */
+bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
+		   char **why)
+{
+	if (fv->job) {
+		flow_set_msg(why, _("%s: another operation is still running on its image"),
+			     vm->name);
+		return false;
+	}
+	if (flow->stopping) {
+		flow_set_msg(why, _("%s: vmoverlay is quitting; nothing was started"), vm->name);
+		return false;
+	}
+	if (!flow->virt) {
+		flow_set_msg(
+		    why,
+		    _("%s: libvirt is not connected, so it cannot be confirmed that the VM "
+		      "is shut off"),
+		    vm->name);
+		return false;
+	}
+	char *vwhy = NULL;
+	if (!virt_watcher_check_idle(flow->virt, vm, op == IMAGEOPS_COMMIT, &vwhy)) {
+		flow_set_msg(why, "%s", vwhy ? vwhy : _("the VM is not idle"));
+		free(vwhy);
+		return false;
+	}
+	if (op != IMAGEOPS_COMMIT && flow_journal_exists(flow, vm)) {
+		flow_set_msg(
+		    why,
+		    _("%s: a commit was flow_interrupted and its base is half-merged; only "
+		      "resuming the commit is safe"),
+		    vm->name);
+		return false;
+	}
+	/* qemu-img commit checks its own lock (and says "in use"); the file
+	 * steps do not go through QEMU, so ask its locks here. */
+	if (op != IMAGEOPS_COMMIT && imageops_locked(vm->overlay)) {
+		flow_set_msg(why,
+			     _("%s: the overlay is in use by another process (is the VM running?)"),
+			     vm->name);
+		return false;
+	}
+	switch (op) {
+	case IMAGEOPS_COMMIT:
+		return start_commit(flow, fv, vm, why);
+	case IMAGEOPS_REBUILD:
+	case IMAGEOPS_DISCARD:
+		return flow_start_rebuild(flow, fv, vm, op,
+					  op == IMAGEOPS_REBUILD ? fv->failed_bytes : 0, why);
+	case IMAGEOPS_UNDO_DISCARD:
+		return start_undo(flow, fv, vm, why);
+	}
+	return false;
+}
+
+/* A policy acts like the user's choice; if it cannot start, the VM shows
+ * why (FAILED) instead of silently staying put. */
+void flow_auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op)
+{
+	char *why = NULL;
+	if (flow_start_op(flow, fv, vm, op, &why)) {
+		free(why);
+		return;
+	}
+	if (vm->run == RUN_RUNNING) {
+		log_info("flow: %s: %s by policy not started: %s", vm->name, imageops_op_name(op),
+			 why ? why : "");
+		flow_set_state(flow, fv, vm, FLOW_RUNNING);
+	} else if (op == IMAGEOPS_COMMIT && flow_journal_exists(flow, vm)) {
+		/* Finishing an flow_interrupted commit by policy: the base is still
+		 * half-merged, so INTERRUPTED (Resume/Keep), never FAILED. */
+		flow_resume_failed(flow, fv, vm, why);
+	} else {
+		flow_fail(flow, fv, vm, op, why);
+	}
+	free(why);
+}
