@@ -234,7 +234,7 @@ void flow_identify(struct flow *flow, struct flow_vm *fv, struct vm *vm)
 void flow_journal_found(struct flow *flow, struct flow_vm *fv, struct vm *vm)
 {
 	char *p = flow_journal_path(flow, vm), *msg = NULL;
-	log_warn("flow: %s: commit journal %s found: flow_interrupted commit", vm->name,
+	log_warn("flow: %s: commit journal %s found: interrupted commit", vm->name,
 		 p ? p : "?");
 	free(p);
 	flow_set_msg(&msg,

@@ -186,7 +186,7 @@ void flow_on_commit_done(void *data, const struct runner_result *res)
 		if (flow->stopping)
 			log_info(
 			    "flow: stopped the commit of %s for the quit (qemu-img ended, "
-			    "signal %d); its journal %s stays: flow_interrupted at the next start",
+			    "signal %d); its journal %s stays: interrupted at the next start",
 			    vm->name, res->term_signal, job->journal);
 		flow_set_msg(&msg,
 			     _("%s: commit cancelled. Nothing was lost: the overlay still holds "
@@ -357,18 +357,18 @@ static const char *helper_failure_format(enum imageops_op op)
 	switch (op) {
 	case IMAGEOPS_COMMIT:
 		/* TRANSLATORS: VM name, the privileged helper's error message */
-		return _("%s: commit failed: %s; nothing was flow_changed");
+		return _("%s: commit failed: %s; nothing was changed");
 	case IMAGEOPS_REBUILD:
 		/* TRANSLATORS: VM name, the privileged helper's error message */
-		return _("%s: preparing a fresh overlay failed: %s; nothing was flow_changed");
+		return _("%s: preparing a fresh overlay failed: %s; nothing was changed");
 	case IMAGEOPS_DISCARD:
 		/* TRANSLATORS: VM name, the privileged helper's error message */
-		return _("%s: discarding the changes failed: %s; nothing was flow_changed");
+		return _("%s: discarding the changes failed: %s; nothing was changed");
 	case IMAGEOPS_UNDO_DISCARD:
 		break;
 	}
 	/* TRANSLATORS: VM name, the privileged helper's error message */
-	return _("%s: undoing the discard failed: %s; nothing was flow_changed");
+	return _("%s: undoing the discard failed: %s; nothing was changed");
 }
 
 void flow_on_privileged_done(void *data, const struct runner_result *res)
@@ -427,7 +427,7 @@ void flow_on_privileged_done(void *data, const struct runner_result *res)
 	    op == IMAGEOPS_REBUILD) {
 		/* The helper's qemu-img commit exited 0 (or this rebuild follows
 		 * a commit that did): the base holds the session, never "nothing
-		 * was flow_changed"; only the fresh overlay is missing. */
+		 * was changed"; only the fresh overlay is missing. */
 		int r = job->journal ? imageops_journal_remove(job->journal) : 0;
 		if (r < 0)
 			log_warn("flow: cannot remove journal %s: %s", job->journal, strerror(-r));
@@ -438,12 +438,12 @@ void flow_on_privileged_done(void *data, const struct runner_result *res)
 	if (res->exit_code == 126)
 		flow_set_msg(&msg,
 			     _("%s: permission denied: the authorization was dismissed; nothing "
-			       "was flow_changed"),
+			       "was changed"),
 			     vm->name);
 	else if (res->exit_code == 127)
 		flow_set_msg(&msg,
 			     _("%s: permission denied: not authorized to change these images; "
-			       "nothing was flow_changed"),
+			       "nothing was changed"),
 			     vm->name);
 	else
 		flow_set_msg(&msg, helper_failure_format(op), vm->name,

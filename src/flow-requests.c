@@ -103,7 +103,7 @@ static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum v
 		 flow_journal_exists(flow, vm))
 		flow_set_msg(
 		    why,
-		    _("%s: a commit was flow_interrupted and its base is half-merged; only "
+		    _("%s: a commit was interrupted and its base is half-merged; only "
 		      "resuming the commit is safe"),
 		    vm->name);
 	else if (vm->flow == FLOW_SAVED)
@@ -200,10 +200,10 @@ bool flow_busy(const struct flow *flow)
 
 /* Quit or logout while qemu-img runs (issue 12, defect 8). We stop the
  * commit rather than leave it running: an orphan would hold qemu's image
- * lock with nobody watching, its end (flow_success or failure) would go
+ * lock with nobody watching, its end (success or failure) would go
  * unrecorded, and the next start could only guess (the journal says
- * "flow_interrupted" while the orphan may still be writing, and a Resume would
- * flow_fail on its lock). A commit stopped by SIGTERM leaves exactly what the
+ * "interrupted" while the orphan may still be writing, and a Resume would
+ * fail on its lock). A commit stopped by SIGTERM leaves exactly what the
  * journal describes: a possibly half-merged base, every change still in
  * the overlay, Resume at the next start. So: Cancel's path (SIGTERM,
  * SIGKILL after the grace), awaited by main before it exits. A rebuild is

@@ -43,7 +43,7 @@ static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm
 }
 
 /* The permission hook point: a plain attempt failed with EACCES/EPERM and
- * nothing was flow_changed. Runs the privileged helper when one is wired
+ * nothing was changed. Runs the privileged helper when one is wired
  * (flow_set_privileged), else reports plain_msg. Takes journal; resumed:
  * the journal was there before this attempt (flow_commit_not_done). */
 bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
@@ -191,7 +191,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	char *cerr = NULL;
 	int c = imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format, &cerr);
 	if (c < 0 && !((c == -EACCES || c == -EPERM) && flow->priv.argv)) {
-		flow_set_msg(why, _("%s: cannot commit: %s; nothing was flow_changed"), vm->name,
+		flow_set_msg(why, _("%s: cannot commit: %s; nothing was changed"), vm->name,
 			     cerr ? cerr : strerror(-c));
 		free(cerr);
 		return false;
@@ -220,7 +220,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		bool same = image_same_file(j.overlay, vm->overlay);
 		if (!same) {
 			flow_set_msg(why,
-				     _("%s: the flow_interrupted commit was for %s, but the VM's "
+				     _("%s: the interrupted commit was for %s, but the VM's "
 				       "disk is now "
 				       "%s; resolve this by hand (journal %s)"),
 				     vm->name, j.overlay, vm->overlay, journal);
@@ -353,7 +353,7 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 	if (op != IMAGEOPS_COMMIT && flow_journal_exists(flow, vm)) {
 		flow_set_msg(
 		    why,
-		    _("%s: a commit was flow_interrupted and its base is half-merged; only "
+		    _("%s: a commit was interrupted and its base is half-merged; only "
 		      "resuming the commit is safe"),
 		    vm->name);
 		return false;
@@ -393,7 +393,7 @@ void flow_auto_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum ima
 			 why ? why : "");
 		flow_set_state(flow, fv, vm, FLOW_RUNNING);
 	} else if (op == IMAGEOPS_COMMIT && flow_journal_exists(flow, vm)) {
-		/* Finishing an flow_interrupted commit by policy: the base is still
+		/* Finishing an interrupted commit by policy: the base is still
 		 * half-merged, so INTERRUPTED (Resume/Keep), never FAILED. */
 		flow_resume_failed(flow, fv, vm, why);
 	} else {

@@ -121,7 +121,7 @@ char *flow_undo_refusal(const struct flow *flow, const struct vm *vm)
 		if (!statefile_file_id_equal(&mark, &now))
 			flow_set_msg(
 			    &msg,
-			    _("%s: Undo is not offered: the overlay flow_changed since the discard (the "
+			    _("%s: Undo is not offered: the overlay changed since the discard (the "
 			      "VM ran or was written to while vmoverlay was not watching), and "
 			      "undoing would throw that newer session away. The discarded overlay "
 			      "stays in %s.discarded"),
@@ -255,7 +255,7 @@ void flow_fail(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageo
 void flow_interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, const char *msg,
 			enum flow_result res)
 {
-	log_warn("flow: %s: commit flow_interrupted: %s", vm->name, msg ? msg : "");
+	log_warn("flow: %s: commit interrupted: %s", vm->name, msg ? msg : "");
 	flow_set_state(flow, fv, vm, FLOW_INTERRUPTED);
 	vm_set_str(&vm->error, msg);
 	flow_changed(flow, vm);
@@ -470,9 +470,9 @@ void flow_on_domain_updated(struct flow *flow, struct vm *vm)
 
 /* ---- life cycle ---- */
 
-/* Policies flow_changed at run time win for VMs we have not seen before (once
+/* Policies changed at run time win for VMs we have not seen before (once
  * their domain is known: flow_sync_identity); for a VM we knew, a policy now
- * different from the saved one was flow_changed in the file (model_reload),
+ * different from the saved one was changed in the file (model_reload),
  * and the file is the user's newer word. */
 static void apply_saved_policies(struct flow *flow)
 {
