@@ -344,10 +344,26 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 		    vm->name);
 		return false;
 	}
-	char *vwhy = NULL;
-	if (!virt_watcher_check_idle(flow->virt, vm, op == IMAGEOPS_COMMIT, &vwhy)) {
-		flow_set_msg(why, "%s", vwhy ? vwhy : _("the VM is not idle"));
+	/* The facts asked afresh (a query: the watcher alone writes them into
+	 * the model); the decision is made here, on what is true now. */
+	struct virt_now now;
+	virt_watcher_query(flow->virt, vm, &now);
+	char *vwhy = virt_now_refusal(&now, vm, op == IMAGEOPS_COMMIT);
+	bool changed = now.changed;
+	virt_now_clear(&now);
+	if (vwhy) {
+		flow_set_msg(why, "%s", vwhy);
 		free(vwhy);
+		return false;
+	}
+	if (changed) {
+		/* The operation would act on the disk the model shows, which is no
+		 * longer the one libvirt names: nothing is started; the watcher
+		 * re-reads it from the loop and the same request works then. */
+		flow_set_msg(why,
+		             _("%s: its disks changed since vmoverlay last read them; they are "
+		               "being read again, nothing was started. Try once more."),
+		             vm->name);
 		return false;
 	}
 	if (op != IMAGEOPS_COMMIT && flow_journal_exists(flow, vm)) {

@@ -323,6 +323,7 @@ static int run(const struct helper_args *a, const char *uri)
 	    .n_vms = 1,
 	};
 
+	struct virt_now now = {0};
 	struct loop *loop = loop_create();
 	if (!loop || !loop_virt_register(loop)) {
 		code =
@@ -373,11 +374,14 @@ static int run(const struct helper_args *a, const char *uri)
 	 * writable qcow2 file disk of this domain, its backing is the base
 	 * (--base), and for a commit no other domain uses the base. */
 	bool for_commit = a->op == IMAGEOPS_COMMIT;
-	if (!virt_watcher_check_idle(w, vm, for_commit, &why)) {
-		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
-			      why ? why : _("the domain is not idle"));
+	virt_watcher_query(w, vm, &now);
+	why = virt_now_refusal(&now, vm, for_commit);
+	if (why) {
+		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name, why);
 		goto out;
 	}
+	/* From here on the facts as libvirt and the images gave them just now. */
+	vm = now.facts;
 	if (strcasecmp(vm->uuid, a->uuid) != 0 || !vm->disk_target ||
 	    strcmp(vm->disk_target, a->target) != 0) {
 		code = finish(
@@ -567,6 +571,7 @@ static int run(const struct helper_args *a, const char *uri)
 	free(err);
 
 out:
+	virt_now_clear(&now);
 	trustfs_close(&ov);
 	trustfs_close(&base);
 	free(base_path);

@@ -51,6 +51,53 @@ static void vm_destroy(struct vm *vm)
 	free(vm);
 }
 
+static char *dup_or_null(const char *s, bool *ok)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	if (!d)
+		*ok = false;
+	return d;
+}
+
+struct vm *vm_scratch_copy(const struct vm *vm)
+{
+	struct vm *c = malloc(sizeof *c);
+	if (!c)
+		return NULL;
+	*c = *vm;
+	bool ok = true;
+	c->name = dup_or_null(vm->name, &ok);
+	c->uri = dup_or_null(vm->uri, &ok);
+	c->disk_target = dup_or_null(vm->disk_target, &ok);
+	c->overlay = dup_or_null(vm->overlay, &ok);
+	c->base = dup_or_null(vm->base, &ok);
+	c->backing_stored = dup_or_null(vm->backing_stored, &ok);
+	c->backing_format = dup_or_null(vm->backing_format, &ok);
+	c->shared_with = dup_or_null(vm->shared_with, &ok);
+	c->overlay_used_by = dup_or_null(vm->overlay_used_by, &ok);
+	c->check_unknown = dup_or_null(vm->check_unknown, &ok);
+	c->check_note = dup_or_null(vm->check_note, &ok);
+	c->undo_note = dup_or_null(vm->undo_note, &ok);
+	c->error = dup_or_null(vm->error, &ok);
+	c->notice = dup_or_null(vm->notice, &ok);
+	c->problems = NULL;
+	c->n_problems = 0;
+	for (size_t i = 0; ok && i < vm->n_problems; i++)
+		vm_add_problem(c, "%s", vm->problems[i]);
+	if (!ok || c->n_problems != vm->n_problems) {
+		vm_destroy(c);
+		return NULL;
+	}
+	return c;
+}
+
+void vm_scratch_free(struct vm *vm)
+{
+	vm_destroy(vm);
+}
+
 bool model_init(struct model *m, struct loop *loop, const struct config *cfg)
 {
 	memset(m, 0, sizeof *m);
@@ -176,7 +223,7 @@ void model_remove_listener(struct model *m, model_listener_cb cb, void *data)
 	for (size_t i = 0; i < m->n_listeners; i++) {
 		if (m->listeners[i].cb == cb && m->listeners[i].data == data) {
 			memmove(&m->listeners[i], &m->listeners[i + 1],
-			        (m->n_listeners - i - 1) * sizeof *m->listeners);
+				(m->n_listeners - i - 1) * sizeof *m->listeners);
 			m->n_listeners--;
 			return;
 		}
@@ -301,17 +348,17 @@ char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 	case FLOW_COMMITTING:
 		/* TRANSLATORS: tooltip line while a commit runs: VM name, percent */
 		snprintf(buf, len, _("%s: committing %.0f %%"), vm->name,
-		         vm->progress < 0 ? 0.0 : vm->progress);
+			 vm->progress < 0 ? 0.0 : vm->progress);
 		break;
 	case FLOW_RUNNING:
 		i18n_format_size(size, sizeof size, vm->overlay_bytes);
 		if (vm->shutdown_in_s >= 0) {
 			/* TRANSLATORS: demo tooltip: VM name, overlay size, seconds */
 			snprintf(buf, len,
-			         P_("%s — running · overlay %s · shuts down in %d second",
-			            "%s — running · overlay %s · shuts down in %d seconds",
-			            vm->shutdown_in_s),
-			         vm->name, size, vm->shutdown_in_s);
+				 P_("%s — running · overlay %s · shuts down in %d second",
+				    "%s — running · overlay %s · shuts down in %d seconds",
+				    vm->shutdown_in_s),
+				 vm->name, size, vm->shutdown_in_s);
 			break;
 		}
 		/* TRANSLATORS: tooltip line: VM name, overlay size ("1.2 GiB") */
@@ -323,7 +370,7 @@ char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 		break;
 	case FLOW_MISCONFIGURED:
 		snprintf(buf, len, _("%s — misconfigured: %s"), vm->name,
-		         vm->n_problems ? vm->problems[0] : "");
+			 vm->n_problems ? vm->problems[0] : "");
 		break;
 	default:
 		/* TRANSLATORS: tooltip line: VM name, state ("shut off · clean") */

@@ -134,6 +134,11 @@ void model_remove_listener(struct model *m, model_listener_cb cb, void *data);
 /* Marks the model changed; listeners run once on the next iteration. */
 void model_changed(struct model *m);
 
+/* A deep copy of vm outside the model (a scratch for facts read now, e.g.
+ * virt_watcher_query); NULL on ENOMEM. vm_scratch_free accepts NULL. */
+struct vm *vm_scratch_copy(const struct vm *vm);
+void vm_scratch_free(struct vm *vm);
+
 /* Helpers for strings in struct vm. */
 void vm_set_str(char **field, const char *value);
 void vm_clear_problems(struct vm *vm);

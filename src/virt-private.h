@@ -78,6 +78,7 @@ struct virt_watcher {
 	struct loop_timer *reconnect_timer;
 	struct loop_timer *reconcile_timer;
 	struct loop_timer *rescan_timer; /* coalesces define/undefine events */
+	struct loop_timer *reapply_timer; /* a fresh scan's notes into the model, from the loop */
 
 	/* The last finished shared-base scan. */
 	struct disk_use *uses;

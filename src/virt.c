@@ -439,6 +439,8 @@ static void on_reconcile_timer(struct loop *loop, struct loop_timer *t, void *da
 		virt_reconcile(w, "interval");
 }
 
+static void on_reapply_timer(struct loop *loop, struct loop_timer *t, void *data);
+
 static void on_rescan_timer(struct loop *loop, struct loop_timer *t, void *data)
 {
 	struct virt_watcher *w = data;
@@ -475,7 +477,8 @@ struct virt_watcher *virt_watcher_create(struct loop *loop, struct model *model,
 	w->reconnect_timer = loop_timer_add(loop, 0, 0, on_reconnect_timer, w);
 	w->reconcile_timer = loop_timer_add(loop, -1, 0, on_reconcile_timer, w);
 	w->rescan_timer = loop_timer_add(loop, -1, 0, on_rescan_timer, w);
-	if (!w->reconnect_timer || !w->reconcile_timer || !w->rescan_timer)
+	w->reapply_timer = loop_timer_add(loop, -1, 0, on_reapply_timer, w);
+	if (!w->reconnect_timer || !w->reconcile_timer || !w->rescan_timer || !w->reapply_timer)
 		goto error;
 	virSetErrorFunc(NULL, quiet_error);
 	arm_reconcile(w);
@@ -496,6 +499,8 @@ void virt_watcher_destroy(struct virt_watcher *w)
 		loop_timer_remove(w->reconcile_timer);
 	if (w->rescan_timer)
 		loop_timer_remove(w->rescan_timer);
+	if (w->reapply_timer)
+		loop_timer_remove(w->reapply_timer);
 	chainprobe_cancel(w->probe);
 	virt_plan_free(w->probe_plan);
 	virt_uses_clear(w);
@@ -552,29 +557,46 @@ void virt_watcher_reconcile(struct virt_watcher *w)
 		virt_reconcile(w, "requested");
 }
 
-static bool refuse(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bool refuse(char **why, const char *fmt, ...)
+
+/* Does what the model shows for vm still hold? Compares what an operation
+ * relies on: the disk and its chain, the problems, who else uses them. */
+static bool str_same(const char *a, const char *b)
 {
-	if (why) {
-		va_list ap;
-		va_start(ap, fmt);
-		if (vasprintf(why, fmt, ap) < 0)
-			*why = NULL;
-		va_end(ap);
-	}
-	return false;
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_commit, char **why)
+static bool facts_differ(const struct vm *shown, const struct vm *now)
 {
-	if (why)
-		*why = NULL;
-	if (!virt_watcher_connected(w))
-		return refuse(why, _("Not connected to libvirt, so it cannot confirm that %s is shut off."),
-		              vm->name);
-	/* The answer is asked afresh but not turned into a start/stop here:
-	 * the flow is on the stack. A change is handed to a reconcile from the
-	 * loop, which compares against the facts we had. */
+	if (shown->run != now->run || shown->n_problems != now->n_problems)
+		return true;
+	for (size_t i = 0; i < now->n_problems; i++)
+		if (!str_same(shown->problems[i], now->problems[i]))
+			return true;
+	return !str_same(shown->overlay, now->overlay) || !str_same(shown->base, now->base) ||
+	       !str_same(shown->backing_stored, now->backing_stored) ||
+	       !str_same(shown->backing_format, now->backing_format) ||
+	       !str_same(shown->shared_with, now->shared_with) ||
+	       !str_same(shown->overlay_used_by, now->overlay_used_by) ||
+	       !str_same(shown->check_unknown, now->check_unknown);
+}
+
+static void on_reapply_timer(struct loop *loop, struct loop_timer *t, void *data)
+{
+	(void)loop;
+	(void)t;
+	struct virt_watcher *w = data;
+	for (size_t i = 0; i < w->model->n_vms; i++)
+		virt_apply_uses(w, w->model->vms[i]);
+	model_changed(w->model);
+}
+
+bool virt_watcher_query(struct virt_watcher *w, const struct vm *vm, struct virt_now *now)
+{
+	memset(now, 0, sizeof *now);
+	now->state = -1;
+	now->connected = virt_watcher_connected(w);
+	if (!now->connected)
+		return false;
 	virDomainPtr dom = virDomainLookupByName(w->conn, vm->name);
 	struct dom_facts f;
 	if (!dom || !query_facts(dom, &f)) {
@@ -582,50 +604,107 @@ bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_com
 			virDomainFree(dom);
 		virResetLastError();
 		loop_timer_arm(w->rescan_timer, 0, 0);
-		return refuse(why, _("libvirt has no domain named %s."), vm->name);
+		return true;
 	}
-	if (f.run != vm->run)
-		loop_timer_arm(w->rescan_timer, 0, 0);
-	else
-		apply_facts(vm, &f);
-	virt_discover_vm(w, vm, dom);
+	now->defined = true;
+	now->state = f.state;
+	now->managed_save = f.managed_save;
+	now->snapshots = f.snapshots;
+	/* The disk and its users as they are now, in a scratch copy: the
+	 * model is written by the watcher's own paths only (events, reconcile),
+	 * never from inside an operation's check. */
+	now->facts = vm_scratch_copy(vm);
+	if (!now->facts) {
+		virDomainFree(dom);
+		return false;
+	}
+	apply_facts(now->facts, &f);
+	virt_discover_vm(w, now->facts, dom);
 	virDomainFree(dom);
-	model_changed(w->model);
-
-	if (f.state != VIR_DOMAIN_SHUTOFF)
-		return refuse(why, _("%s is not shut off."), vm->name);
-	if (f.managed_save)
-		return refuse(why, _("%s has a saved state (managed save) that needs the overlay as it is."),
-		              vm->name);
-	if (f.snapshots)
-		return refuse(why, _("%s has libvirt snapshots; vmoverlay does not change their image chain."),
-		              vm->name);
-	if (vm->n_problems)
-		return refuse(why, "%s", vm->problems[0]);
-	if (!vm->overlay || !vm->base)
-		return refuse(why, _("The overlay or the base of %s is not known."), vm->name);
 	/* Rules 3 and 9, asked afresh: who else reads the base (commit) or the
 	 * overlay (every operation replaces or empties it)? */
 	virt_scan_now(w);
-	virt_apply_uses(w, vm);
-	model_changed(w->model);
-	if (vm->overlay_used_by)
-		return refuse(why, "%s", vm->check_note);
-	if (for_commit && vm->shared_with)
-		return refuse(why,
-		              _("The base %s is also used by %s; committing into it would corrupt that VM."),
-		              vm->base, vm->shared_with);
-	if (vm->check_unknown)
-		return refuse(why,
-			      for_commit
-				  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
-				  ? _("%s: not committing. %s. A base that another VM might use is "
-				      "never changed.")
-				  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
-				  : _("%s: the overlay is left as it is. %s. An overlay that "
-				      "another VM might use is never replaced."),
-			      vm->name, vm->check_unknown);
+	virt_apply_uses(w, now->facts);
+	now->changed = facts_differ(vm, now->facts);
+	if (now->changed)
+		loop_timer_arm(w->rescan_timer, 0, 0); /* the model catches up from the loop */
+	else
+		loop_timer_arm(w->reapply_timer, 0, 0); /* other VMs' notes, from the new scan */
 	return true;
+}
+
+void virt_now_clear(struct virt_now *now)
+{
+	vm_scratch_free(now->facts);
+	memset(now, 0, sizeof *now);
+}
+
+static char *reason(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *reason(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s ? s : strdup("?");
+}
+
+char *virt_now_refusal(const struct virt_now *now, const struct vm *vm, bool for_commit)
+{
+	if (!now->connected)
+		return reason(_("Not connected to libvirt, so it cannot confirm that %s is shut off."),
+		              vm->name);
+	if (!now->defined || !now->facts)
+		return reason(_("libvirt has no domain named %s."), vm->name);
+	const struct vm *f = now->facts;
+	if (now->state != VIR_DOMAIN_SHUTOFF)
+		return reason(_("%s is not shut off."), vm->name);
+	if (now->managed_save)
+		return reason(_("%s has a saved state (managed save) that needs the overlay as it is."),
+		              vm->name);
+	if (now->snapshots)
+		return reason(_("%s has libvirt snapshots; vmoverlay does not change their image chain."),
+		              vm->name);
+	if (f->n_problems)
+		return reason("%s", f->problems[0]);
+	if (!f->overlay || !f->base)
+		return reason(_("The overlay or the base of %s is not known."), vm->name);
+	if (f->overlay_used_by)
+		return reason("%s", f->check_note ? f->check_note : f->overlay_used_by);
+	if (for_commit && f->shared_with)
+		return reason(
+		    _("The base %s is also used by %s; committing into it would corrupt that VM."),
+		    f->base, f->shared_with);
+	if (f->check_unknown)
+		return reason(for_commit
+		                  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
+		                  ? _("%s: not committing. %s. A base that another VM might use is "
+		                      "never changed.")
+		                  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
+		                  : _("%s: the overlay is left as it is. %s. An overlay that "
+		                      "another VM might use is never replaced."),
+		              vm->name, f->check_unknown);
+	return NULL;
+}
+
+bool virt_watcher_check_idle(struct virt_watcher *w, const struct vm *vm, bool for_commit,
+                             char **why)
+{
+	if (why)
+		*why = NULL;
+	struct virt_now now;
+	virt_watcher_query(w, vm, &now);
+	char *r = virt_now_refusal(&now, vm, for_commit);
+	virt_now_clear(&now);
+	if (!r)
+		return true;
+	if (why)
+		*why = r;
+	else
+		free(r);
+	return false;
 }
 
 void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm)

@@ -55,12 +55,31 @@ void virt_watcher_reconcile(struct virt_watcher *w);
 enum vm_stop_kind virt_classify_stop(int state, int reason, bool managed_save, bool snapshots);
 enum vm_stop_kind virt_classify_event(int detail);
 
-/* Right before an image operation (docs/design.md §4 rules 2, 3, 5): asks libvirt
- * afresh that the domain is shut off, has no managed save and no
- * snapshots; re-discovers the disk; checks the overlay's backing is the
- * base and no other defined domain uses that base (when for_commit).
- * Updates vm's facts. On refusal returns false with a translated *why. */
-bool virt_watcher_check_idle(struct virt_watcher *w, struct vm *vm, bool for_commit, char **why);
+/* What libvirt and the images say about a VM right now, asked right
+ * before an operation (DESIGN.md §4.2, §4.3, §4.9). A query: the model is
+ * not written (a difference makes the watcher re-read from the loop, and
+ * shows in `changed`). facts is a scratch struct vm with the disk, its
+ * problems and its users as found now. */
+struct virt_now {
+	bool connected, defined;
+	int state; /* virDomainState, -1 unknown */
+	bool managed_save, snapshots;
+	bool changed;     /* facts differ from what the model shows */
+	struct vm *facts; /* owned; NULL when not defined */
+};
+/* False when not connected or out of memory (now says which). */
+bool virt_watcher_query(struct virt_watcher *w, const struct vm *vm, struct virt_now *now);
+void virt_now_clear(struct virt_now *now);
+/* Why an operation on vm must not run now (translated, malloc'd), or NULL:
+ * not shut off, a managed save or snapshots, a problem, an unknown disk,
+ * a base (for_commit) or overlay another disk uses, a check that did not
+ * finish. A function of now alone. */
+char *virt_now_refusal(const struct virt_now *now, const struct vm *vm, bool for_commit);
+/* virt_watcher_query + virt_now_refusal: true when idle, else false with a
+ * translated *why. Writes nothing in the model. */
+bool virt_watcher_check_idle(struct virt_watcher *w, const struct vm *vm, bool for_commit,
+                             char **why);
+
 /* Re-reads the overlay's header and size (after an operation). */
 void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm);
 
