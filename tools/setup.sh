@@ -6,7 +6,11 @@
 #   tools/setup.sh test           install what is missing, build, run every test (ctest:
 #                                 unit, integration, fault suite, quick benchmarks), the
 #                                 unit tests under valgrind and again under ASan+UBSan,
-#                                 and a short libFuzzer pass (clang, build-fuzz/)
+#                                 and a short libFuzzer pass (clang, build-fuzz/);
+#                                 the ctest part includes the plasma6 label: Plasma 6
+#                                 on Wayland and the whole ctest again on Debian 13, in
+#                                 a trixie chroot cached in build/plasma6-root
+#                                 (tests/plasma6.cmake)
 # Packages come from tools/debian-packages.txt (one list, one file).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,8 +23,12 @@ as_root() {
 }
 
 install_packages() {
-	local want missing=()
-	want=$(grep -v '^[[:space:]]*#' tools/debian-packages.txt | awk 'NF {print $1}')
+	local want missing=() release
+	# NAME [RELEASE...]: a name with releases is only for those (Debian 12
+	# bookworm and 13 trixie name some packages differently).
+	release=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	want=$(grep -v '^[[:space:]]*#' tools/debian-packages.txt | awk -v r="$release" 'NF == 1 { print $1; next }
+		NF > 1 { for (i = 2; i <= NF; i++) if ($i == r) { print $1; break } }')
 	for p in $want; do
 		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 	done
