@@ -80,10 +80,12 @@ ns_mount() { # root
 	mount -t tmpfs -o mode=1777,size=512m shm "$R/dev/shm"
 	mount -t tmpfs -o mode=755 run "$R/run"
 }
-ns_umount() { # root: also stops what still runs in ROOT (it is ours)
-	local R=$1 p m
+ns_umount() { # root: also stops what still runs in ROOT from this namespace (ours)
+	local R=$1 p m ns
+	ns=$(readlink /proc/$$/ns/mnt)
 	for p in /proc/[0-9]*; do
-		[ "$(readlink "$p/root" 2>/dev/null)" = "$R" ] && kill -9 "${p#/proc/}" 2>/dev/null
+		[ "$(readlink "$p/root" 2>/dev/null)" = "$R" ] && [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] &&
+			kill -9 "${p#/proc/}" 2>/dev/null
 	done
 	for m in run dev/shm dev/pts dev proc; do
 		mountpoint -q "$R/$m" && { umount "$R/$m" || umount -l "$R/$m"; }

@@ -130,6 +130,10 @@ cleanup() {
 	fi
 	if [ -n "$plasma" ] && kill "$plasma" 2>/dev/null; then
 		for i in $(seq 100); do kill -0 "$plasma" 2>/dev/null || break; sleep 0.1; done
+		# not a check: plasmashell 6.3 often segfaults on SIGTERM (research
+		# pitfall 8); the exit status is kept for the record
+		wait "$plasma" 2>/dev/null
+		echo "plasmashell exit status after SIGTERM: $?" >>"$OUT/teardown.txt"
 	fi
 	for p in $kded $kwin $monitor $bus_pids; do [ "$p" != $$ ] && kill "$p" 2>/dev/null; done
 	sleep 0.5
