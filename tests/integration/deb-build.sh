@@ -63,7 +63,11 @@ deb=$work/vmoverlay_${version}_${arch}.deb
 
 # What the package declares.
 deps=$(dpkg-deb -f "$deb" Depends)
-for d in qemu-utils pkexec libvirt0 libdbus-1-3 libnotify4 libconfig9; do
+# libconfig's runtime package is named by its SONAME: libconfig9 on Debian 12,
+# libconfig11 on Debian 13; libconfig-dev depends on the one built against.
+libconfig=$(dpkg-query -W -f='${Depends}' libconfig-dev | grep -oE 'libconfig[0-9]+' | head -1)
+[ -n "$libconfig" ] || fail "cannot tell libconfig's runtime package from libconfig-dev"
+for d in qemu-utils pkexec libvirt0 libdbus-1-3 libnotify4 "$libconfig"; do
 	grep -qw "$d" <<<"$deps" || fail "Depends lacks $d: $deps"
 done
 dpkg-deb -c "$deb" >"$work/contents"
