@@ -4,8 +4,9 @@
  * compare with what we last saw and with the state file) after each
  * connect and every reconcile_interval seconds: events missed while we
  * were not connected are lost, libvirt does not replay them.
- * Disk facts come from the inactive domain XML (libxml2) and the qcow2
- * headers (image.c); no process is forked. */
+ * Disk facts: virt-disks.c (domain XML, qcow2 headers, libvirt's storage
+ * API); who else uses a disk: virt-share.c (a child process walks the
+ * chains, chainprobe.c). */
 #include "virt-private.h"
 
 static void quiet_error(void *data, virErrorPtr err)
