@@ -241,18 +241,6 @@ void demo_start(struct demo *demo, const struct ui_deps *deps)
 	model_changed(deps->model);
 }
 
-static char *fmt_alloc(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt_alloc(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
 /* Runs argv; true when it exited 0. stdout (malloc'd) into *stdout_text
  * when asked. */
 static bool probe_tool(char *const argv[], char **stdout_text)
@@ -322,21 +310,21 @@ bool demo_report(struct demo *demo, bool committed, bool discarded, char **repor
 		ok = base_ok && ov_ok && base_has && chain_has && fresh;
 		/* TRANSLATORS: demo end: what a commit proved */
 		what =
-		    fmt_alloc(_("Demo finished: the session's 1 MiB (pattern 0x5a) was committed "
+		    str_printf(_("Demo finished: the session's 1 MiB (pattern 0x5a) was committed "
 				"into the base, and the VM starts on a fresh, empty overlay."));
 	} else if (discarded) {
 		ok = base_ok && ov_ok && base_empty && !chain_has && fresh;
 		/* TRANSLATORS: demo end: what a discard proved */
-		what = fmt_alloc(_("Demo finished: the session's 1 MiB (pattern 0x5a) was "
+		what = str_printf(_("Demo finished: the session's 1 MiB (pattern 0x5a) was "
 				   "discarded; the base is unchanged and the overlay is fresh."));
 	} else {
 		ok = base_ok && ov_ok && base_empty && chain_has && !fresh;
 		/* TRANSLATORS: demo end: nothing was changed */
-		what = fmt_alloc(_("Demo finished: nothing was changed; the overlay still holds "
+		what = str_printf(_("Demo finished: nothing was changed; the overlay still holds "
 				   "the session's 1 MiB (pattern 0x5a)."));
 	}
 	/* TRANSLATORS: demo end, checks made with qemu-io/qemu-img: yes/no answers */
-	*report = fmt_alloc(_("%s\n  base holds the session's data: %s\n  overlay holds data of "
+	*report = str_printf(_("%s\n  base holds the session's data: %s\n  overlay holds data of "
 			      "its own: %s\n  qemu-img check of base and overlay: %s\n"
 			      "  The temporary images in %s are removed now."),
 			    what, base_has ? yes : no, fresh ? no : yes,

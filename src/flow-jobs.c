@@ -234,14 +234,8 @@ bool flow_job_recheck(void *data, char **why)
 		flow_set_msg(why, _("%s is no longer known to vmoverlay"), job->vm_name);
 		return false;
 	}
-	if (!job->flow->virt) {
-		flow_set_msg(
-		    why,
-		    _("%s: libvirt is not connected, so it cannot be confirmed that the VM "
-		      "is shut off"),
-		    vm->name);
+	if (!flow_have_virt(job->flow, vm, why))
 		return false;
-	}
 	return virt_watcher_check_idle(job->flow->virt, vm, false, why);
 }
 

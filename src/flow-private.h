@@ -92,6 +92,10 @@ char *flow_undo_refusal(const struct flow *flow, const struct vm *vm);
 void flow_update_actions(struct flow *flow, struct vm *vm);
 struct state_key flow_vm_key(const struct vm *vm);
 
+/* flow-start.c: false with the reason when there is no libvirt watcher
+ * (nobody can confirm the VM is shut off). */
+bool flow_have_virt(struct flow *flow, const struct vm *vm, char **why);
+
 /* flow-jobs.c */
 void flow_job_end(struct flow_job *job);
 void flow_job_free(struct flow_job *job);

@@ -26,6 +26,17 @@
 #include "virt.h"
 #include "flow-private.h"
 
+bool flow_have_virt(struct flow *flow, const struct vm *vm, char **why)
+{
+	if (flow->virt)
+		return true;
+	flow_set_msg(why,
+	             _("%s: libvirt is not connected, so it cannot be confirmed that the VM "
+	               "is shut off"),
+	             vm->name);
+	return false;
+}
+
 static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 				enum imageops_op op)
 {
@@ -336,14 +347,8 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 		flow_set_msg(why, _("%s: vmoverlay is quitting; nothing was started"), vm->name);
 		return false;
 	}
-	if (!flow->virt) {
-		flow_set_msg(
-		    why,
-		    _("%s: libvirt is not connected, so it cannot be confirmed that the VM "
-		      "is shut off"),
-		    vm->name);
+	if (!flow_have_virt(flow, vm, why))
 		return false;
-	}
 	/* The facts asked afresh (a query: the watcher alone writes them into
 	 * the model); the decision is made here, on what is true now. */
 	struct virt_now now;

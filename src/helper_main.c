@@ -185,16 +185,6 @@ static bool helper_recheck(void *data, char **why)
 	return virt_watcher_check_idle(h->w, h->vm, false, why);
 }
 
-static char *xpath_str(xmlXPathContextPtr ctx, const char *expr)
-{
-	xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, ctx);
-	char *s = NULL;
-	if (o && o->type == XPATH_STRING && o->stringval && *o->stringval)
-		s = strdup((const char *)o->stringval);
-	xmlXPathFreeObject(o);
-	return s;
-}
-
 /* The base the domain's definition records for the disk (<backingStore>
  * in the inactive XML), or NULL. target is [a-z0-9]+ (checked). */
 static char *recorded_backing(virConnectPtr conn, const char *uuid, const char *target)
@@ -215,7 +205,7 @@ static char *recorded_backing(virConnectPtr conn, const char *uuid, const char *
 		 "string(/domain/devices/disk[target/@dev='%s']/backingStore/source/@file)",
 		 target);
 	if (ctx)
-		path = xpath_str(ctx, expr);
+		path = virt_xpath_string(ctx, expr);
 	xmlXPathFreeContext(ctx);
 	xmlFreeDoc(doc);
 	return path;
@@ -242,7 +232,7 @@ static bool in_storage_pool(virConnectPtr conn, const char *path)
 					    : NULL;
 			free(xml);
 			xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
-			char *dir = ctx ? xpath_str(ctx, "string(/pool/target/path)") : NULL;
+			char *dir = ctx ? virt_xpath_string(ctx, "string(/pool/target/path)") : NULL;
 			if (dir && strlen(dir) == dirlen && strncmp(dir, path, dirlen) == 0)
 				virStoragePoolRefresh(pools[i], 0);
 			free(dir);

@@ -5,6 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+char *str_printf(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
+}
+
 void set_err(char **err, const char *fmt, ...)
 {
 	if (!err)

@@ -207,7 +207,7 @@ static bool disk_qualifies(const struct disk_info *d)
 
 /* ---- facts of images the user cannot read (qemu:///system) ---- */
 
-static char *xpath_string(xmlXPathContextPtr ctx, const char *expr)
+char *virt_xpath_string(xmlXPathContextPtr ctx, const char *expr)
 {
 	xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, ctx);
 	char *s = NULL;
@@ -242,7 +242,7 @@ static virStorageVolPtr volume_by_path(virConnectPtr conn, const char *path)
 			: NULL;
 		free(xml);
 		xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
-		char *target = ctx ? xpath_string(ctx, "string(/pool/target/path)") : NULL;
+		char *target = ctx ? virt_xpath_string(ctx, "string(/pool/target/path)") : NULL;
 		if (target && strlen(target) == dirlen && strncmp(target, path, dirlen) == 0 &&
 		    virStoragePoolRefresh(pools[i], 0) == 0)
 			refreshed = true;
@@ -282,13 +282,13 @@ int virt_volume_facts(virConnectPtr conn, const char *path, struct qcow2_info *o
 	free(xml);
 	xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
 	int r = -EIO;
-	char *format = ctx ? xpath_string(ctx, "string(/volume/target/format/@type)") : NULL;
-	char *capacity = ctx ? xpath_string(ctx, "string(/volume/capacity)") : NULL;
+	char *format = ctx ? virt_xpath_string(ctx, "string(/volume/target/format/@type)") : NULL;
+	char *capacity = ctx ? virt_xpath_string(ctx, "string(/volume/capacity)") : NULL;
 	if (format && strcmp(format, "qcow2") == 0 && capacity) {
 		out->virtual_size = strtoull(capacity, NULL, 10);
-		out->backing_file = xpath_string(ctx, "string(/volume/backingStore/path)");
+		out->backing_file = virt_xpath_string(ctx, "string(/volume/backingStore/path)");
 		out->backing_format =
-		    xpath_string(ctx, "string(/volume/backingStore/format/@type)");
+		    virt_xpath_string(ctx, "string(/volume/backingStore/format/@type)");
 		r = 0;
 	} else {
 		log_warn("virt: libvirt reports %s as %s, not qcow2", path, format ? format : "?");

@@ -7,6 +7,7 @@
  * Disk facts: virt-disks.c (domain XML, qcow2 headers, libvirt's storage
  * API); who else uses a disk: virt-share.c (a child process walks the
  * chains, chainprobe.c). */
+#include "util.h"
 #include "virt-private.h"
 
 static void quiet_error(void *data, virErrorPtr err)
@@ -640,53 +641,51 @@ void virt_now_clear(struct virt_now *now)
 	memset(now, 0, sizeof *now);
 }
 
-static char *reason(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *reason(const char *fmt, ...)
+/* A refusal must never turn into "no refusal" because memory ran out. */
+static char *refusal(char *s)
 {
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s ? s : strdup("?");
+	if (!s)
+		s = strdup("?");
+	if (!s)
+		abort();
+	return s;
 }
 
 char *virt_now_refusal(const struct virt_now *now, const struct vm *vm, bool for_commit)
 {
 	if (!now->connected)
-		return reason(_("Not connected to libvirt, so it cannot confirm that %s is shut off."),
-		              vm->name);
+		return refusal(str_printf(_("Not connected to libvirt, so it cannot confirm that %s is shut off."),
+		              vm->name));
 	if (!now->defined || !now->facts)
-		return reason(_("libvirt has no domain named %s."), vm->name);
+		return refusal(str_printf(_("libvirt has no domain named %s."), vm->name));
 	const struct vm *f = now->facts;
 	if (now->state != VIR_DOMAIN_SHUTOFF)
-		return reason(_("%s is not shut off."), vm->name);
+		return refusal(str_printf(_("%s is not shut off."), vm->name));
 	if (now->managed_save)
-		return reason(_("%s has a saved state (managed save) that needs the overlay as it is."),
-		              vm->name);
+		return refusal(str_printf(_("%s has a saved state (managed save) that needs the overlay as it is."),
+		              vm->name));
 	if (now->snapshots)
-		return reason(_("%s has libvirt snapshots; vmoverlay does not change their image chain."),
-		              vm->name);
+		return refusal(str_printf(_("%s has libvirt snapshots; vmoverlay does not change their image chain."),
+		              vm->name));
 	if (f->n_problems)
-		return reason("%s", f->problems[0]);
+		return refusal(str_printf("%s", f->problems[0]));
 	if (!f->overlay || !f->base)
-		return reason(_("The overlay or the base of %s is not known."), vm->name);
+		return refusal(str_printf(_("The overlay or the base of %s is not known."), vm->name));
 	if (f->overlay_used_by)
-		return reason("%s", f->check_note ? f->check_note : f->overlay_used_by);
+		return refusal(str_printf("%s", f->check_note ? f->check_note : f->overlay_used_by));
 	if (for_commit && f->shared_with)
-		return reason(
+		return refusal(str_printf(
 		    _("The base %s is also used by %s; committing into it would corrupt that VM."),
-		    f->base, f->shared_with);
+		    f->base, f->shared_with));
 	if (f->check_unknown)
-		return reason(for_commit
+		return refusal(str_printf(for_commit
 		                  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
 		                  ? _("%s: not committing. %s. A base that another VM might use is "
 		                      "never changed.")
 		                  /* TRANSLATORS: VM name, then why the check failed (a sentence) */
 		                  : _("%s: the overlay is left as it is. %s. An overlay that "
 		                      "another VM might use is never replaced."),
-		              vm->name, f->check_unknown);
+		              vm->name, f->check_unknown));
 	return NULL;
 }
 

@@ -80,6 +80,11 @@ char *virt_now_refusal(const struct virt_now *now, const struct vm *vm, bool for
 bool virt_watcher_check_idle(struct virt_watcher *w, const struct vm *vm, bool for_commit,
                              char **why);
 
+/* The non-empty string an XPath expression yields in a libvirt XML
+ * document (malloc'd), or NULL; shared with vmoverlay-helper. */
+typedef struct _xmlXPathContext *xmlXPathContextPtr;
+char *virt_xpath_string(xmlXPathContextPtr ctx, const char *expr);
+
 /* Re-reads the overlay's header and size (after an operation). */
 void virt_watcher_refresh_vm(struct virt_watcher *w, struct vm *vm);
 
