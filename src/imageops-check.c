@@ -28,6 +28,18 @@
 
 /* ---- rebuild checks ---- */
 
+
+/* The message for a file that cannot be made beside the overlay: a
+ * permission problem (a privileged helper might) or another error. */
+static void cannot_create_beside(const char *overlay, int ret, char **err)
+{
+	if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
+		set_err(err, _("permission denied: cannot create a file next to %s (%s)"), overlay,
+			strerror(-ret));
+	else
+		set_err(err, _("cannot create a file next to %s: %s"), overlay, strerror(-ret));
+}
+
 /* Opens overlay the way every later step sees it: never through a
  * symbolic link, never blocking (a FIFO), and the header parsed from that
  * very descriptor. On success *fd_out is open and info filled. */
@@ -123,12 +135,7 @@ static int check_dir_writable(const char *overlay, char **err)
 	int ret = 0;
 	if (access(dirname(copy), W_OK | X_OK) < 0) {
 		ret = -errno;
-		if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
-			set_err(err, _("permission denied: cannot create a file next to %s (%s)"),
-				overlay, strerror(-ret));
-		else
-			set_err(err, _("cannot create a file next to %s: %s"), overlay,
-				strerror(-ret));
+		cannot_create_beside(overlay, ret, err);
 	}
 	free(copy);
 	return ret;
@@ -194,12 +201,7 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 	int tfd = mkostemp(tmp, O_CLOEXEC);
 	if (tfd < 0) {
 		ret = -errno;
-		if (ret == -EACCES || ret == -EPERM || ret == -EROFS)
-			set_err(err, _("permission denied: cannot create a file next to %s (%s)"),
-				overlay, strerror(-ret));
-		else
-			set_err(err, _("cannot create a file next to %s: %s"), overlay,
-				strerror(-ret));
+		cannot_create_beside(overlay, ret, err);
 		free(tmp);
 		free(copy1);
 		free(copy2);
