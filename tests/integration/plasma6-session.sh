@@ -408,7 +408,15 @@ open_submenu() { # name parent word
 	key Right
 	waitfor "Plasma opens the VM's submenu (AboutToShow/GetLayout)" 30 has_call "$m" AboutToShow GetLayout
 	sw= subtxt=
-	for i in $(seq 10); do
+	for i in $(seq 12); do
+		# Plasma places a submenu before it is filled, so the first time it
+		# can run off the screen's edge (the entries below are not drawn);
+		# opened again it is placed by its full size.
+		if [ "$i" = 4 ] || [ "$i" = 8 ]; then
+			key Left
+			sleep 0.3
+			key Right
+		fi
 		sleep 1
 		shot "$1"
 		read -r sx sy sw sh < <(scr diff "$work/$2.ppm" "$work/$1.ppm" --pick big --min 20)
