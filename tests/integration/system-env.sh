@@ -118,6 +118,7 @@ se_setup() {
 	local other
 	other=$(grep -l "id=\"$SE_ACTION\"" /usr/share/polkit-1/actions/*.policy 2>/dev/null | grep -vx "$SE_ACTION_FILE")
 	[ -z "$other" ] || { se__die "$other also defines $SE_ACTION (an installed vmoverlay?); remove it for this suite"; return 1; }
+	mkdir -p "${SE_LOCK%/*}" || return 1
 	exec 8>>"$SE_LOCK" || return 1
 	flock -w 900 8 || { se__die "another system suite holds $SE_LOCK"; return 1; }
 	if [ -S /run/libvirt/libvirt-sock ] && se__libvirt_up; then

@@ -21,7 +21,7 @@ SCEN=${1:?scenario: commit|discard|denied|hostile}
 . "${VMO_SRC:?}/tests/integration/system-env.sh"
 fail() {
 	echo "FAIL [$SCEN]: $*" >&2
-	echo "  domain: $(se_state "$VM" 2>/dev/null)" >&2
+	echo "  domain: $(se_state "${VM:-}" 2>/dev/null)" >&2
 	[ -n "${SE_APP_LOG:-}" ] && [ -f "$SE_APP_LOG" ] && tail -25 "$SE_APP_LOG" >&2
 	exit 1
 }
