@@ -36,6 +36,7 @@
 #include "image.h"
 #include "log.h"
 #include "loop.h"
+#include "runner.h"
 
 #define CHILD_FLAG      "--vmoverlay-chain-probe"
 #define CHILD_ENV       "VMO_CHAINPROBE"
@@ -305,14 +306,7 @@ static void finish_outcome(struct chainprobe_outcome *o, char *buf, size_t len, 
 
 static void child_exec(char *const argv[], int out_w)
 {
-	sigset_t none;
-	sigemptyset(&none);
-	for (int s = 1; s < NSIG; s++) {
-		if (s == SIGKILL || s == SIGSTOP)
-			continue;
-		signal(s, SIG_DFL);
-	}
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	runner_child_signals_default();
 	int null = open("/dev/null", O_RDWR);
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out_w, 1) < 0 || dup2(null, 2) < 0)
 		_exit(127);

@@ -347,11 +347,7 @@ static void close_other_fds(int keep)
 			close(fd);
 }
 
-/* Runs in the child between fork and exec: async-signal-safe calls only.
- * in_r: the stdin pipe's read end, or -1 for /dev/null. opts->pass_fds
- * become fds 3, 4, ... */
-static void child_exec(const char *path, char *const argv[], int in_r, int out_w, int err_w,
-		       int errpipe, const struct runner_opts *opts)
+void runner_child_signals_default(void)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -363,6 +359,15 @@ static void child_exec(const char *path, char *const argv[], int in_r, int out_w
 		signal(s, SIG_DFL);
 	}
 	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Runs in the child between fork and exec: async-signal-safe calls only.
+ * in_r: the stdin pipe's read end, or -1 for /dev/null. opts->pass_fds
+ * become fds 3, 4, ... */
+static void child_exec(const char *path, char *const argv[], int in_r, int out_w, int err_w,
+		       int errpipe, const struct runner_opts *opts)
+{
+	runner_child_signals_default();
 
 	size_t n_pass = opts ? opts->n_pass_fds : 0;
 	if (n_pass) {

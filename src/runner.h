@@ -85,6 +85,9 @@ struct runner_status {
 	char *all_stderr;
 	double max_progress;
 };
+/* In a forked child before exec (async-signal-safe): every signal back to
+ * its default action and none blocked, whatever the loop had set. */
+void runner_child_signals_default(void);
 bool runner_run_sync(char *const argv[], runner_progress_cb progress, void *data,
 		     struct runner_status *out, char **err);
 bool runner_run_sync_ex(char *const argv[], runner_progress_cb progress, void *data,
