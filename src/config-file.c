@@ -85,6 +85,50 @@ static bool disk_target_valid(const char *s)
 	return true;
 }
 
+/* disks = ["vda", "vdb"]: targets, each once, at most VMO_MAX_DISKS. */
+static bool load_disk_list(struct loader *l, const config_setting_t *s, const char **out,
+			   size_t *n_out)
+{
+	*n_out = 0;
+	int type = config_setting_type(s);
+	if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST) {
+		setting_error(l, s, _("\"disks\" must be a list of disk targets: [\"vda\", \"vdb\"]"));
+		return false;
+	}
+	int n = config_setting_length(s);
+	if (n == 0) {
+		setting_error(l, s, _("\"disks\" is empty; name at least one disk or leave it out"));
+		return false;
+	}
+	if (n > VMO_MAX_DISKS) {
+		setting_error(l, s, _("\"disks\" lists %d disks; at most %d are supported"), n,
+			      VMO_MAX_DISKS);
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = e && config_setting_type(e) == CONFIG_TYPE_STRING
+				    ? config_setting_get_string(e)
+				    : NULL;
+		if (!v) {
+			setting_error(l, s, _("\"disks\" must be a list of disk targets: [\"vda\", \"vdb\"]"));
+			return false;
+		}
+		if (!disk_target_valid(v)) {
+			setting_error(l, s,
+				      _("\"%s\" is not a disk target name such as vda, sda or hdb"), v);
+			return false;
+		}
+		for (size_t k = 0; k < *n_out; k++)
+			if (strcmp(out[k], v) == 0) {
+				setting_error(l, s, _("disk %s is listed twice in \"disks\""), v);
+				return false;
+			}
+		out[(*n_out)++] = v;
+	}
+	return true;
+}
+
 static void load_vm_entry(struct loader *l, const config_setting_t *g)
 {
 	if (config_setting_type(g) != CONFIG_TYPE_GROUP) {
@@ -93,13 +137,23 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 		return;
 	}
 	const char *name = NULL, *policy = NULL, *disk = NULL, *overlay = NULL, *base = NULL;
+	const char *into = NULL;
 	const config_setting_t *s_policy = NULL, *s_overlay = NULL, *s_base = NULL;
+	const config_setting_t *s_disks = NULL, *s_into = NULL, *s_disk = NULL;
+	const char *disks[VMO_MAX_DISKS];
+	size_t n_disks = 0;
 	bool bad = false;
 	int n = config_setting_length(g);
 	for (int i = 0; i < n; i++) {
 		config_setting_t *s = config_setting_get_elem(g, i);
 		const char *key = config_setting_name(s);
 		const char **dst = NULL;
+		if (strcmp(key, "disks") == 0) {
+			s_disks = s;
+			if (!load_disk_list(l, s, disks, &n_disks))
+				bad = true;
+			continue;
+		}
 		if (strcmp(key, "name") == 0) {
 			dst = &name;
 		} else if (strcmp(key, "policy") == 0) {
@@ -107,6 +161,10 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 			s_policy = s;
 		} else if (strcmp(key, "disk") == 0) {
 			dst = &disk;
+			s_disk = s;
+		} else if (strcmp(key, "commit_into") == 0) {
+			dst = &into;
+			s_into = s;
 		} else if (strcmp(key, "overlay") == 0) {
 			dst = &overlay;
 			s_overlay = s;
@@ -139,6 +197,26 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 			      policy);
 		bad = true;
 	}
+	enum vmo_commit_into commit_into = COMMIT_INTO_BACKING;
+	if (into && strcmp(into, "deepest") == 0) {
+		commit_into = COMMIT_INTO_DEEPEST;
+	} else if (into && strcmp(into, "backing") != 0) {
+		setting_error(l, s_into,
+			      _("unknown commit_into \"%s\" (expected backing or deepest)"), into);
+		bad = true;
+	}
+	if (s_disk && s_disks) {
+		setting_error(l, s_disks, _("use either \"disk\" or \"disks\", not both"));
+		bad = true;
+	}
+	if (n_disks > 1 && (s_overlay || s_base)) {
+		setting_error(l, s_overlay ? s_overlay : s_base,
+			      _("\"overlay\" and \"base\" name one disk; leave them out when "
+				"\"disks\" lists several"));
+		bad = true;
+		overlay = base = NULL; /* not checked as images: one error is enough */
+		s_overlay = s_base = NULL;
+	}
 	if (!name) {
 		if (!bad || !config_setting_get_member(g, "name"))
 			setting_error(l, g, _("VM entry without \"name\""));
@@ -158,7 +236,20 @@ static void load_vm_entry(struct loader *l, const config_setting_t *g)
 	struct vm_build *b = cfg_loader_add_vm(l, name);
 	b->c.line = config_setting_source_line(g);
 	b->c.policy = pol;
-	b->c.disk = cfg_strdup(disk);
+	b->c.disk = cfg_strdup(disk ? disk : n_disks == 1 ? disks[0] : NULL);
+	b->c.commit_into = commit_into;
+	if (disk) {
+		n_disks = 1;
+		disks[0] = disk;
+	}
+	if (n_disks) {
+		b->c.disks = calloc(n_disks, sizeof *b->c.disks);
+		if (!b->c.disks)
+			abort();
+		for (size_t i = 0; i < n_disks; i++)
+			b->c.disks[i] = cfg_strdup(disks[i]);
+		b->c.n_disks = n_disks;
+	}
 	b->c.overlay = cfg_strdup(overlay);
 	b->c.base = cfg_strdup(base);
 	b->at_entry = setting_where(l, g);

@@ -301,10 +301,7 @@ static void loader_free_vms(struct loader *l)
 {
 	for (size_t i = 0; i < l->n_vms; i++) {
 		struct vm_build *b = &l->vms[i];
-		free(b->c.name);
-		free(b->c.disk);
-		free(b->c.overlay);
-		free(b->c.base);
+		vm_config_clear(&b->c);
 		free(b->at_entry);
 		free(b->at_policy);
 		free(b->at_overlay);
@@ -369,16 +366,29 @@ struct config *config_load(const struct cli *cli, const char *(*env)(const char 
 	return cfg;
 }
 
+void vm_config_clear(struct vm_config *vc)
+{
+	free(vc->name);
+	free(vc->disk);
+	for (size_t i = 0; i < vc->n_disks; i++)
+		free(vc->disks[i]);
+	free(vc->disks);
+	free(vc->overlay);
+	free(vc->base);
+	memset(vc, 0, sizeof *vc);
+}
+
+const char *commit_into_name(enum vmo_commit_into c)
+{
+	return c == COMMIT_INTO_DEEPEST ? "deepest" : "backing";
+}
+
 void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < cfg->n_vms; i++) {
-		free(cfg->vms[i].name);
-		free(cfg->vms[i].disk);
-		free(cfg->vms[i].overlay);
-		free(cfg->vms[i].base);
-	}
+	for (size_t i = 0; i < cfg->n_vms; i++)
+		vm_config_clear(&cfg->vms[i]);
 	free(cfg->vms);
 	free(cfg->path);
 	free(cfg->connect);

@@ -13,14 +13,33 @@ enum vmo_policy { POLICY_ASK = 0, POLICY_COMMIT, POLICY_DISCARD, POLICY_KEEP };
 const char *policy_name(enum vmo_policy p); /* "ask", "commit", ... (not translated) */
 bool policy_from_name(const char *s, enum vmo_policy *out);
 
+/* Where a commit goes when the overlay's backing file is itself an
+ * overlay (base <- template <- session). */
+enum vmo_commit_into {
+	COMMIT_INTO_BACKING = 0, /* the immediate backing file (qemu-img's default) */
+	COMMIT_INTO_DEEPEST,     /* the chain's last file (qemu-img commit -b) */
+};
+const char *commit_into_name(enum vmo_commit_into c); /* "backing", "deepest" */
+
+/* More watched disks than this per VM is a configuration error. */
+#define VMO_MAX_DISKS 16
+
 struct vm_config {
 	char *name;
 	enum vmo_policy policy;
 	char *disk;    /* target dev ("vda") or NULL: discover */
+	/* disks = ["vda", "vdb"]: the watched disks; a `disk` key is a list
+	 * of one. NULL/0: discover (every qcow2 overlay of the domain). */
+	char **disks;
+	size_t n_disks;
+	enum vmo_commit_into commit_into;
 	char *overlay; /* absolute path or NULL: discover */
 	char *base;    /* absolute path or NULL: from the overlay's header */
 	int line;      /* line in the config file, 0 if from CLI/env */
 };
+
+/* Frees the strings of one VM entry and zeroes it. */
+void vm_config_clear(struct vm_config *vc);
 
 struct config {
 	char *path;   /* file used, NULL if none existed */

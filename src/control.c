@@ -87,7 +87,7 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 	DBusMessageIter st;
 	const char *run = run_name(vm->run), *flow = flow_name(vm->flow);
 	const char *policy = policy_name(vm->policy);
-	dbus_uint64_t bytes = vm->overlay_bytes;
+	dbus_uint64_t bytes = vm->disks[0].overlay_bytes;
 	double progress = vm->flow == FLOW_COMMITTING ? vm->progress : -1;
 	const char *acts[ACT_COUNT];
 	size_t n_acts = 0;

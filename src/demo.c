@@ -144,12 +144,8 @@ struct demo *demo_prepare(struct config *cfg, char **err)
 		set_err(err, "%s", strerror(ENOMEM));
 		goto error;
 	}
-	for (size_t i = 0; i < cfg->n_vms; i++) {
-		free(cfg->vms[i].name);
-		free(cfg->vms[i].disk);
-		free(cfg->vms[i].overlay);
-		free(cfg->vms[i].base);
-	}
+	for (size_t i = 0; i < cfg->n_vms; i++)
+		vm_config_clear(&cfg->vms[i]);
 	free(cfg->vms);
 	cfg->vms = vc;
 	cfg->n_vms = 1;

@@ -79,8 +79,8 @@ static struct vm *journal_adopter(struct flow *flow, const struct imageops_journ
 	for (size_t i = 0; j->overlay && i < flow->model->n_vms; i++) {
 		struct vm *vm = flow->model->vms[i];
 		struct flow_vm *fv = flow_fv_get(flow, vm);
-		if (!fv || fv->job || !flow_identity_known(vm) || !vm->overlay ||
-		    !image_same_file(j->overlay, vm->overlay))
+		if (!fv || fv->job || !flow_identity_known(vm) || !vm->disks[0].overlay ||
+		    !image_same_file(j->overlay, vm->disks[0].overlay))
 			continue;
 		char *p = flow_journal_path(flow, vm);
 		struct stat st;
@@ -102,7 +102,7 @@ static bool journal_adopt(struct flow *flow, struct vm *vm, const char *path,
 	    .uri = vm->uri,
 	    .uuid = vm->uuid,
 	    .vm = vm->name,
-	    .overlay = vm->overlay,
+	    .overlay = vm->disks[0].overlay,
 	    .base = j->base,
 	    .started = j->started,
 	};

@@ -121,7 +121,7 @@ void flow_success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum ima
 	if (flow->virt)
 		virt_watcher_refresh_vm(flow->virt, vm);
 	else
-		vm->overlay_bytes = image_allocated_bytes(vm->overlay);
+		vm->disks[0].overlay_bytes = image_allocated_bytes(vm->disks[0].overlay);
 	enum flow_result res = RESULT_COMMITTED;
 	const char *what = "commit";
 	if (op == IMAGEOPS_DISCARD) {
@@ -131,7 +131,7 @@ void flow_success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum ima
 		res = RESULT_UNDONE;
 		what = "undo";
 	}
-	if (op == IMAGEOPS_DISCARD && imageops_has_discarded(vm->overlay))
+	if (op == IMAGEOPS_DISCARD && imageops_has_discarded(vm->disks[0].overlay))
 		flow_mark_discard(flow, vm);
 	else if (op == IMAGEOPS_UNDO_DISCARD)
 		flow_forget_discard(flow, vm);

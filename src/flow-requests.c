@@ -94,11 +94,11 @@ static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum v
 		    vm->name);
 	else if (vm->flow == FLOW_RUNNING || vm->run == RUN_RUNNING)
 		flow_set_msg(why, _("%s is running; its overlay is in use"), vm->name);
-	else if (a == ACT_COMMIT && vm->shared_with)
+	else if (a == ACT_COMMIT && vm->disks[0].shared_with)
 		flow_set_msg(why,
 			     _("The base %s is also used by %s; committing into it would corrupt "
 			       "that VM."),
-			     vm->base ? vm->base : "?", vm->shared_with);
+			     vm->disks[0].base ? vm->disks[0].base : "?", vm->disks[0].shared_with);
 	else if ((a == ACT_DISCARD || a == ACT_COMMIT || a == ACT_UNDO_DISCARD) &&
 		 flow_journal_exists(flow, vm))
 		flow_set_msg(

@@ -140,13 +140,13 @@ bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, en
 	}
 	job->bytes = bytes;
 	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
-	if (!room_for_rebuild(vm->name, vm->overlay, why)) {
+	if (!room_for_rebuild(vm->name, vm->disks[0].overlay, why)) {
 		flow_job_free(job);
 		free(qi);
 		return false;
 	}
-	int r = imageops_rebuild_prepare(&job->rb, qi, vm->overlay, vm->backing_stored,
-					 vm->backing_format, why);
+	int r = imageops_rebuild_prepare(&job->rb, qi, vm->disks[0].overlay, vm->disks[0].backing_stored,
+					 vm->disks[0].backing_format, why);
 	free(qi);
 	if (r < 0) {
 		if (r == -EACCES || r == -EPERM || r == -EROFS) {
@@ -185,7 +185,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	char *qi = NULL, *journal = NULL, **argv = NULL;
 	struct flow_job *job = NULL;
 
-	if (!vm->backing_stored || !vm->backing_format) {
+	if (!vm->disks[0].backing_stored || !vm->disks[0].backing_format) {
 		/* Checked before the commit, not after: a commit we could not
 		 * follow with a rebuild would leave the VM half-done. */
 		flow_set_msg(why,
@@ -200,7 +200,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	 * failed for ever (issue 12, defect 5). Only "this user may not" is
 	 * left to the privileged helper, which checks the same as root. */
 	char *cerr = NULL;
-	int c = imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format, &cerr);
+	int c = imageops_rebuild_check(vm->disks[0].overlay, vm->disks[0].backing_stored, vm->disks[0].backing_format, &cerr);
 	if (c < 0 && !((c == -EACCES || c == -EPERM) && flow->priv.argv)) {
 		flow_set_msg(why, _("%s: cannot commit: %s; nothing was changed"), vm->name,
 			     cerr ? cerr : strerror(-c));
@@ -228,13 +228,13 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	if (imageops_journal_read(journal, &j) == 0) {
 		/* Resuming: it must be the same overlay, or the journal is about
 		 * another disk and resuming would be wrong. */
-		bool same = image_same_file(j.overlay, vm->overlay);
+		bool same = image_same_file(j.overlay, vm->disks[0].overlay);
 		if (!same) {
 			flow_set_msg(why,
 				     _("%s: the interrupted commit was for %s, but the VM's "
 				       "disk is now "
 				       "%s; resolve this by hand (journal %s)"),
-				     vm->name, j.overlay, vm->overlay, journal);
+				     vm->name, j.overlay, vm->disks[0].overlay, journal);
 			imageops_journal_clear(&j);
 			goto error;
 		}
@@ -242,21 +242,21 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	imageops_journal_clear(&j);
 	/* Before any byte changes: a commit that runs out of room leaves the
 	 * base half-merged (only Resume is safe then). */
-	if (!room_for_commit(vm->name, vm->overlay, vm->base, why))
+	if (!room_for_commit(vm->name, vm->disks[0].overlay, vm->disks[0].base, why))
 		goto error;
 	qi = qemu_img(flow, why);
 	if (!qi)
 		goto error;
-	argv = imageops_commit_argv(qi, vm->overlay);
+	argv = imageops_commit_argv(qi, vm->disks[0].overlay);
 	job = job_new(flow, fv, vm, IMAGEOPS_COMMIT);
 	if (!argv || !job) {
 		flow_set_msg(why, "%s", strerror(ENOMEM));
 		goto error;
 	}
-	job->bytes = image_allocated_bytes(vm->overlay);
+	job->bytes = image_allocated_bytes(vm->disks[0].overlay);
 	/* The base is about to change: an older discarded overlay, made
 	 * against the old base, could no longer be restored safely. */
-	if (imageops_drop_discarded(vm->overlay) < 0) {
+	if (imageops_drop_discarded(vm->disks[0].overlay) < 0) {
 		flow_set_msg(why,
 			     _("%s: cannot remove the old discarded overlay before committing"),
 			     vm->name);
@@ -269,8 +269,8 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 	    .uri = vm->uri,
 	    .uuid = vm->uuid,
 	    .vm = vm->name,
-	    .overlay = vm->overlay,
-	    .base = vm->base,
+	    .overlay = vm->disks[0].overlay,
+	    .base = vm->disks[0].base,
 	};
 	if (imageops_journal_write(journal, &nj, why) < 0) {
 		if (!resumed)
@@ -288,7 +288,7 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		goto error;
 	}
 	runner_set_kill_grace(job->runner, flow->kill_grace_ms);
-	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, vm->overlay,
+	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, vm->disks[0].overlay,
 		 (unsigned long long)job->bytes);
 	fv->job = job;
 	fv->last_ui_progress_ms = 0;
@@ -317,7 +317,7 @@ static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, cha
 		return false;
 	}
 	char *err = NULL;
-	int r = imageops_undo_discard(vm->overlay, &err);
+	int r = imageops_undo_discard(vm->disks[0].overlay, &err);
 	if (r == -EACCES || r == -EPERM) {
 		flow_start_privileged(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, false, 0, NULL, false,
 				      err);
@@ -349,6 +349,12 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 	}
 	if (!flow_have_virt(flow, vm, why))
 		return false;
+	if (vm->n_disks > 1) {
+		/* Interim, until the flow runs the steps disk by disk. */
+		flow_set_msg(why, _("%s: several disks are watched; their operations are not "
+		                    "available yet"), vm->name);
+		return false;
+	}
 	/* The facts asked afresh (a query: the watcher alone writes them into
 	 * the model); the decision is made here, on what is true now. */
 	struct virt_now now;
@@ -381,7 +387,7 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 	}
 	/* qemu-img commit checks its own lock (and says "in use"); the file
 	 * steps do not go through QEMU, so ask its locks here. */
-	if (op != IMAGEOPS_COMMIT && imageops_locked(vm->overlay)) {
+	if (op != IMAGEOPS_COMMIT && imageops_locked(vm->disks[0].overlay)) {
 		flow_set_msg(why,
 			     _("%s: the overlay is in use by another process (is the VM running?)"),
 			     vm->name);

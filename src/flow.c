@@ -112,10 +112,10 @@ char *flow_undo_refusal(const struct flow *flow, const struct vm *vm)
 		    _("%s: Undo is not offered: there is no record of the overlay the discard "
 		      "left, so a session since then cannot be ruled out. The discarded overlay "
 		      "stays in %s.discarded"),
-		    vm->name, vm->overlay);
-	else if (stat(vm->overlay, &st) < 0)
+		    vm->name, vm->disks[0].overlay);
+	else if (stat(vm->disks[0].overlay, &st) < 0)
 		flow_set_msg(&msg, _("%s: Undo is not offered: cannot check the overlay %s: %s"),
-			vm->name, vm->overlay, strerror(errno));
+			vm->name, vm->disks[0].overlay, strerror(errno));
 	else {
 		statefile_file_id_of(&st, &now);
 		if (!statefile_file_id_equal(&mark, &now))
@@ -125,7 +125,7 @@ char *flow_undo_refusal(const struct flow *flow, const struct vm *vm)
 			      "VM ran or was written to while vmoverlay was not watching), and "
 			      "undoing would throw that newer session away. The discarded overlay "
 			      "stays in %s.discarded"),
-			    vm->name, vm->overlay);
+			    vm->name, vm->disks[0].overlay);
 	}
 	return msg;
 }
@@ -137,9 +137,9 @@ void flow_mark_discard(struct flow *flow, const struct vm *vm)
 	struct state_key k = flow_vm_key(vm);
 	if (!flow->state)
 		return;
-	if (stat(vm->overlay, &st) < 0) {
+	if (stat(vm->disks[0].overlay, &st) < 0) {
 		/* No mark: Undo will be refused, never offered blindly. */
-		log_warn("flow: %s: cannot stat the fresh overlay %s: %s", vm->name, vm->overlay,
+		log_warn("flow: %s: cannot stat the fresh overlay %s: %s", vm->name, vm->disks[0].overlay,
 			 strerror(errno));
 		statefile_set_discard_mark(flow->state, &k, NULL);
 	} else {
@@ -191,7 +191,7 @@ void flow_update_actions(struct flow *flow, struct vm *vm)
 		break;
 	}
 	bool journal = flow_journal_exists(flow, vm);
-	vm->has_discarded = vm->overlay && imageops_has_discarded(vm->overlay);
+	vm->has_discarded = vm->disks[0].overlay && imageops_has_discarded(vm->disks[0].overlay);
 	char *undo_no = vm->has_discarded ? flow_undo_refusal(flow, vm) : NULL;
 	vm_set_str(&vm->undo_note, undo_no);
 	free(undo_no);
@@ -203,7 +203,7 @@ void flow_update_actions(struct flow *flow, struct vm *vm)
 	} else if (vm->has_discarded && !vm->undo_note && state_allows_discarded(vm->flow)) {
 		a |= ACT_BIT(ACT_UNDO_DISCARD);
 	}
-	if (vm->shared_with)
+	if (vm->disks[0].shared_with)
 		a &= ~ACT_BIT(ACT_COMMIT);
 	vm->actions = a;
 }
@@ -385,8 +385,8 @@ void flow_on_domain_started(struct flow *flow, struct vm *vm)
 	fv->has_failed_op = false;
 	/* The VM writes to the overlay again: a discarded one from before can
 	 * no longer be put back meaningfully. */
-	if (vm->overlay && imageops_has_discarded(vm->overlay))
-		imageops_drop_discarded(vm->overlay);
+	if (vm->disks[0].overlay && imageops_has_discarded(vm->disks[0].overlay))
+		imageops_drop_discarded(vm->disks[0].overlay);
 	flow_forget_discard(flow, vm);
 	flow_set_state(flow, fv, vm, FLOW_RUNNING);
 }

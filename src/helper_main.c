@@ -372,8 +372,8 @@ static int run(const struct helper_args *a, const char *uri)
 	}
 	/* From here on the facts as libvirt and the images gave them just now. */
 	vm = now.facts;
-	if (strcasecmp(vm->uuid, a->uuid) != 0 || !vm->disk_target ||
-	    strcmp(vm->disk_target, a->target) != 0) {
+	if (strcasecmp(vm->uuid, a->uuid) != 0 || !vm->disks[0].target ||
+	    strcmp(vm->disks[0].target, a->target) != 0) {
 		code = finish(
 		    PRIVHELPER_EXIT_REFUSED,
 		    _("%1$s: refusing: disk %2$s of domain %3$s changed while being checked."),
@@ -391,7 +391,7 @@ static int run(const struct helper_args *a, const char *uri)
 		goto out;
 	}
 	int rw = a->op == IMAGEOPS_COMMIT ? O_RDWR : O_RDONLY;
-	if (trustfs_open(&ids, vm->overlay, rw, &ov, &why) < 0) {
+	if (trustfs_open(&ids, vm->disks[0].overlay, rw, &ov, &why) < 0) {
 		code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
 			      why ? why : "");
 		goto out;
@@ -400,15 +400,15 @@ static int run(const struct helper_args *a, const char *uri)
 	if (!read_header(ov.fd, &ov_info, &herr)) {
 		code = finish(PRIVHELPER_EXIT_REFUSED,
 			      _("%1$s: refusing: %2$s is not a usable qcow2 image: %3$s"), a->name,
-			      vm->overlay, herr ? herr : "");
+			      vm->disks[0].overlay, herr ? herr : "");
 		free(herr);
 		goto out;
 	}
-	if (!ov_info.backing_file || !vm->backing_stored ||
-	    strcmp(ov_info.backing_file, vm->backing_stored) != 0) {
+	if (!ov_info.backing_file || !vm->disks[0].backing_stored ||
+	    strcmp(ov_info.backing_file, vm->disks[0].backing_stored) != 0) {
 		code = finish(PRIVHELPER_EXIT_REFUSED,
 			      _("%1$s: refusing: the overlay %2$s changed while being checked."),
-			      a->name, vm->overlay);
+			      a->name, vm->disks[0].overlay);
 		goto out;
 	}
 	if (!ov_info.backing_format || !trustfs_format_ok(ov_info.backing_format)) {
@@ -417,7 +417,7 @@ static int run(const struct helper_args *a, const char *uri)
 		code = finish(
 		    PRIVHELPER_EXIT_REFUSED,
 		    _("%1$s: refusing: the overlay %2$s does not record its backing format."),
-		    a->name, vm->overlay);
+		    a->name, vm->disks[0].overlay);
 		goto out;
 	}
 	if (a->op != IMAGEOPS_UNDO_DISCARD) {
@@ -425,7 +425,7 @@ static int run(const struct helper_args *a, const char *uri)
 		 * this is checked before it too): no encryption, data file,
 		 * internal snapshots or bitmaps a fresh overlay would lose. */
 		char *rerr = NULL;
-		if (imageops_rebuild_check(vm->overlay, vm->backing_stored, vm->backing_format,
+		if (imageops_rebuild_check(vm->disks[0].overlay, vm->disks[0].backing_stored, vm->disks[0].backing_format,
 					   &rerr) < 0) {
 			code = finish(PRIVHELPER_EXIT_REFUSED, _("%1$s: refusing: %2$s"), a->name,
 				      rerr ? rerr : "?");
@@ -436,7 +436,7 @@ static int run(const struct helper_args *a, const char *uri)
 	/* The base: never just any path a header names. It must be the
 	 * backing store the domain's definition records, or a volume of a
 	 * libvirt storage pool (where virt-manager and virsh put images). */
-	base_path = image_resolve_backing(vm->overlay, ov_info.backing_file);
+	base_path = image_resolve_backing(vm->disks[0].overlay, ov_info.backing_file);
 	if (!base_path || base_path[0] != '/' || strstr(base_path, "://")) {
 		code = finish(PRIVHELPER_EXIT_REFUSED,
 			      _("%1$s: refusing: the overlay's backing file %2$s is not a local "
@@ -484,7 +484,7 @@ static int run(const struct helper_args *a, const char *uri)
 	}
 
 	log_info("helper: %s %s (%s) disk %s: overlay %s, base %s", imageops_op_name(a->op),
-		 a->name, a->uuid, a->target, vm->overlay, base_path);
+		 a->name, a->uuid, a->target, vm->disks[0].overlay, base_path);
 	int r = 0;
 	char *err = NULL;
 	bool committed = false;

@@ -35,13 +35,7 @@ static void vm_destroy(struct vm *vm)
 		return;
 	vm_clear_problems(vm);
 	free(vm->name);
-	free(vm->disk_target);
-	free(vm->overlay);
-	free(vm->base);
-	free(vm->backing_stored);
-	free(vm->backing_format);
-	free(vm->shared_with);
-	free(vm->overlay_used_by);
+	vm_clear_disks(vm);
 	free(vm->check_unknown);
 	free(vm->check_note);
 	free(vm->undo_note);
@@ -49,6 +43,44 @@ static void vm_destroy(struct vm *vm)
 	free(vm->uri);
 	free(vm->notice);
 	free(vm);
+}
+
+void vm_disk_clear(struct vm_disk *d)
+{
+	free(d->target);
+	free(d->overlay);
+	free(d->base);
+	free(d->backing_stored);
+	free(d->backing_format);
+	free(d->shared_with);
+	free(d->overlay_used_by);
+	for (size_t k = 0; k < d->n_chain; k++)
+		free(d->chain[k]);
+	free(d->chain);
+	memset(d, 0, sizeof *d);
+}
+
+void vm_clear_disks(struct vm *vm)
+{
+	for (size_t i = 0; i < VMO_MAX_DISKS; i++)
+		vm_disk_clear(&vm->disks[i]);
+	vm->n_disks = 0;
+}
+
+struct vm_disk *vm_disk_find(struct vm *vm, const char *target)
+{
+	for (size_t i = 0; target && i < vm->n_disks; i++)
+		if (vm->disks[i].target && strcmp(vm->disks[i].target, target) == 0)
+			return &vm->disks[i];
+	return NULL;
+}
+
+uint64_t vm_overlay_bytes(const struct vm *vm)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		sum += vm->disks[i].overlay_bytes;
+	return sum;
 }
 
 static char *dup_or_null(const char *s, bool *ok)
@@ -70,13 +102,28 @@ struct vm *vm_scratch_copy(const struct vm *vm)
 	bool ok = true;
 	c->name = dup_or_null(vm->name, &ok);
 	c->uri = dup_or_null(vm->uri, &ok);
-	c->disk_target = dup_or_null(vm->disk_target, &ok);
-	c->overlay = dup_or_null(vm->overlay, &ok);
-	c->base = dup_or_null(vm->base, &ok);
-	c->backing_stored = dup_or_null(vm->backing_stored, &ok);
-	c->backing_format = dup_or_null(vm->backing_format, &ok);
-	c->shared_with = dup_or_null(vm->shared_with, &ok);
-	c->overlay_used_by = dup_or_null(vm->overlay_used_by, &ok);
+	for (size_t i = 0; i < VMO_MAX_DISKS; i++) {
+		const struct vm_disk *d = &vm->disks[i];
+		struct vm_disk *e = &c->disks[i];
+		e->target = dup_or_null(d->target, &ok);
+		e->overlay = dup_or_null(d->overlay, &ok);
+		e->base = dup_or_null(d->base, &ok);
+		e->backing_stored = dup_or_null(d->backing_stored, &ok);
+		e->backing_format = dup_or_null(d->backing_format, &ok);
+		e->shared_with = dup_or_null(d->shared_with, &ok);
+		e->overlay_used_by = dup_or_null(d->overlay_used_by, &ok);
+		e->chain = NULL;
+		e->n_chain = 0;
+		if (d->n_chain) {
+			e->chain = calloc(d->n_chain, sizeof *e->chain);
+			if (!e->chain)
+				ok = false;
+			for (size_t k = 0; e->chain && k < d->n_chain; k++)
+				e->chain[k] = dup_or_null(d->chain[k], &ok);
+			if (e->chain)
+				e->n_chain = d->n_chain;
+		}
+	}
 	c->check_unknown = dup_or_null(vm->check_unknown, &ok);
 	c->check_note = dup_or_null(vm->check_note, &ok);
 	c->undo_note = dup_or_null(vm->undo_note, &ok);
@@ -351,7 +398,7 @@ char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 			 vm->progress < 0 ? 0.0 : vm->progress);
 		break;
 	case FLOW_RUNNING:
-		i18n_format_size(size, sizeof size, vm->overlay_bytes);
+		i18n_format_size(size, sizeof size, vm_overlay_bytes(vm));
 		if (vm->shutdown_in_s >= 0) {
 			/* TRANSLATORS: demo tooltip: VM name, overlay size, seconds */
 			snprintf(buf, len,

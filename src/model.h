@@ -59,6 +59,23 @@ enum vm_action {
 };
 #define ACT_BIT(a) (1u << (a))
 
+/* One watched disk of a VM: its overlay and what lies below it. */
+struct vm_disk {
+	char *target;           /* "vda" */
+	char *overlay;          /* absolute path of the disk's source */
+	char *base;             /* absolute path of its backing file */
+	char *backing_stored;   /* backing name exactly as in the overlay header */
+	char *backing_format;   /* "qcow2", "raw"; NULL if not recorded */
+	uint64_t overlay_bytes; /* allocated size (st_blocks * 512) */
+	uint64_t virtual_size;
+	char *shared_with;     /* another disk whose chain holds the base, or NULL */
+	char *overlay_used_by; /* another disk whose chain holds the overlay, or NULL */
+	/* The backing chain below the overlay, nearest first: chain[0] is
+	 * base (resolved), then the base's backing file, and so on. */
+	char **chain;
+	size_t n_chain;
+};
+
 struct vm {
 	/* identity (from config) */
 	char *name;
@@ -74,15 +91,12 @@ struct vm {
 	int dom_reason;
 	bool has_managed_save;
 	bool has_snapshots;
-	char *disk_target;      /* "vda" */
-	char *overlay;          /* absolute path of the watched disk source */
-	char *base;             /* absolute path of its backing file */
-	char *backing_stored;   /* backing name exactly as in the overlay header */
-	char *backing_format;   /* "qcow2", "raw"; NULL if not recorded */
-	uint64_t overlay_bytes; /* allocated size (st_blocks * 512) */
-	uint64_t virtual_size;
-	char *shared_with;     /* another disk whose chain holds the base, or NULL */
-	char *overlay_used_by; /* another disk whose chain holds the overlay, or NULL */
+	/* The watched disks (virt-disks.c): one for a `disk` key or a single
+	 * qcow2 overlay, several for `disks = [...]` or a domain with several
+	 * overlays. disks[i] past n_disks are zero. disks[0].overlay is NULL
+	 * when none is known. */
+	struct vm_disk disks[VMO_MAX_DISKS];
+	size_t n_disks;
 	char *check_unknown;   /* a disk that could not be checked: why (translated) */
 	char *check_note;      /* the sentence the menu/status show about those, or NULL */
 
@@ -143,6 +157,14 @@ void vm_scratch_free(struct vm *vm);
 void vm_set_str(char **field, const char *value);
 void vm_clear_problems(struct vm *vm);
 void vm_add_problem(struct vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Frees the disk's strings and zeroes it. */
+void vm_disk_clear(struct vm_disk *d);
+/* Clears every disk; n_disks = 0. */
+void vm_clear_disks(struct vm *vm);
+/* The disk with this target, or NULL. */
+struct vm_disk *vm_disk_find(struct vm *vm, const char *target);
+/* The sum of the watched overlays' allocated bytes. */
+uint64_t vm_overlay_bytes(const struct vm *vm);
 
 /* Translated, short, for menus/tooltips/status. */
 const char *flow_state_label(enum flow_state s);

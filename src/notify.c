@@ -589,8 +589,8 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 	char size[64];
 	char *summary = NULL, *body = NULL;
 	NotifyUrgency urgency = NOTIFY_URGENCY_NORMAL;
-	const char *base = vm->base ? strrchr(vm->base, '/') : NULL;
-	base = base ? base + 1 : vm->base ? vm->base : "?";
+	const char *base = vm->disks[0].base ? strrchr(vm->disks[0].base, '/') : NULL;
+	base = base ? base + 1 : vm->disks[0].base ? vm->disks[0].base : "?";
 	switch (res) {
 	case RESULT_COMMITTED:
 		i18n_format_size(size, sizeof size, bytes);

@@ -166,7 +166,7 @@ char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_di
 	    .op = op,
 	    .vm_name = vm->name,
 	    .uuid = vm->uuid,
-	    .target = vm->disk_target,
+	    .target = vm->disks[0].target,
 	    /* Only a configured base is a constraint; a discovered one is
 	     * what the helper finds itself. */
 	    .base = vm->cfg ? vm->cfg->base : NULL,
@@ -177,7 +177,7 @@ char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_di
 		log_warn("privhelper: %s: %s", vm->name, err ? err : "cannot build the command");
 	else
 		log_info("privhelper: %s: %s %s %s %s %s", vm->name, pkexec, helper, argv[2],
-			 vm->uuid, vm->disk_target);
+			 vm->uuid, vm->disks[0].target);
 out:
 	free(err);
 	free(pkexec);

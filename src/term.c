@@ -411,7 +411,7 @@ void term_progress(void *data, struct vm *vm)
 		free(t->progress_vm);
 		t->progress_vm = strdup(vm->name);
 		t->progress_t0 = loop_now_ms();
-		t->progress_total = vm->overlay_bytes;
+		t->progress_total = vm->disks[0].overlay_bytes;
 		t->last_pct = -1;
 	}
 	int pct = (int)vm->progress;
@@ -458,8 +458,8 @@ void term_result(void *data, struct vm *vm, enum flow_result res, unsigned long 
 	free(t->progress_vm);
 	t->progress_vm = NULL;
 	char size[64];
-	const char *base = vm->base ? strrchr(vm->base, '/') : NULL;
-	base = base ? base + 1 : vm->base ? vm->base : "?";
+	const char *base = vm->disks[0].base ? strrchr(vm->disks[0].base, '/') : NULL;
+	base = base ? base + 1 : vm->disks[0].base ? vm->disks[0].base : "?";
 	out(t, "\n");
 	switch (res) {
 	case RESULT_COMMITTED:

@@ -326,27 +326,23 @@ static int read_image(struct virt_watcher *w, const char *path, struct qcow2_inf
 
 /* ---- disk discovery ---- */
 
-static void clear_image_facts(struct vm *vm)
-{
-	vm_set_str(&vm->base, NULL);
-	vm_set_str(&vm->backing_stored, NULL);
-	vm_set_str(&vm->backing_format, NULL);
-	vm->overlay_bytes = 0;
-	vm->virtual_size = 0;
-}
-
 /* The overlay's header: backing, format, size; checks rule 5 (the
  * overlay's backing is the configured base). */
-void virt_fill_image_facts(struct virt_watcher *w, struct vm *vm, const char *cfg_base)
+static void fill_disk_facts(struct virt_watcher *w, struct vm *vm, struct vm_disk *d,
+			    const char *cfg_base)
 {
-	clear_image_facts(vm);
-	if (!vm->overlay)
+	char *keep_target = d->target, *keep_overlay = d->overlay;
+	d->target = d->overlay = NULL;
+	vm_disk_clear(d);
+	d->target = keep_target;
+	d->overlay = keep_overlay;
+	if (!d->overlay)
 		return;
-	vm->overlay_bytes = image_allocated_bytes(vm->overlay);
+	d->overlay_bytes = image_allocated_bytes(d->overlay);
 	struct qcow2_info info;
 	char *err = NULL;
 	bool via_libvirt = false;
-	int rr = read_image(w, vm->overlay, &info, &via_libvirt, &err);
+	int rr = read_image(w, d->overlay, &info, &via_libvirt, &err);
 	if (rr == -EACCES || rr == -EPERM) {
 		/* Root's image outside every storage pool: libvirt cannot tell
 		 * us about it either. */
@@ -357,51 +353,79 @@ void virt_fill_image_facts(struct virt_watcher *w, struct vm *vm, const char *cf
 		      "(virsh pool-define-as NAME dir --target DIR)."),
 		    err ? err : "");
 		free(err);
-		vm_set_str(&vm->base, cfg_base);
+		vm_set_str(&d->base, cfg_base);
 		return;
 	}
 	if (rr < 0) {
 		vm_add_problem(vm, _("Cannot read the overlay: %s"), err ? err : "");
 		free(err);
-		vm_set_str(&vm->base, cfg_base);
+		vm_set_str(&d->base, cfg_base);
 		return;
 	}
 	if (via_libvirt)
 		log_debug("virt: %s: %s is not readable here; facts from libvirt's storage API "
 			  "(backing %s, %s)",
-			  vm->name, vm->overlay, info.backing_file ? info.backing_file : "-",
+			  vm->name, d->overlay, info.backing_file ? info.backing_file : "-",
 			  info.backing_format ? info.backing_format : "-");
-	vm->virtual_size = info.virtual_size;
+	d->virtual_size = info.virtual_size;
 	/* Through libvirt this is the backing path as libvirt resolved it, not
 	 * the header's bytes: what the applet itself would write with it is
 	 * never run for such an image (it cannot create files there); the
 	 * helper reads the header again as root. */
-	vm_set_str(&vm->backing_stored, info.backing_file);
-	vm_set_str(&vm->backing_format, info.backing_format);
-	char *resolved = image_resolve_backing(vm->overlay, info.backing_file);
-	vm_set_str(&vm->base, cfg_base ? cfg_base : resolved);
+	vm_set_str(&d->backing_stored, info.backing_file);
+	vm_set_str(&d->backing_format, info.backing_format);
+	char *resolved = image_resolve_backing(d->overlay, info.backing_file);
+	vm_set_str(&d->base, cfg_base ? cfg_base : resolved);
 	struct stat st;
 	if (!info.backing_file) {
 		vm_add_problem(
 		    vm,
 		    _("The overlay %s has no backing file, so there is no base to commit into."),
-		    vm->overlay);
+		    d->overlay);
 	} else if (cfg_base && stat(cfg_base, &st) < 0) {
 		vm_add_problem(vm, _("The base %s does not exist."), cfg_base);
 	} else if (cfg_base && !image_same_file(resolved, cfg_base)) {
 		vm_add_problem(
 		    vm, _("The overlay %s is not backed by the base %s (its backing file is %s)."),
-		    vm->overlay, cfg_base, resolved ? resolved : info.backing_file);
+		    d->overlay, cfg_base, resolved ? resolved : info.backing_file);
 	} else if (!cfg_base && (!resolved || stat(resolved, &st) < 0)) {
 		vm_add_problem(vm, _("The backing file %s of the overlay %s does not exist."),
-			       resolved ? resolved : info.backing_file, vm->overlay);
+			       resolved ? resolved : info.backing_file, d->overlay);
 	}
 	if (info.corrupt)
 		vm_add_problem(vm,
 			       _("The overlay %s is marked corrupt; check it with qemu-img check."),
-			       vm->overlay);
+			       d->overlay);
 	free(resolved);
 	image_info_clear(&info);
+}
+
+/* Every watched disk's image facts (the disks' targets and overlays set). */
+void virt_fill_image_facts(struct virt_watcher *w, struct vm *vm, const char *cfg_base)
+{
+	for (size_t i = 0; i < vm->n_disks; i++)
+		fill_disk_facts(w, vm, &vm->disks[i], vm->n_disks == 1 ? cfg_base : NULL);
+}
+
+/* True if the qcow2 image at path records a backing file (an overlay). */
+static bool has_backing(struct virt_watcher *w, const char *path)
+{
+	struct qcow2_info info;
+	bool via = false;
+	if (read_image(w, path, &info, &via, NULL) < 0)
+		return true; /* unknown: kept, its facts then say what is wrong */
+	bool yes = info.backing_file != NULL;
+	image_info_clear(&info);
+	return yes;
+}
+
+static void add_disk(struct vm *vm, const char *target, const char *source)
+{
+	if (vm->n_disks >= VMO_MAX_DISKS)
+		return;
+	struct vm_disk *d = &vm->disks[vm->n_disks++];
+	vm_set_str(&d->target, target);
+	vm_set_str(&d->overlay, source);
 }
 
 static char *join_targets(const struct disk_info *d, size_t n)
@@ -422,66 +446,87 @@ static char *join_targets(const struct disk_info *d, size_t n)
 	return out;
 }
 
-/* Picks the watched disk from the domain XML and fills vm->disk_target and
- * vm->overlay, or adds the problem that prevents it. */
-static void discover_disk(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
+/* Why disk d (named want) cannot be watched, as a problem of vm; false
+ * if it can. */
+static bool disk_refused(struct vm *vm, const struct disk_info *pick, const char *want)
 {
-	const char *want = vm->cfg ? vm->cfg->disk : NULL;
+	if (!pick)
+		vm_add_problem(vm, _("%s has no disk %s."), vm->name, want);
+	else if (!pick->is_disk || !pick->is_file || !pick->qcow2)
+		vm_add_problem(vm, _("Disk %s of %s is not a qcow2 file disk."), want, vm->name);
+	else if (pick->transient)
+		vm_add_problem(vm, _("Disk %s of %s is transient: libvirt discards it by itself."),
+			       want, vm->name);
+	else if (pick->readonly || pick->shareable)
+		vm_add_problem(vm,
+			       _("Disk %s of %s is read-only or shareable; it cannot be a "
+				 "private overlay."),
+			       want, vm->name);
+	else
+		return false;
+	return true;
+}
+
+/* Picks the watched disks from the domain XML: the configured ones (disk
+ * or disks), else every qcow2 overlay of the domain (a qcow2 disk without
+ * a backing file is left alone when the domain has overlays besides it).
+ * Fills their targets and overlays, or adds the problem that prevents it. */
+static void discover_disks(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
+{
+	const struct vm_config *cfg = vm->cfg;
 	struct disk_info *d;
 	size_t n;
-	vm_set_str(&vm->overlay, NULL);
-	vm_set_str(&vm->disk_target, NULL);
+	vm_clear_disks(vm);
 	if (!domain_disks(w->conn, dom, &d, &n)) {
 		vm_add_problem(vm, _("Cannot read the definition of %s from libvirt."), vm->name);
 		return;
 	}
-	const struct disk_info *pick = NULL;
-	if (want) {
-		for (size_t i = 0; i < n; i++) {
-			if (d[i].target && strcmp(d[i].target, want) == 0)
-				pick = &d[i];
+	if (cfg && cfg->n_disks) {
+		for (size_t k = 0; k < cfg->n_disks; k++) {
+			const char *want = cfg->disks[k];
+			const struct disk_info *pick = NULL;
+			for (size_t i = 0; i < n; i++)
+				if (d[i].target && strcmp(d[i].target, want) == 0)
+					pick = &d[i];
+			if (!disk_refused(vm, pick, want))
+				add_disk(vm, pick->target, pick->source);
 		}
-		if (!pick)
-			vm_add_problem(vm, _("%s has no disk %s."), vm->name, want);
-		else if (!pick->is_disk || !pick->is_file || !pick->qcow2)
-			vm_add_problem(vm, _("Disk %s of %s is not a qcow2 file disk."), want,
-				       vm->name);
-		else if (pick->transient)
-			vm_add_problem(
-			    vm, _("Disk %s of %s is transient: libvirt discards it by itself."),
-			    want, vm->name);
-		else if (pick->readonly || pick->shareable)
-			vm_add_problem(vm,
-				       _("Disk %s of %s is read-only or shareable; it cannot be a "
-					 "private overlay."),
-				       want, vm->name);
-		if (pick && !disk_qualifies(pick))
-			pick = NULL;
+		virt_disks_free(d, n);
+		return;
+	}
+	size_t count = 0, overlays = 0;
+	bool *is_overlay = calloc(n ? n : 1, sizeof *is_overlay);
+	for (size_t i = 0; i < n; i++) {
+		if (!disk_qualifies(&d[i]))
+			continue;
+		count++;
+		if (is_overlay && has_backing(w, d[i].source)) {
+			is_overlay[i] = true;
+			overlays++;
+		}
+	}
+	if (count == 0) {
+		vm_add_problem(vm, _("%s has no writable qcow2 file disk to watch."), vm->name);
+	} else if ((overlays ? overlays : count) > VMO_MAX_DISKS) {
+		char *list = join_targets(d, n);
+		vm_add_problem(vm,
+			       _("%s has more than %d qcow2 disks (%s); choose the ones to watch "
+				 "with disks = [\"…\"] in the configuration."),
+			       vm->name, VMO_MAX_DISKS, list ? list : "");
+		free(list);
+	} else if (overlays == 0 && count > 1) {
+		char *list = join_targets(d, n);
+		vm_add_problem(vm,
+			       _("%s has several qcow2 disks (%s) and none of them is an overlay "
+				 "(none has a backing file)."),
+			       vm->name, list ? list : "");
+		free(list);
 	} else {
-		size_t count = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (disk_qualifies(&d[i])) {
-				pick = &d[i];
-				count++;
-			}
-		}
-		if (count == 0) {
-			vm_add_problem(vm, _("%s has no writable qcow2 file disk to watch."),
-				       vm->name);
-		} else if (count > 1) {
-			char *list = join_targets(d, n);
-			vm_add_problem(vm,
-				       _("%s has several qcow2 disks (%s); choose one with disk = "
-					 "\"…\" in the configuration."),
-				       vm->name, list ? list : "");
-			free(list);
-			pick = NULL;
-		}
+		for (size_t i = 0; i < n; i++)
+			if (disk_qualifies(&d[i]) && (overlays == 0 || (is_overlay && is_overlay[i])))
+				add_disk(vm, d[i].target, d[i].source);
 	}
-	if (pick) {
-		vm_set_str(&vm->disk_target, pick->target);
-		vm_set_str(&vm->overlay, pick->source);
-	}
+	free(is_overlay);
 	virt_disks_free(d, n);
 }
 
@@ -493,13 +538,12 @@ void virt_discover_vm(struct virt_watcher *w, struct vm *vm, virDomainPtr dom)
 	if (!dom)
 		vm_add_problem(vm, _("libvirt has no domain named %s."), vm->name);
 	if (virt_cfg_has_override(vm)) {
-		vm_set_str(&vm->overlay, vm->cfg->overlay);
-		vm_set_str(&vm->disk_target, vm->cfg->disk);
+		vm_clear_disks(vm);
+		add_disk(vm, vm->cfg->disk, vm->cfg->overlay);
 	} else if (dom) {
-		discover_disk(w, vm, dom);
+		discover_disks(w, vm, dom);
 	} else {
-		vm_set_str(&vm->overlay, NULL);
-		vm_set_str(&vm->disk_target, NULL);
+		vm_clear_disks(vm);
 	}
 	virt_fill_image_facts(w, vm, cfg_base);
 	virt_apply_uses(w, vm);

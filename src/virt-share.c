@@ -448,30 +448,23 @@ static bool same_id(const struct stat *st, const struct file_id *id)
 	return st->st_dev == id->dev && st->st_ino == id->ino;
 }
 
-/* vm's shared facts from the last scan: another disk whose chain holds
- * vm's base (commit would change what that disk reads) or vm's overlay
- * (discard, undo, and the rebuild after a commit would pull it away), or
- * one that could not be checked. vm's own watched disk is the only one
- * left out: its other disks count like another VM's. */
-void virt_apply_uses(struct virt_watcher *w, struct vm *vm)
+/* One watched disk's shared facts from the last scan: another disk whose
+ * chain holds its base (commit would change what that disk reads) or its
+ * overlay (discard, undo, and the rebuild after a commit would pull it
+ * away). The disk itself is the only one left out: the VM's other disks
+ * count like another VM's. */
+static void apply_disk_uses(struct virt_watcher *w, struct vm *vm, struct vm_disk *d)
 {
-	vm_set_str(&vm->shared_with, NULL);
-	vm_set_str(&vm->overlay_used_by, NULL);
-	vm_set_str(&vm->check_unknown, NULL);
-	vm_set_str(&vm->check_note, NULL);
-	if (!w->scanned) {
-		vm_set_str(&vm->check_unknown, w->scan_unknown);
-		vm_set_str(&vm->check_note, w->scan_unknown);
-		return;
-	}
+	vm_set_str(&d->shared_with, NULL);
+	vm_set_str(&d->overlay_used_by, NULL);
 	struct stat bst, ost;
-	bool hb = vm->base && stat(vm->base, &bst) == 0;
-	bool ho = vm->overlay && stat(vm->overlay, &ost) == 0;
+	bool hb = d->base && stat(d->base, &bst) == 0;
+	bool ho = d->overlay && stat(d->overlay, &ost) == 0;
 	for (size_t i = 0; i < w->n_uses; i++) {
 		const struct disk_use *u = &w->uses[i];
 		bool own_domain = strcmp(u->domain, vm->name) == 0;
 		if (own_domain &&
-		    ((vm->disk_target && u->target && strcmp(u->target, vm->disk_target) == 0) ||
+		    ((d->target && u->target && strcmp(u->target, d->target) == 0) ||
 		     (ho && u->n_ids && same_id(&ost, &u->ids[0]))))
 			continue;
 		char *who = NULL;
@@ -482,27 +475,49 @@ void virt_apply_uses(struct virt_watcher *w, struct vm *vm)
 			who = strdup(u->domain);
 		}
 		for (size_t k = 0; k < u->n_ids; k++) {
-			if (hb && !vm->shared_with && same_id(&bst, &u->ids[k]))
-				vm_set_str(&vm->shared_with, who);
-			if (ho && !vm->overlay_used_by && same_id(&ost, &u->ids[k]))
-				vm_set_str(&vm->overlay_used_by, who);
+			if (hb && !d->shared_with && same_id(&bst, &u->ids[k]))
+				vm_set_str(&d->shared_with, who);
+			if (ho && !d->overlay_used_by && same_id(&ost, &u->ids[k]))
+				vm_set_str(&d->overlay_used_by, who);
 		}
 		free(who);
 		if (u->unknown && !vm->check_unknown)
 			vm_set_str(&vm->check_unknown, u->unknown);
 	}
+}
+
+/* vm's shared facts from the last scan, disk by disk, or why they are not
+ * known; check_note is the first sentence the menu and status show. */
+void virt_apply_uses(struct virt_watcher *w, struct vm *vm)
+{
+	vm_set_str(&vm->check_unknown, NULL);
+	vm_set_str(&vm->check_note, NULL);
+	if (!w->scanned) {
+		for (size_t i = 0; i < vm->n_disks; i++) {
+			vm_set_str(&vm->disks[i].shared_with, NULL);
+			vm_set_str(&vm->disks[i].overlay_used_by, NULL);
+		}
+		vm_set_str(&vm->check_unknown, w->scan_unknown);
+		vm_set_str(&vm->check_note, w->scan_unknown);
+		return;
+	}
+	for (size_t i = 0; i < vm->n_disks; i++)
+		apply_disk_uses(w, vm, &vm->disks[i]);
 	char *note = NULL;
 	int rc = 0;
-	if (vm->overlay_used_by)
-		rc = asprintf(&note,
-			      _("The overlay %s is also in the disk chain of %s; replacing or "
-				"emptying it would corrupt that VM."),
-			      vm->overlay, vm->overlay_used_by);
-	else if (vm->shared_with)
-		rc = asprintf(
-		    &note,
-		    _("The base %s is also used by %s; committing into it would corrupt that VM."),
-		    vm->base, vm->shared_with);
+	/* An overlay in another chain first: it refuses every operation. */
+	for (size_t i = 0; i < vm->n_disks && !note; i++)
+		if (vm->disks[i].overlay_used_by)
+			rc = asprintf(&note,
+				      _("The overlay %s is also in the disk chain of %s; replacing or "
+					"emptying it would corrupt that VM."),
+				      vm->disks[i].overlay, vm->disks[i].overlay_used_by);
+	for (size_t i = 0; i < vm->n_disks && !note && rc >= 0; i++)
+		if (vm->disks[i].shared_with)
+			rc = asprintf(&note,
+				      _("The base %s is also used by %s; committing into it would "
+					"corrupt that VM."),
+				      vm->disks[i].base, vm->disks[i].shared_with);
 	if (rc < 0)
 		note = NULL;
 	vm_set_str(&vm->check_note, note ? note : vm->check_unknown);

@@ -574,12 +574,21 @@ static bool facts_differ(const struct vm *shown, const struct vm *now)
 	for (size_t i = 0; i < now->n_problems; i++)
 		if (!str_same(shown->problems[i], now->problems[i]))
 			return true;
-	return !str_same(shown->overlay, now->overlay) || !str_same(shown->base, now->base) ||
-	       !str_same(shown->backing_stored, now->backing_stored) ||
-	       !str_same(shown->backing_format, now->backing_format) ||
-	       !str_same(shown->shared_with, now->shared_with) ||
-	       !str_same(shown->overlay_used_by, now->overlay_used_by) ||
-	       !str_same(shown->check_unknown, now->check_unknown);
+	if (shown->n_disks != now->n_disks || !str_same(shown->check_unknown, now->check_unknown))
+		return true;
+	for (size_t i = 0; i < now->n_disks; i++) {
+		const struct vm_disk *a = &shown->disks[i], *b = &now->disks[i];
+		if (!str_same(a->target, b->target) || !str_same(a->overlay, b->overlay) ||
+		    !str_same(a->base, b->base) || !str_same(a->backing_stored, b->backing_stored) ||
+		    !str_same(a->backing_format, b->backing_format) ||
+		    !str_same(a->shared_with, b->shared_with) ||
+		    !str_same(a->overlay_used_by, b->overlay_used_by) || a->n_chain != b->n_chain)
+			return true;
+		for (size_t k = 0; k < a->n_chain; k++)
+			if (!str_same(a->chain[k], b->chain[k]))
+				return true;
+	}
+	return false;
 }
 
 static void on_reapply_timer(struct loop *loop, struct loop_timer *t, void *data)
@@ -669,14 +678,20 @@ char *virt_now_refusal(const struct virt_now *now, const struct vm *vm, bool for
 		              vm->name));
 	if (f->n_problems)
 		return refusal(str_printf("%s", f->problems[0]));
-	if (!f->overlay || !f->base)
+	if (!f->n_disks)
 		return refusal(str_printf(_("The overlay or the base of %s is not known."), vm->name));
-	if (f->overlay_used_by)
-		return refusal(str_printf("%s", f->check_note ? f->check_note : f->overlay_used_by));
-	if (for_commit && f->shared_with)
-		return refusal(str_printf(
-		    _("The base %s is also used by %s; committing into it would corrupt that VM."),
-		    f->base, f->shared_with));
+	for (size_t i = 0; i < f->n_disks; i++) {
+		const struct vm_disk *d = &f->disks[i];
+		if (!d->overlay || !d->base)
+			return refusal(str_printf(_("The overlay or the base of %s is not known."),
+			                          vm->name));
+		if (d->overlay_used_by)
+			return refusal(str_printf("%s", f->check_note ? f->check_note : d->overlay_used_by));
+		if (for_commit && d->shared_with)
+			return refusal(str_printf(
+			    _("The base %s is also used by %s; committing into it would corrupt that VM."),
+			    d->base, d->shared_with));
+	}
 	if (f->check_unknown)
 		return refusal(str_printf(for_commit
 		                  /* TRANSLATORS: VM name, then why the check failed (a sentence) */

@@ -242,7 +242,9 @@ static void test_every_valid_key(void)
 				"  { name = \"lab\";   overlay = \"%s\";\n"
 				"    base = \"%s\"; policy = \"commit\"; },\n"
 				"  { name = \"old\"; policy = \"keep\"; disk = \"hdb\"; },\n"
-				"  { name = \"x\"; disk = \"sda\"; }\n"
+				"  { name = \"x\"; disk = \"sda\"; },\n"
+				"  { name = \"two\"; disks = [\"vda\", \"vdb\"];\n"
+				"    commit_into = \"deepest\"; }\n"
 				");\n",
 				ov, base);
 	char *err = NULL;
@@ -256,7 +258,7 @@ static void test_every_valid_key(void)
 	CHECK_INT_EQ(cfg->reconcile_interval, 0);
 	CHECK_STR_EQ(cfg->qemu_img, "/bin/sh");
 	CHECK(!cfg->keep_discarded);
-	REQUIRE(cfg->n_vms == 5);
+	REQUIRE(cfg->n_vms == 6);
 	const struct vm_config *w = config_find_vm(cfg, "win10");
 	REQUIRE(w != NULL);
 	CHECK_INT_EQ(w->policy, POLICY_ASK);
@@ -278,6 +280,15 @@ static void test_every_valid_key(void)
 	CHECK_INT_EQ(o->policy, POLICY_KEEP);
 	CHECK_STR_EQ(o->disk, "hdb");
 	CHECK_STR_EQ(config_find_vm(cfg, "x")->disk, "sda");
+	CHECK_INT_EQ(config_find_vm(cfg, "x")->n_disks, 1);
+	CHECK_INT_EQ(config_find_vm(cfg, "x")->commit_into, COMMIT_INTO_BACKING);
+	CHECK_INT_EQ(w->n_disks, 0);
+	const struct vm_config *two = config_find_vm(cfg, "two");
+	REQUIRE(two && two->n_disks == 2);
+	CHECK_STR_EQ(two->disks[0], "vda");
+	CHECK_STR_EQ(two->disks[1], "vdb");
+	CHECK(two->disk == NULL);
+	CHECK_INT_EQ(two->commit_into, COMMIT_INTO_DEEPEST);
 	CHECK(config_find_vm(cfg, "nope") == NULL);
 	/* Order is the file's order. */
 	CHECK_STR_EQ(cfg->vms[0].name, "win10");
@@ -358,6 +369,25 @@ static void test_error_types(void)
 	expect_error("vms = (\n { name = \"a\";\n   disk = \"../vda\"; }\n);\n",
 		     "%s:3: \"../vda\" is not a disk target name such as vda, sda or hdb");
 	expect_error("connect = \"\";\n", "%s:1: \"connect\" must not be empty");
+	expect_error("vms = (\n { name = \"a\";\n   disks = \"vda\"; }\n);\n",
+		     "%s:3: \"disks\" must be a list of disk targets: [\"vda\", \"vdb\"]");
+	expect_error("vms = (\n { name = \"a\";\n   disks = [ ]; }\n);\n",
+		     "%s:3: \"disks\" is empty; name at least one disk or leave it out");
+	expect_error("vms = (\n { name = \"a\";\n   disks = [\"vda\", \"vda\"]; }\n);\n",
+		     "%s:3: disk vda is listed twice in \"disks\"");
+	expect_error("vms = (\n { name = \"a\";\n   disks = [\"vda\", \"x/y\"]; }\n);\n",
+		     "%s:3: \"x/y\" is not a disk target name such as vda, sda or hdb");
+	expect_error("vms = (\n { name = \"a\"; disk = \"vda\";\n   disks = [\"vdb\"]; }\n);\n",
+		     "%s:3: use either \"disk\" or \"disks\", not both");
+	expect_error("vms = (\n { name = \"a\"; disks = [\"vda\", \"vdb\"];\n"
+		     "   base = \"/b.qcow2\"; }\n);\n",
+		     "%s:3: \"overlay\" and \"base\" name one disk; leave them out when \"disks\" "
+		     "lists several");
+	expect_error("vms = (\n { name = \"a\";\n   commit_into = \"top\"; }\n);\n",
+		     "%s:3: unknown commit_into \"top\" (expected backing or deepest)");
+	expect_error("vms = (\n { name = \"a\";\n   disks = [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\","
+		     "\"g\",\"h\",\"i\",\"j\",\"k\",\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]; }\n);\n",
+		     "%s:3: \"disks\" lists 17 disks; at most 16 are supported");
 }
 
 static void test_error_paths(void)

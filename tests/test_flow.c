@@ -805,7 +805,7 @@ static void test_shared_base_refused(void)
 	char *base_sum = sha(path("base.qcow2"));
 	fx_start(false, extra, POLICY_ASK);
 	REQUIRE(VM()->flow == FLOW_CLEAN);
-	CHECK_STR_EQ(VM()->shared_with, "neighbour");
+	CHECK_STR_EQ(VM()->disks[0].shared_with, "neighbour");
 	CHECK(!(VM()->actions & A(ACT_COMMIT)));
 	char *why = NULL;
 	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));

@@ -107,7 +107,7 @@ static void test_reload(void)
 
 static void test_summary_line(void)
 {
-	struct vm vm = {.name = "win10", .flow = FLOW_RUNNING, .overlay_bytes = 1288490189ull};
+	struct vm vm = {.name = "win10", .flow = FLOW_RUNNING, .disks = {{.overlay_bytes = 1288490189ull}}, .n_disks = 1};
 	char buf[256];
 	vm_summary_line(&vm, buf, sizeof buf);
 	CHECK(strstr(buf, "win10") != NULL);

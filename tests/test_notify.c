@@ -431,7 +431,7 @@ static void test_progress_result(void)
 	REQUIRE(fixture_init(&f, false));
 	f.app.notifier = notifier_create(&f.app.ui);
 	struct vm *vm = f.app.model.vms[0];
-	vm_set_str(&vm->base, "/images/test-base.qcow2");
+	vm_set_str(&vm->disks[0].base, "/images/test-base.qcow2");
 	vm->flow = FLOW_COMMITTING;
 	/* 40 updates over ~1 s: at most one Notify per 500 ms (+ the first). */
 	int64_t t0 = loop_now_ms();

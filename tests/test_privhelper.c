@@ -101,7 +101,7 @@ static void test_flow_argv_and_pkexec(void)
 	const char *helper = getenv("VMO_HELPER");
 	REQUIRE(helper && access(helper, X_OK) == 0);
 	struct vm_config vc = {.name = "nosuchvm", .base = "/nonexistent/base.qcow2"};
-	struct vm vm = {.name = "nosuchvm", .cfg = &vc, .disk_target = "vda"};
+	struct vm vm = {.name = "nosuchvm", .cfg = &vc, .disks = {{.target = "vda"}}, .n_disks = 1};
 	snprintf(vm.uuid, sizeof vm.uuid, "%s", "00000000-1111-2222-3333-444444444444");
 
 	/* No watched connection (or not the system daemon's): no helper. */

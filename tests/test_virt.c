@@ -360,7 +360,21 @@ static void make_images(void)
 	      "qemu-img create -q -f qcow2 -F qcow2 -b baseB.qcow2 ovWrong.qcow2 && "
 	      "qemu-img create -q -f qcow2 -F qcow2 -b ../baseA.qcow2 pool/vol.qcow2 && "
 	      "qemu-img create -q -f qcow2 -F qcow2 -b baseS.qcow2 ovShA.qcow2 && "
-	      "qemu-img create -q -f qcow2 -F qcow2 -b baseS.qcow2 ovShB.qcow2");
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseS.qcow2 ovShB.qcow2 && "
+	      "qemu-img create -q -f qcow2 baseT1.qcow2 16M && "
+	      "qemu-img create -q -f qcow2 baseT2.qcow2 8M && "
+	      "qemu-img create -q -f qcow2 plain1.qcow2 4M && "
+	      "qemu-img create -q -f qcow2 plain2.qcow2 4M && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseT1.qcow2 ovT1.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseT2.qcow2 ovT2.qcow2 && "
+	      "qemu-img create -q -f qcow2 baseP1.qcow2 4M && "
+	      "qemu-img create -q -f qcow2 baseP2.qcow2 4M && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseP1.qcow2 ovP1.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseP2.qcow2 ovP2.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseP1.qcow2 ovP3.qcow2 && "
+	      "qemu-img create -q -f qcow2 baseQ.qcow2 4M && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseQ.qcow2 ovQ1.qcow2 && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b baseQ.qcow2 ovQ2.qcow2");
 	done = true;
 }
 
@@ -406,6 +420,30 @@ static char *write_node_xml(void)
 	domain_open(f, "multi", true, false);
 	disk(f, "disk", "qcow2", "ovM1.qcow2", "vda", NULL);
 	disk(f, "disk", "qcow2", "ovM2.qcow2", "vdb", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	/* A system and a data overlay on bases of their own, and a plain qcow2
+	 * scratch disk without a backing file (not an overlay: left alone). */
+	domain_open(f, "twodisk", true, false);
+	disk(f, "disk", "qcow2", "ovT1.qcow2", "vda", NULL);
+	disk(f, "disk", "qcow2", "plain1.qcow2", "vdb", NULL);
+	disk(f, "disk", "qcow2", "ovT2.qcow2", "vdc", NULL);
+	fprintf(f, "</devices></domain>\n");
+	domain_open(f, "plains", true, false);
+	disk(f, "disk", "qcow2", "plain1.qcow2", "vda", NULL);
+	disk(f, "disk", "qcow2", "plain2.qcow2", "vdb", NULL);
+	fprintf(f, "</devices></domain>\n");
+
+	domain_open(f, "pair", true, false);
+	disk(f, "disk", "qcow2", "ovQ1.qcow2", "vda", NULL);
+	disk(f, "disk", "qcow2", "ovQ2.qcow2", "vdb", NULL);
+	fprintf(f, "</devices></domain>\n");
+	domain_open(f, "picked", true, false);
+	disk(f, "disk", "qcow2", "ovP1.qcow2", "vda", NULL);
+	disk(f, "disk", "qcow2", "ovP2.qcow2", "vdb", NULL);
+	fprintf(f, "</devices></domain>\n");
+	domain_open(f, "missing", true, false);
+	disk(f, "disk", "qcow2", "ovP3.qcow2", "vda", NULL);
 	fprintf(f, "</devices></domain>\n");
 
 	domain_open(f, "skips", true, false);
@@ -465,6 +503,16 @@ static void test_fixture_discovery(void)
 	fixture_vm(&f, "saved1");
 	fixture_vm(&f, "run1");
 	fixture_vm(&f, "multi");
+	fixture_vm(&f, "twodisk");
+	fixture_vm(&f, "plains");
+	fixture_vm(&f, "pair");
+	static char *vdb[] = {"vdb"}, *vda_vdz[] = {"vda", "vdz"};
+	struct vm_config *picked = fixture_vm(&f, "picked");
+	picked->disks = vdb; /* disks = ["vdb"] */
+	picked->n_disks = 1;
+	struct vm_config *missing = fixture_vm(&f, "missing");
+	missing->disks = vda_vdz;
+	missing->n_disks = 2;
 	fixture_vm(&f, "skips");
 	struct vm_config *wrong = fixture_vm(&f, "wrong");
 	char *baseA = tpath("baseA.qcow2");
@@ -494,15 +542,15 @@ static void test_fixture_discovery(void)
 	struct vm *vm = model_find(&f.model, "off1");
 	CHECK_INT_EQ(vm->run, RUN_SHUTOFF);
 	CHECK_INT_EQ(vm->n_problems, 0);
-	CHECK_STR_EQ(vm->disk_target, "vda");
-	CHECK_STR_EQ(vm->overlay, ovA);
-	CHECK_STR_EQ(vm->base, baseA);
-	CHECK_STR_EQ(vm->backing_stored, "baseA.qcow2");
-	CHECK_STR_EQ(vm->backing_format, "qcow2");
-	CHECK_INT_EQ(vm->virtual_size, 16 << 20);
-	CHECK(vm->overlay_bytes > 0);
+	CHECK_STR_EQ(vm->disks[0].target, "vda");
+	CHECK_STR_EQ(vm->disks[0].overlay, ovA);
+	CHECK_STR_EQ(vm->disks[0].base, baseA);
+	CHECK_STR_EQ(vm->disks[0].backing_stored, "baseA.qcow2");
+	CHECK_STR_EQ(vm->disks[0].backing_format, "qcow2");
+	CHECK_INT_EQ(vm->disks[0].virtual_size, 16 << 20);
+	CHECK(vm->disks[0].overlay_bytes > 0);
 	/* baseA is also under the overlays of saved1, multi, skips... */
-	CHECK(vm->shared_with != NULL);
+	CHECK(vm->disks[0].shared_with != NULL);
 	char *why = NULL;
 	CHECK(virt_watcher_check_idle(w, vm, false, &why)); /* discard: fine */
 	CHECK(why == NULL);
@@ -516,29 +564,81 @@ static void test_fixture_discovery(void)
 	CHECK(why && strstr(why, "managed save"));
 	free(why);
 
+	/* Several overlays: every one is watched (issue 15). Both of multi's
+	 * lie on baseA: committing one would change what the other reads. */
 	vm = model_find(&f.model, "multi");
-	CHECK(vm->overlay == NULL);
-	CHECK_INT_EQ(vm->n_problems, 1);
-	CHECK(vm->n_problems && strstr(vm->problems[0], "vda, vdb"));
+	CHECK_INT_EQ(vm->n_problems, 0);
+	REQUIRE(vm->n_disks == 2);
+	CHECK_STR_EQ(vm->disks[0].target, "vda");
+	CHECK_STR_EQ(vm->disks[1].target, "vdb");
+	CHECK(vm->disks[0].shared_with && vm->disks[1].shared_with);
+	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why && strstr(why, "also used by"));
+	free(why);
+	/* pair: two overlays on one base nobody else uses: each blocks the
+	 * other's commit, by the VM's own name and disk. */
+	vm = model_find(&f.model, "pair");
+	REQUIRE(vm->n_disks == 2);
+	CHECK_STR_EQ(vm->disks[0].shared_with, "pair (vdb)");
+	CHECK_STR_EQ(vm->disks[1].shared_with, "pair (vda)");
+	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why && strstr(why, "pair (vdb)"));
+	free(why);
+	CHECK(virt_watcher_check_idle(w, vm, false, &why)); /* discard: fine */
+
+	/* Two overlays on bases of their own; the plain scratch disk (no
+	 * backing file) is not one of them. */
+	vm = model_find(&f.model, "twodisk");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	REQUIRE(vm->n_disks == 2);
+	CHECK_STR_EQ(vm->disks[0].target, "vda");
+	CHECK_STR_EQ(vm->disks[1].target, "vdc");
+	char *bT1 = tpath("baseT1.qcow2"), *bT2 = tpath("baseT2.qcow2");
+	CHECK_STR_EQ(vm->disks[0].base, bT1);
+	CHECK_STR_EQ(vm->disks[1].base, bT2);
+	CHECK_INT_EQ(vm->disks[1].virtual_size, 8 << 20);
+	CHECK(vm->disks[0].shared_with == NULL && vm->disks[1].shared_with == NULL);
+	CHECK(vm_overlay_bytes(vm) == vm->disks[0].overlay_bytes + vm->disks[1].overlay_bytes);
+	CHECK(virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why == NULL);
+	free(bT1);
+	free(bT2);
+
+	/* Several qcow2 disks and none an overlay: nothing to guard. */
+	vm = model_find(&f.model, "plains");
+	CHECK_INT_EQ(vm->n_disks, 0);
+	CHECK(vm->n_problems && strstr(vm->problems[0], "vda, vdb") &&
+	      strstr(vm->problems[0], "none of them is an overlay"));
 	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
-	CHECK(why && strstr(why, "several"));
+	free(why);
+
+	/* disks = ["vdb"]: only that one. */
+	vm = model_find(&f.model, "picked");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	REQUIRE(vm->n_disks == 1);
+	CHECK_STR_EQ(vm->disks[0].target, "vdb");
+	/* disks = ["vda", "vdz"]: the missing one is a problem, nothing runs. */
+	vm = model_find(&f.model, "missing");
+	CHECK(vm->n_problems && strstr(vm->problems[0], "no disk vdz"));
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	CHECK(why && strstr(why, "vdz"));
 	free(why);
 
 	vm = model_find(&f.model, "skips");
 	CHECK_INT_EQ(vm->n_problems, 0);
-	CHECK_STR_EQ(vm->disk_target, "vde");
+	CHECK_STR_EQ(vm->disks[0].target, "vde");
 	char *ovK5 = tpath("ovK5.qcow2");
-	CHECK_STR_EQ(vm->overlay, ovK5);
+	CHECK_STR_EQ(vm->disks[0].overlay, ovK5);
 	free(ovK5);
 
 	vm = model_find(&f.model, "wrong");
 	CHECK_INT_EQ(vm->n_problems, 1);
 	CHECK(vm->n_problems && strstr(vm->problems[0], "is not backed by the base") &&
 	      strstr(vm->problems[0], "baseB.qcow2"));
-	CHECK_STR_EQ(vm->base, baseA);
+	CHECK_STR_EQ(vm->disks[0].base, baseA);
 
 	vm = model_find(&f.model, "shareA");
-	CHECK_STR_EQ(vm->shared_with, "shareB");
+	CHECK_STR_EQ(vm->disks[0].shared_with, "shareB");
 	CHECK(virt_watcher_check_idle(w, vm, false, &why));
 	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
 	CHECK(why && strstr(why, "shareB"));
@@ -547,14 +647,14 @@ static void test_fixture_discovery(void)
 	vm = model_find(&f.model, "vol");
 	CHECK_INT_EQ(vm->n_problems, 0);
 	char *volp = tpath("pool/vol.qcow2");
-	CHECK_STR_EQ(vm->overlay, volp);
-	CHECK(image_same_file(vm->base, baseA));
+	CHECK_STR_EQ(vm->disks[0].overlay, volp);
+	CHECK(image_same_file(vm->disks[0].base, baseA));
 	free(volp);
 
 	vm = model_find(&f.model, "ghost");
 	CHECK_INT_EQ(vm->run, RUN_UNDEFINED);
-	CHECK_STR_EQ(vm->overlay, ovA);
-	CHECK_STR_EQ(vm->base, baseA);
+	CHECK_STR_EQ(vm->disks[0].overlay, ovA);
+	CHECK_STR_EQ(vm->disks[0].base, baseA);
 	CHECK_INT_EQ(vm->n_problems, 1);
 	CHECK(vm->n_problems && strstr(vm->problems[0], "no domain named ghost"));
 	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
@@ -592,7 +692,7 @@ static void test_fixture_discovery(void)
 		loop_iterate(loop, 20);
 	REQUIRE(wait_scanned(w, 10000));
 	vm = model_find(&f.model, "shareA");
-	CHECK(vm->shared_with == NULL);
+	CHECK(vm->disks[0].shared_with == NULL);
 	CHECK(virt_watcher_check_idle(w, vm, true, &why));
 
 	virDomainFree(dom);

@@ -296,15 +296,23 @@ static void shape_model(void)
 		exit(1);
 	}
 	p->run = RUN_SHUTOFF;
-	vm_set_str(&p->overlay, p->cfg->overlay);
-	vm_set_str(&p->base, p->cfg->base);
-	p->overlay_bytes = 3ull << 30;
+	p->n_disks = 2;
+	vm_set_str(&p->disks[0].target, "vda");
+	vm_set_str(&p->disks[0].overlay, p->cfg->overlay);
+	vm_set_str(&p->disks[0].base, p->cfg->base);
+	p->disks[0].overlay_bytes = 3ull << 30;
+	vm_set_str(&p->disks[1].target, "vdb");
+	vm_set_str(&p->disks[1].overlay, "/nonexistent/data.qcow2");
+	vm_set_str(&p->disks[1].base, "/nonexistent/data-base.qcow2");
+	p->disks[1].overlay_bytes = 5ull << 20;
 	flow_on_domain_stopped(F.app.flow, p, STOP_UNCLEAN);
 	r->run = RUN_RUNNING;
-	vm_set_str(&r->disk_target, "vda");
+	r->n_disks = 1;
+	vm_set_str(&r->disks[0].target, "vda");
 	flow_on_domain_started(F.app.flow, r);
 	f->run = RUN_SHUTOFF;
-	vm_set_str(&f->overlay, "/nonexistent/f.qcow2");
+	f->n_disks = 1;
+	vm_set_str(&f->disks[0].overlay, "/nonexistent/f.qcow2");
 	vm_add_problem(f, "%s", "the overlay's backing file is not the configured base");
 	flow_on_domain_stopped(F.app.flow, f, STOP_CLEAN);
 	model_changed(m);
