@@ -72,15 +72,28 @@ static bool journal_owned(const struct flow *flow, const char *path)
 	return false;
 }
 
-/* The watched domain whose disk is the very file the journal's commit
+/* True if every disk the journal names is one of vm's (the same file). */
+static bool journal_disks_are(const struct imageops_journal *j, const struct vm *vm)
+{
+	for (size_t k = 0; k < j->n_disks; k++) {
+		bool found = false;
+		for (size_t i = 0; i < vm->n_disks && !found; i++)
+			found = vm->disks[i].overlay &&
+				image_same_file(j->disks[k].overlay, vm->disks[i].overlay);
+		if (!found)
+			return false;
+	}
+	return j->n_disks > 0;
+}
+
+/* The watched domain whose disks are the very files the journal's commit
  * merges (only one without a journal of its own and not busy). */
 static struct vm *journal_adopter(struct flow *flow, const struct imageops_journal *j)
 {
 	for (size_t i = 0; j->overlay && i < flow->model->n_vms; i++) {
 		struct vm *vm = flow->model->vms[i];
 		struct flow_vm *fv = flow_fv_get(flow, vm);
-		if (!fv || fv->job || !flow_identity_known(vm) || !vm->disks[0].overlay ||
-		    !image_same_file(j->overlay, vm->disks[0].overlay))
+		if (!fv || fv->job || !flow_identity_known(vm) || !journal_disks_are(j, vm))
 			continue;
 		char *p = flow_journal_path(flow, vm);
 		struct stat st;
@@ -98,14 +111,10 @@ static bool journal_adopt(struct flow *flow, struct vm *vm, const char *path,
 			  const struct imageops_journal *j)
 {
 	char *np = flow_journal_path(flow, vm), *err = NULL;
-	struct imageops_journal nj = {
-	    .uri = vm->uri,
-	    .uuid = vm->uuid,
-	    .vm = vm->name,
-	    .overlay = vm->disks[0].overlay,
-	    .base = j->base,
-	    .started = j->started,
-	};
+	struct imageops_journal nj = *j; /* the same disks and states, this domain's key */
+	nj.uri = vm->uri;
+	nj.uuid = vm->uuid;
+	nj.vm = vm->name;
 	if (!np || imageops_journal_write(np, &nj, &err) < 0) {
 		log_warn("flow: %s: cannot take over the commit journal %s: %s", vm->name, path,
 			 err ? err : "out of memory");

@@ -82,6 +82,14 @@ void flow_on_job_progress(void *data, double pct)
 	if (!vm || vm->flow != FLOW_COMMITTING)
 		return;
 	vm->progress = pct;
+	if (fv->set.active && vm->n_disks > 1 && fv->set.total_bytes) {
+		/* One bar for the whole set: what the finished disks moved plus
+		 * this disk's share, over what all of them move. */
+		double total = (double)fv->set.total_bytes;
+		double now = (double)fv->set.bytes + pct / 100.0 * (double)job->bytes;
+		vm->progress = now >= total ? 100.0 : 100.0 * now / total;
+		pct = vm->progress;
+	}
 	/* Progress records come every ~1 %; the UI (D-Bus signals,
 	 * notifications) gets at most two updates a second. A value held back
 	 * is delivered when the interval is over. */
@@ -101,9 +109,10 @@ void flow_on_job_progress(void *data, double pct)
 
 /* The commit is complete (the base holds the session, qemu-img emptied
  * the overlay) but no fresh overlay was made: FAILED, Retry rebuilds. */
-static void rebuild_failed_after_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm,
-					uint64_t bytes, const char *why)
+void flow_rebuild_failed_after_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+				      uint64_t bytes, const char *why)
 {
+	flow_set_end(fv);
 	char *msg = NULL;
 	flow_set_msg(&msg,
 		     _("%s: the changes were committed, but a fresh overlay could not be made: %s"),
@@ -121,7 +130,8 @@ void flow_success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum ima
 	if (flow->virt)
 		virt_watcher_refresh_vm(flow->virt, vm);
 	else
-		vm->disks[0].overlay_bytes = image_allocated_bytes(vm->disks[0].overlay);
+		for (size_t i = 0; i < vm->n_disks; i++)
+			vm->disks[i].overlay_bytes = image_allocated_bytes(vm->disks[i].overlay);
 	enum flow_result res = RESULT_COMMITTED;
 	const char *what = "commit";
 	if (op == IMAGEOPS_DISCARD) {
@@ -131,7 +141,7 @@ void flow_success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum ima
 		res = RESULT_UNDONE;
 		what = "undo";
 	}
-	if (op == IMAGEOPS_DISCARD && imageops_has_discarded(vm->disks[0].overlay))
+	if (op == IMAGEOPS_DISCARD)
 		flow_mark_discard(flow, vm);
 	else if (op == IMAGEOPS_UNDO_DISCARD)
 		flow_forget_discard(flow, vm);
@@ -159,20 +169,15 @@ void flow_on_commit_done(void *data, const struct runner_result *res)
 	fv->job = NULL;
 
 	if (res->exit_code == 0 && !res->cancelled) {
-		/* The base now holds everything and qemu-img emptied the
-		 * overlay: both images are consistent, so the journal (which
-		 * guards the half-merged window only) goes before the rebuild.
-		 * A crash during the rebuild leaves the empty old overlay or
-		 * the new one, both correct. */
-		if (imageops_journal_remove(job->journal) < 0)
-			log_warn("flow: cannot remove journal %s: %s", job->journal,
-				 strerror(errno));
+		/* This disk's base now holds its session and qemu-img emptied
+		 * its overlay. The journal (which guards the half-merged window
+		 * only) names it committed; once every disk is, the journal goes
+		 * before the rebuilds: a crash during them leaves the empty old
+		 * overlays or the new ones, both correct (flow-set.c). */
 		uint64_t bytes = job->bytes;
+		size_t disk = job->disk;
 		flow_job_free(job);
-		char *why = NULL;
-		if (!flow_start_rebuild(flow, fv, vm, IMAGEOPS_REBUILD, bytes, &why))
-			rebuild_failed_after_commit(flow, fv, vm, bytes, why);
-		free(why);
+		flow_set_step_done(flow, fv, vm, disk, bytes);
 		return;
 	}
 
@@ -201,10 +206,11 @@ void flow_on_commit_done(void *data, const struct runner_result *res)
 		job->journal = NULL;
 		uint64_t bytes = job->bytes;
 		bool resumed = job->resumed;
+		size_t job_disk = job->disk;
 		flow_job_free(job);
 		job = NULL;
-		flow_start_privileged(flow, fv, vm, IMAGEOPS_COMMIT, false, bytes, journal, resumed,
-				      msg);
+		flow_start_privileged(flow, fv, vm, job_disk, IMAGEOPS_COMMIT, false, bytes, journal,
+				      resumed, msg);
 	} else {
 		/* Failed while opening: this attempt wrote nothing. Its own
 		 * journal goes; one it resumed stays (the base is half-merged). */
@@ -272,6 +278,7 @@ static void rebuild_abandoned(struct flow *flow, struct flow_vm *fv, struct vm *
 			       "nothing was discarded: %s"),
 			     vm->name, why ? why : "");
 	if (domain_active_now(flow, vm)) {
+		flow_set_end(fv);
 		log_warn("flow: %s: %s abandoned, the VM started: %s", vm->name,
 			 imageops_op_name(op), why ? why : "");
 		fv->has_failed_op = false;
@@ -279,7 +286,7 @@ static void rebuild_abandoned(struct flow *flow, struct flow_vm *fv, struct vm *
 		if (flow->ui.result)
 			flow->ui.result(flow->ui.data, vm, RESULT_FAILED, 0, msg);
 	} else {
-		flow_fail(flow, fv, vm, op, msg);
+		flow_set_step_failed(flow, fv, vm, op, msg);
 		if (op == IMAGEOPS_REBUILD)
 			fv->failed_bytes = bytes;
 	}
@@ -303,12 +310,13 @@ void flow_on_rebuild_done(void *data, const struct runner_result *res)
 	fv->job = NULL;
 	enum imageops_op op = job->op;
 	uint64_t bytes = job->bytes;
+	size_t disk = job->disk;
 	char *err = NULL;
 	if (res->exit_code == 0) {
 		int r = imageops_rebuild_finish(&job->rb, job->keep_discarded, &err);
 		if (r == 0) {
 			flow_job_free(job);
-			flow_success(flow, fv, vm, op, bytes);
+			flow_set_step_done(flow, fv, vm, disk, bytes);
 			return;
 		}
 		if (r == -EBUSY) {
@@ -320,7 +328,7 @@ void flow_on_rebuild_done(void *data, const struct runner_result *res)
 		if ((r == -EACCES || r == -EPERM) && flow->priv.argv) {
 			bool keep = job->keep_discarded;
 			flow_job_free(job);
-			flow_start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, err);
+			flow_start_privileged(flow, fv, vm, disk, op, keep, bytes, NULL, false, err);
 			free(err);
 			return;
 		}
@@ -331,7 +339,7 @@ void flow_on_rebuild_done(void *data, const struct runner_result *res)
 		if (perm && flow->priv.argv) {
 			bool keep = job->keep_discarded;
 			flow_job_free(job);
-			flow_start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, err);
+			flow_start_privileged(flow, fv, vm, disk, op, keep, bytes, NULL, false, err);
 			free(err);
 			return;
 		}
@@ -339,7 +347,7 @@ void flow_on_rebuild_done(void *data, const struct runner_result *res)
 	char *msg = NULL;
 	flow_set_msg(&msg, "%s: %s", vm->name, err ? err : _("rebuilding the overlay failed"));
 	flow_job_free(job);
-	flow_fail(flow, fv, vm, op, msg);
+	flow_set_step_failed(flow, fv, vm, op, msg);
 	free(msg);
 	free(err);
 }
@@ -387,10 +395,13 @@ void flow_on_privileged_done(void *data, const struct runner_result *res)
 		if (res->cancelled)
 			log_info("flow: %s: the cancel came too late; the helper finished the %s",
 				 vm->name, imageops_op_name(op));
-		if (job->journal)
-			imageops_journal_remove(job->journal);
+		/* A commit through the helper made the fresh overlay too; the
+		 * journal goes when every disk is committed (flow-set.c). */
+		size_t disk = job->disk;
+		if (op == IMAGEOPS_COMMIT && fv->set.active)
+			fv->set.rebuilt[disk] = true;
 		flow_job_free(job);
-		flow_success(flow, fv, vm, op, bytes);
+		flow_set_step_done(flow, fv, vm, disk, bytes);
 		return;
 	}
 	/* A cancel that reached the helper comes back as PARTIAL (it stopped
@@ -421,12 +432,29 @@ void flow_on_privileged_done(void *data, const struct runner_result *res)
 	    op == IMAGEOPS_REBUILD) {
 		/* The helper's qemu-img commit exited 0 (or this rebuild follows
 		 * a commit that did): the base holds the session, never "nothing
-		 * was changed"; only the fresh overlay is missing. */
+		 * was changed"; only the fresh overlay is missing. Other disks
+		 * still to commit go on (the set is never left half committed);
+		 * the rebuilds after them try this disk's fresh overlay again. */
+		size_t disk = job->disk;
+		if (op == IMAGEOPS_COMMIT && fv->set.active) {
+			bool others = false;
+			for (size_t i = 0; i < vm->n_disks; i++)
+				others = others || (i != disk && !fv->set.done[i]);
+			if (others) {
+				log_warn("flow: %s: %s committed, its fresh overlay failed (%s); "
+					 "committing the other disks",
+					 vm->name, vm->disks[disk].target ? vm->disks[disk].target : "?",
+					 why);
+				flow_job_free(job);
+				flow_set_step_done(flow, fv, vm, disk, bytes);
+				return;
+			}
+		}
 		int r = job->journal ? imageops_journal_remove(job->journal) : 0;
 		if (r < 0)
 			log_warn("flow: cannot remove journal %s: %s", job->journal, strerror(-r));
 		flow_job_free(job);
-		rebuild_failed_after_commit(flow, fv, vm, bytes, why);
+		flow_rebuild_failed_after_commit(flow, fv, vm, bytes, why);
 		return;
 	}
 	if (res->exit_code == 126)
@@ -447,7 +475,7 @@ void flow_on_privileged_done(void *data, const struct runner_result *res)
 		 * journal goes if this attempt wrote it, stays if it resumed. */
 		flow_commit_not_done(flow, fv, vm, job->journal, job->resumed, msg, why);
 	else
-		flow_fail(flow, fv, vm, op, msg);
+		flow_set_step_failed(flow, fv, vm, op, msg);
 	flow_job_free(job);
 	free(msg);
 }

@@ -82,6 +82,15 @@ static const char *refusal_format(enum vm_action a)
 	return _("cannot cancel the commit of %s now: it is %s");
 }
 
+/* The first disk whose base another disk reads, or NULL. */
+static const struct vm_disk *shared_disk(const struct vm *vm)
+{
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (vm->disks[i].shared_with)
+			return &vm->disks[i];
+	return NULL;
+}
+
 /* Why action is not in vm->actions, in the user's words. */
 static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum vm_action a,
 		    char **why)
@@ -94,11 +103,17 @@ static void refusal(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum v
 		    vm->name);
 	else if (vm->flow == FLOW_RUNNING || vm->run == RUN_RUNNING)
 		flow_set_msg(why, _("%s is running; its overlay is in use"), vm->name);
-	else if (a == ACT_COMMIT && vm->disks[0].shared_with)
+	else if (a == ACT_COMMIT && shared_disk(vm))
 		flow_set_msg(why,
 			     _("The base %s is also used by %s; committing into it would corrupt "
 			       "that VM."),
-			     vm->disks[0].base ? vm->disks[0].base : "?", vm->disks[0].shared_with);
+			     shared_disk(vm)->base ? shared_disk(vm)->base : "?",
+			     shared_disk(vm)->shared_with);
+	else if (flow_set_journal_exists(flow, vm) && a != ACT_RETRY)
+		flow_set_msg(why,
+			     _("%s: a discard or undo of its disks stopped half-way; only Retry, "
+			       "which finishes it, is offered"),
+			     vm->name);
 	else if ((a == ACT_DISCARD || a == ACT_COMMIT || a == ACT_UNDO_DISCARD) &&
 		 flow_journal_exists(flow, vm))
 		flow_set_msg(

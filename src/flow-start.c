@@ -37,7 +37,7 @@ bool flow_have_virt(struct flow *flow, const struct vm *vm, char **why)
 	return false;
 }
 
-static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm *vm, size_t disk,
 				enum imageops_op op)
 {
 	struct flow_job *job = calloc(1, sizeof *job);
@@ -45,6 +45,7 @@ static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm
 		return NULL;
 	job->flow = flow;
 	job->op = op;
+	job->disk = disk;
 	job->vm_name = strdup(vm->name);
 	if (!job->vm_name) {
 		free(job);
@@ -57,12 +58,13 @@ static struct flow_job *job_new(struct flow *flow, struct flow_vm *fv, struct vm
  * nothing was changed. Runs the privileged helper when one is wired
  * (flow_set_privileged), else reports plain_msg. Takes journal; resumed:
  * the journal was there before this attempt (flow_commit_not_done). */
-bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
+bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm, size_t disk,
 			   enum imageops_op op, bool keep_discarded, uint64_t bytes, char *journal,
 			   bool resumed, const char *plain_msg)
 {
-	char **argv =
-	    flow->priv.argv ? flow->priv.argv(flow->priv.data, vm, op, keep_discarded) : NULL;
+	char **argv = flow->priv.argv
+			  ? flow->priv.argv(flow->priv.data, vm, disk, op, keep_discarded)
+			  : NULL;
 	if (!argv) {
 		if (op == IMAGEOPS_COMMIT)
 			flow_commit_not_done(
@@ -70,11 +72,11 @@ bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 			    _("permission denied, and the privileged helper (pkexec and "
 			      "vmoverlay-helper) cannot be run"));
 		else
-			flow_fail(flow, fv, vm, op, plain_msg);
+			flow_set_step_failed(flow, fv, vm, op, plain_msg);
 		free(journal);
 		return false;
 	}
-	struct flow_job *job = job_new(flow, fv, vm, op);
+	struct flow_job *job = job_new(flow, fv, vm, disk, op);
 	char *err = NULL;
 	if (job) {
 		job->privileged = true;
@@ -104,14 +106,14 @@ bool flow_start_privileged(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 			flow_commit_not_done(flow, fv, vm, journal, resumed, msg,
 					     err ? err : strerror(ENOMEM));
 		else
-			flow_fail(flow, fv, vm, op, msg);
+			flow_set_step_failed(flow, fv, vm, op, msg);
 		free(journal);
 		free(msg);
 		free(err);
 		return false;
 	}
-	log_info("flow: %s: %s needs privilege; running the helper", vm->name,
-		 imageops_op_name(op));
+	log_info("flow: %s: %s of %s needs privilege; running the helper", vm->name,
+		 imageops_op_name(op), vm->disks[disk].target ? vm->disks[disk].target : "its disk");
 	fv->job = job;
 	flow_set_state(flow, fv, vm, op == IMAGEOPS_COMMIT ? FLOW_COMMITTING : FLOW_REBUILDING);
 	if (op == IMAGEOPS_COMMIT)
@@ -126,13 +128,14 @@ static char *qemu_img(struct flow *flow, char **why)
 
 /* Rebuild (op REBUILD after a commit, or DISCARD). The caller checked the
  * preconditions (or qemu-img commit just exited 0). */
-bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageops_op op,
-			uint64_t bytes, char **why)
+bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, size_t disk,
+			enum imageops_op op, uint64_t bytes, char **why)
 {
+	const struct vm_disk *d = &vm->disks[disk];
 	char *qi = qemu_img(flow, why);
 	if (!qi)
 		return false;
-	struct flow_job *job = job_new(flow, fv, vm, op);
+	struct flow_job *job = job_new(flow, fv, vm, disk, op);
 	if (!job) {
 		free(qi);
 		flow_set_msg(why, "%s", strerror(ENOMEM));
@@ -140,13 +143,13 @@ bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, en
 	}
 	job->bytes = bytes;
 	job->keep_discarded = op == IMAGEOPS_DISCARD && flow->cfg && flow->cfg->keep_discarded;
-	if (!room_for_rebuild(vm->name, vm->disks[0].overlay, why)) {
+	if (!room_for_rebuild(vm->name, d->overlay, why)) {
 		flow_job_free(job);
 		free(qi);
 		return false;
 	}
-	int r = imageops_rebuild_prepare(&job->rb, qi, vm->disks[0].overlay, vm->disks[0].backing_stored,
-					 vm->disks[0].backing_format, why);
+	int r = imageops_rebuild_prepare(&job->rb, qi, d->overlay, d->backing_stored,
+					 d->backing_format, why);
 	free(qi);
 	if (r < 0) {
 		if (r == -EACCES || r == -EPERM || r == -EROFS) {
@@ -155,8 +158,8 @@ bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, en
 			char *msg = why && *why ? strdup(*why) : NULL;
 			bool keep = job->keep_discarded;
 			flow_job_free(job);
-			bool ok =
-			    flow_start_privileged(flow, fv, vm, op, keep, bytes, NULL, false, msg);
+			bool ok = flow_start_privileged(flow, fv, vm, disk, op, keep, bytes, NULL,
+							false, msg);
 			if (ok && why) {
 				free(*why);
 				*why = NULL;
@@ -180,99 +183,84 @@ bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, en
 	return true;
 }
 
-static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
+bool flow_commit_prepare(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
 {
-	char *qi = NULL, *journal = NULL, **argv = NULL;
-	struct flow_job *job = NULL;
-
-	if (!vm->disks[0].backing_stored || !vm->disks[0].backing_format) {
-		/* Checked before the commit, not after: a commit we could not
-		 * follow with a rebuild would leave the VM half-done. */
+	const char *ovs[VMO_MAX_DISKS], *bases[VMO_MAX_DISKS];
+	size_t n = 0;
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const struct vm_disk *d = &vm->disks[i];
+		if (fv->set.done[i])
+			continue;
+		if (!d->backing_stored || !d->backing_format) {
+			/* Checked before the commit, not after: a commit we could
+			 * not follow with a rebuild would leave the VM half-done. */
+			flow_set_msg(why,
+				     _("%s: the overlay does not record its backing file and format, "
+				       "so no fresh overlay could be made after the commit"),
+				     vm->name);
+			return false;
+		}
+		/* Everything the rebuild after the commit needs, checked now:
+		 * the commit empties the overlay, and a rebuild that refuses
+		 * afterwards (a symbolic link, an encrypted overlay ...) would
+		 * leave the VM failed for ever (issue 12, defect 5). Only "this
+		 * user may not" is left to the privileged helper, which checks
+		 * the same as root. */
+		char *cerr = NULL;
+		int c = imageops_rebuild_check(d->overlay, d->backing_stored, d->backing_format,
+					       &cerr);
+		if (c < 0 && !((c == -EACCES || c == -EPERM) && flow->priv.argv)) {
+			flow_set_msg(why, _("%s: cannot commit: %s; nothing was changed"), vm->name,
+				     cerr ? cerr : strerror(-c));
+			free(cerr);
+			return false;
+		}
+		free(cerr);
+		ovs[n] = d->overlay;
+		bases[n++] = d->base;
+		fv->set.total_bytes += image_allocated_bytes(d->overlay);
+	}
+	/* Before any byte changes: a commit that runs out of room leaves the
+	 * base half-merged (only Resume is safe then). Disks whose bases share
+	 * a filesystem add up. */
+	if (!room_for_commits(vm->name, ovs, bases, n, why))
+		return false;
+	/* The bases are about to change: an older discarded overlay, made
+	 * against the old base, could no longer be restored safely. */
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		if (fv->set.done[i] || imageops_drop_discarded(vm->disks[i].overlay) == 0)
+			continue;
 		flow_set_msg(why,
-			     _("%s: the overlay does not record its backing file and format, so no "
-			       "fresh overlay could be made after the commit"),
+			     _("%s: cannot remove the old discarded overlay before committing"),
 			     vm->name);
 		return false;
 	}
-	/* Everything the rebuild after the commit needs, checked now: the
-	 * commit empties the overlay, and a rebuild that refuses afterwards
-	 * (a symbolic link, an encrypted overlay ...) would leave the VM
-	 * failed for ever (issue 12, defect 5). Only "this user may not" is
-	 * left to the privileged helper, which checks the same as root. */
-	char *cerr = NULL;
-	int c = imageops_rebuild_check(vm->disks[0].overlay, vm->disks[0].backing_stored, vm->disks[0].backing_format, &cerr);
-	if (c < 0 && !((c == -EACCES || c == -EPERM) && flow->priv.argv)) {
-		flow_set_msg(why, _("%s: cannot commit: %s; nothing was changed"), vm->name,
-			     cerr ? cerr : strerror(-c));
-		free(cerr);
-		return false;
-	}
-	free(cerr);
+	return true;
+}
+
+bool flow_commit_disk(struct flow *flow, struct flow_vm *fv, struct vm *vm, size_t disk,
+		      char **why)
+{
+	const struct vm_disk *d = &vm->disks[disk];
+	char *qi = NULL, *journal = NULL, **argv = NULL;
+	struct flow_job *job = NULL;
+	bool resumed = fv->set.resumed || flow_set_any_done(fv, vm);
 	journal = flow_journal_path(flow, vm);
-	if (!journal) {
-		if (flow_state_dir(flow))
-			flow_set_msg(why,
-				     _("%s: libvirt has not told which domain this is (its UUID)"),
-				     vm->name);
-		else
-			flow_set_msg(why, _("%s: no state directory for the commit journal"),
-				     vm->name);
-		return false;
-	}
-	/* Any journal there (even one we cannot parse) is an earlier,
-	 * unfinished commit: this attempt resumes it and never removes it
-	 * unless its commit exits 0. */
-	struct stat jst;
-	bool resumed = lstat(journal, &jst) == 0;
-	struct imageops_journal j;
-	if (imageops_journal_read(journal, &j) == 0) {
-		/* Resuming: it must be the same overlay, or the journal is about
-		 * another disk and resuming would be wrong. */
-		bool same = image_same_file(j.overlay, vm->disks[0].overlay);
-		if (!same) {
-			flow_set_msg(why,
-				     _("%s: the interrupted commit was for %s, but the VM's "
-				       "disk is now "
-				       "%s; resolve this by hand (journal %s)"),
-				     vm->name, j.overlay, vm->disks[0].overlay, journal);
-			imageops_journal_clear(&j);
-			goto error;
-		}
-	}
-	imageops_journal_clear(&j);
-	/* Before any byte changes: a commit that runs out of room leaves the
-	 * base half-merged (only Resume is safe then). */
-	if (!room_for_commit(vm->name, vm->disks[0].overlay, vm->disks[0].base, why))
-		goto error;
 	qi = qemu_img(flow, why);
-	if (!qi)
+	if (!journal || !qi)
 		goto error;
-	argv = imageops_commit_argv(qi, vm->disks[0].overlay);
-	job = job_new(flow, fv, vm, IMAGEOPS_COMMIT);
+	argv = imageops_commit_argv(qi, d->overlay);
+	job = job_new(flow, fv, vm, disk, IMAGEOPS_COMMIT);
 	if (!argv || !job) {
 		flow_set_msg(why, "%s", strerror(ENOMEM));
 		goto error;
 	}
-	job->bytes = image_allocated_bytes(vm->disks[0].overlay);
-	/* The base is about to change: an older discarded overlay, made
-	 * against the old base, could no longer be restored safely. */
-	if (imageops_drop_discarded(vm->disks[0].overlay) < 0) {
-		flow_set_msg(why,
-			     _("%s: cannot remove the old discarded overlay before committing"),
-			     vm->name);
-		goto error;
-	}
-	/* The journal must be on disk (file and directory entry) before
-	 * qemu-img may write into the base; if that cannot be made sure, the
-	 * commit does not start (*why names the error). */
-	struct imageops_journal nj = {
-	    .uri = vm->uri,
-	    .uuid = vm->uuid,
-	    .vm = vm->name,
-	    .overlay = vm->disks[0].overlay,
-	    .base = vm->disks[0].base,
-	};
-	if (imageops_journal_write(journal, &nj, why) < 0) {
+	job->bytes = image_allocated_bytes(d->overlay);
+	/* The journal must be on disk (file and directory entry), naming this
+	 * disk "committing", before qemu-img may write into its base; if that
+	 * cannot be made sure, the commit does not start (*why names the
+	 * error). */
+	if (flow_set_write_journal(flow, fv, vm, journal, IMAGEOPS_COMMIT, (long)disk, why) < 0) {
 		if (!resumed)
 			imageops_journal_remove(journal);
 		goto error;
@@ -288,12 +276,14 @@ static bool start_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, c
 		goto error;
 	}
 	runner_set_kill_grace(job->runner, flow->kill_grace_ms);
-	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, vm->disks[0].overlay,
+	log_info("flow: %s: committing %s (%llu bytes allocated)", vm->name, d->overlay,
 		 (unsigned long long)job->bytes);
 	fv->job = job;
 	fv->last_ui_progress_ms = 0;
-	flow_set_state(flow, fv, vm, FLOW_COMMITTING);
-	vm->progress = 0;
+	if (vm->flow != FLOW_COMMITTING) {
+		flow_set_state(flow, fv, vm, FLOW_COMMITTING);
+		vm->progress = 0;
+	}
 	imageops_argv_free(argv);
 	free(qi);
 	return true;
@@ -306,30 +296,31 @@ error:
 	return false;
 }
 
-static bool start_undo(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
+bool flow_undo_disk(struct flow *flow, struct flow_vm *fv, struct vm *vm, size_t disk,
+		    char **why)
 {
 	/* Asked again right before the rename (the check above was for the
 	 * menu): the overlay must still be the one the discard made. */
-	char *no = flow_undo_refusal(flow, vm);
+	char *no = flow_undo_refusal_disk(flow, vm, disk);
 	if (no) {
 		flow_set_msg(why, "%s", no);
 		free(no);
 		return false;
 	}
 	char *err = NULL;
-	int r = imageops_undo_discard(vm->disks[0].overlay, &err);
+	int r = imageops_undo_discard(vm->disks[disk].overlay, &err);
 	if (r == -EACCES || r == -EPERM) {
-		flow_start_privileged(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, false, 0, NULL, false,
-				      err);
+		bool ok = flow_start_privileged(flow, fv, vm, disk, IMAGEOPS_UNDO_DISCARD, false, 0,
+						NULL, false, err);
 		free(err);
-		return true;
+		return ok;
 	}
 	if (r < 0) {
 		flow_set_msg(why, "%s: %s", vm->name, err ? err : strerror(-r));
 		free(err);
 		return false;
 	}
-	flow_success(flow, fv, vm, IMAGEOPS_UNDO_DISCARD, 0);
+	flow_set_step_done(flow, fv, vm, disk, 0);
 	return true;
 }
 
@@ -349,12 +340,6 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 	}
 	if (!flow_have_virt(flow, vm, why))
 		return false;
-	if (vm->n_disks > 1) {
-		/* Interim, until the flow runs the steps disk by disk. */
-		flow_set_msg(why, _("%s: several disks are watched; their operations are not "
-		                    "available yet"), vm->name);
-		return false;
-	}
 	/* The facts asked afresh (a query: the watcher alone writes them into
 	 * the model); the decision is made here, on what is true now. */
 	struct virt_now now;
@@ -377,6 +362,13 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 		             vm->name);
 		return false;
 	}
+	if ((op == IMAGEOPS_COMMIT || op == IMAGEOPS_REBUILD) && flow_set_journal_exists(flow, vm)) {
+		flow_set_msg(why,
+			     _("%s: a discard or undo of its disks stopped half-way; only Retry, "
+			       "which finishes it, is offered"),
+			     vm->name);
+		return false;
+	}
 	if (op != IMAGEOPS_COMMIT && flow_journal_exists(flow, vm)) {
 		flow_set_msg(
 		    why,
@@ -387,23 +379,20 @@ bool flow_start_op(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum im
 	}
 	/* qemu-img commit checks its own lock (and says "in use"); the file
 	 * steps do not go through QEMU, so ask its locks here. */
-	if (op != IMAGEOPS_COMMIT && imageops_locked(vm->disks[0].overlay)) {
+	for (size_t i = 0; op != IMAGEOPS_COMMIT && i < vm->n_disks; i++) {
+		if (!imageops_locked(vm->disks[i].overlay))
+			continue;
 		flow_set_msg(why,
 			     _("%s: the overlay is in use by another process (is the VM running?)"),
 			     vm->name);
 		return false;
 	}
-	switch (op) {
-	case IMAGEOPS_COMMIT:
-		return start_commit(flow, fv, vm, why);
-	case IMAGEOPS_REBUILD:
-	case IMAGEOPS_DISCARD:
-		return flow_start_rebuild(flow, fv, vm, op,
-					  op == IMAGEOPS_REBUILD ? fv->failed_bytes : 0, why);
-	case IMAGEOPS_UNDO_DISCARD:
-		return start_undo(flow, fv, vm, why);
-	}
-	return false;
+	uint64_t failed_bytes = fv->failed_bytes;
+	if (!flow_set_start(flow, fv, vm, op, why))
+		return false;
+	if (op == IMAGEOPS_REBUILD && fv->set.active && !fv->set.bytes)
+		fv->set.bytes = failed_bytes; /* what the commit before moved: for the result */
+	return true;
 }
 
 /* A policy acts like the user's choice; if it cannot start, the VM shows

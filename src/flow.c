@@ -100,52 +100,70 @@ static bool state_allows_discarded(enum flow_state s)
  * applet was not running, or something wrote to the image) leaves both
  * files in place; the identity recorded at discard time tells them apart.
  * Returns why Undo must be refused (translated, malloc'd), or NULL. */
-char *flow_undo_refusal(const struct flow *flow, const struct vm *vm)
+static const char *mark_target(const struct vm *vm, size_t i)
+{
+	/* A VM with one disk keeps the record files from before issue 15 had. */
+	return vm->n_disks > 1 ? vm->disks[i].target : NULL;
+}
+
+char *flow_undo_refusal_disk(const struct flow *flow, const struct vm *vm, size_t i)
 {
 	struct statefile_file_id mark, now;
 	struct stat st;
 	struct state_key k = flow_vm_key(vm);
 	char *msg = NULL;
-	if (!flow->state || !statefile_get_discard_mark(flow->state, &k, &mark))
-		flow_set_msg(
-		    &msg,
-		    _("%s: Undo is not offered: there is no record of the overlay the discard "
-		      "left, so a session since then cannot be ruled out. The discarded overlay "
-		      "stays in %s.discarded"),
-		    vm->name, vm->disks[0].overlay);
-	else if (stat(vm->disks[0].overlay, &st) < 0)
+	const char *ov = vm->disks[i].overlay;
+	if (!flow->state || !statefile_get_discard_mark(flow->state, &k, mark_target(vm, i), &mark))
+		flow_set_msg(&msg,
+			     _("%s: Undo is not offered: there is no record of the overlay the "
+			       "discard left, so a session since then cannot be ruled out. The "
+			       "discarded overlay stays in %s.discarded"),
+			     vm->name, ov);
+	else if (stat(ov, &st) < 0)
 		flow_set_msg(&msg, _("%s: Undo is not offered: cannot check the overlay %s: %s"),
-			vm->name, vm->disks[0].overlay, strerror(errno));
+			     vm->name, ov, strerror(errno));
 	else {
 		statefile_file_id_of(&st, &now);
 		if (!statefile_file_id_equal(&mark, &now))
-			flow_set_msg(
-			    &msg,
-			    _("%s: Undo is not offered: the overlay changed since the discard (the "
-			      "VM ran or was written to while vmoverlay was not watching), and "
-			      "undoing would throw that newer session away. The discarded overlay "
-			      "stays in %s.discarded"),
-			    vm->name, vm->disks[0].overlay);
+			flow_set_msg(&msg,
+				     _("%s: Undo is not offered: the overlay changed since the discard "
+				       "(the VM ran or was written to while vmoverlay was not "
+				       "watching), and undoing would throw that newer session away. "
+				       "The discarded overlay stays in %s.discarded"),
+				     vm->name, ov);
 	}
 	return msg;
 }
 
-/* After a discard that kept .discarded: remember the fresh overlay. */
+char *flow_undo_refusal(const struct flow *flow, const struct vm *vm)
+{
+	char *msg = NULL;
+	for (size_t i = 0; i < vm->n_disks && !msg; i++)
+		msg = flow_undo_refusal_disk(flow, vm, i);
+	return msg;
+}
+
+/* After a discard that kept .discarded: remember every fresh overlay. */
 void flow_mark_discard(struct flow *flow, const struct vm *vm)
 {
 	struct stat st;
 	struct state_key k = flow_vm_key(vm);
 	if (!flow->state)
 		return;
-	if (stat(vm->disks[0].overlay, &st) < 0) {
-		/* No mark: Undo will be refused, never offered blindly. */
-		log_warn("flow: %s: cannot stat the fresh overlay %s: %s", vm->name, vm->disks[0].overlay,
-			 strerror(errno));
-		statefile_set_discard_mark(flow->state, &k, NULL);
-	} else {
-		struct statefile_file_id id;
-		statefile_file_id_of(&st, &id);
-		statefile_set_discard_mark(flow->state, &k, &id);
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		const char *ov = vm->disks[i].overlay;
+		if (!imageops_has_discarded(ov))
+			continue;
+		if (stat(ov, &st) < 0) {
+			/* No mark: Undo will be refused, never offered blindly. */
+			log_warn("flow: %s: cannot stat the fresh overlay %s: %s", vm->name, ov,
+				 strerror(errno));
+			statefile_set_discard_mark(flow->state, &k, mark_target(vm, i), NULL);
+		} else {
+			struct statefile_file_id id;
+			statefile_file_id_of(&st, &id);
+			statefile_set_discard_mark(flow->state, &k, mark_target(vm, i), &id);
+		}
 	}
 	if (!statefile_save(flow->state))
 		log_warn("flow: %s: could not save the state file (discard record)", vm->name);
@@ -154,10 +172,27 @@ void flow_mark_discard(struct flow *flow, const struct vm *vm)
 void flow_forget_discard(struct flow *flow, const struct vm *vm)
 {
 	struct state_key k = flow_vm_key(vm);
-	if (!flow->state || !statefile_get_discard_mark(flow->state, &k, NULL))
+	if (!flow->state)
 		return;
-	statefile_set_discard_mark(flow->state, &k, NULL);
-	statefile_save(flow->state);
+	bool any = false;
+	for (size_t i = 0; i < vm->n_disks || (i == 0 && !vm->n_disks); i++) {
+		const char *t = vm->n_disks ? mark_target(vm, i) : NULL;
+		if (!statefile_get_discard_mark(flow->state, &k, t, NULL))
+			continue;
+		statefile_set_discard_mark(flow->state, &k, t, NULL);
+		any = true;
+	}
+	if (any)
+		statefile_save(flow->state);
+}
+
+/* Every watched disk has its <overlay>.discarded (a discard kept them). */
+static bool all_discarded(const struct vm *vm)
+{
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (!vm->disks[i].overlay || !imageops_has_discarded(vm->disks[i].overlay))
+			return false;
+	return vm->n_disks > 0;
 }
 
 /* vm->actions from the state; the journal overrides: while a commit is
@@ -191,7 +226,7 @@ void flow_update_actions(struct flow *flow, struct vm *vm)
 		break;
 	}
 	bool journal = flow_journal_exists(flow, vm);
-	vm->has_discarded = vm->disks[0].overlay && imageops_has_discarded(vm->disks[0].overlay);
+	vm->has_discarded = all_discarded(vm);
 	char *undo_no = vm->has_discarded ? flow_undo_refusal(flow, vm) : NULL;
 	vm_set_str(&vm->undo_note, undo_no);
 	free(undo_no);
@@ -200,11 +235,16 @@ void flow_update_actions(struct flow *flow, struct vm *vm)
 		a &= ~(ACT_BIT(ACT_COMMIT) | ACT_BIT(ACT_DISCARD) | ACT_BIT(ACT_RETRY));
 		if (offered)
 			a |= ACT_BIT(ACT_RESUME);
+	} else if (flow_set_journal_exists(flow, vm) && vm->flow != FLOW_REBUILDING) {
+		/* A discard or undo of several disks stopped half-way: the set
+		 * is finished first, never committed half discarded. */
+		a &= ACT_BIT(ACT_RETRY);
 	} else if (vm->has_discarded && !vm->undo_note && state_allows_discarded(vm->flow)) {
 		a |= ACT_BIT(ACT_UNDO_DISCARD);
 	}
-	if (vm->disks[0].shared_with)
-		a &= ~ACT_BIT(ACT_COMMIT);
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (vm->disks[i].shared_with)
+			a &= ~ACT_BIT(ACT_COMMIT);
 	vm->actions = a;
 }
 
@@ -242,6 +282,7 @@ void flow_fail(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum imageo
 		 const char *msg)
 {
 	log_warn("flow: %s: %s failed: %s", vm->name, imageops_op_name(op), msg ? msg : "");
+	flow_set_end(fv);
 	fv->has_failed_op = true;
 	fv->failed_op = op;
 	fv->failed_bytes = 0;
@@ -256,6 +297,7 @@ void flow_interrupted(struct flow *flow, struct flow_vm *fv, struct vm *vm, cons
 			enum flow_result res)
 {
 	log_warn("flow: %s: commit interrupted: %s", vm->name, msg ? msg : "");
+	flow_set_end(fv);
 	flow_set_state(flow, fv, vm, FLOW_INTERRUPTED);
 	vm_set_str(&vm->error, msg);
 	flow_changed(flow, vm);
@@ -292,6 +334,27 @@ void flow_resume_failed(struct flow *flow, struct flow_vm *fv, struct vm *vm, co
 void flow_commit_not_done(struct flow *flow, struct flow_vm *fv, struct vm *vm,
 			    const char *journal, bool resumed, const char *msg, const char *why)
 {
+	if (flow_set_any_done(fv, vm) && !fv->set.resumed) {
+		/* Some disks of this attempt were committed, this one was not:
+		 * the set must not be left half committed, the journal stays. */
+		char *done = flow_set_disks_text(fv, vm, true);
+		char *left = flow_set_disks_text(fv, vm, false);
+		char *text = NULL;
+		/* TRANSLATORS: VM name, disks committed, disks not, the reason */
+		flow_set_msg(&text,
+			     _("%s: %s committed, %s not: %s. Nothing was lost: the overlays not "
+			       "committed still hold their changes; only resuming the commit is "
+			       "safe"),
+			     vm->name, done ? done : "?", left ? left : "?", why ? why : "?");
+		log_warn("flow: %s: the commit stopped between disks; journal %s kept", vm->name,
+			 journal ? journal : "");
+		free(done);
+		free(left);
+		flow_interrupted(flow, fv, vm, text, RESULT_FAILED);
+		free(text);
+		return;
+	}
+	flow_set_end(fv);
 	if (resumed) {
 		log_warn("flow: %s: resuming the commit failed; journal %s kept", vm->name,
 			 journal ? journal : "?");
@@ -333,6 +396,10 @@ void flow_on_domain_stopped(struct flow *flow, struct vm *vm, enum vm_stop_kind 
 			flow_auto_op(flow, fv, vm, IMAGEOPS_COMMIT);
 		else
 			flow_set_state(flow, fv, vm, FLOW_INTERRUPTED);
+		return;
+	}
+	if (flow_set_journal_exists(flow, vm)) {
+		flow_set_journal_found(flow, fv, vm);
 		return;
 	}
 	if (vm->n_problems) {
@@ -385,8 +452,9 @@ void flow_on_domain_started(struct flow *flow, struct vm *vm)
 	fv->has_failed_op = false;
 	/* The VM writes to the overlay again: a discarded one from before can
 	 * no longer be put back meaningfully. */
-	if (vm->disks[0].overlay && imageops_has_discarded(vm->disks[0].overlay))
-		imageops_drop_discarded(vm->disks[0].overlay);
+	for (size_t i = 0; i < vm->n_disks; i++)
+		if (vm->disks[i].overlay && imageops_has_discarded(vm->disks[i].overlay))
+			imageops_drop_discarded(vm->disks[i].overlay);
 	flow_forget_discard(flow, vm);
 	flow_set_state(flow, fv, vm, FLOW_RUNNING);
 }
@@ -404,6 +472,11 @@ void flow_on_domain_updated(struct flow *flow, struct vm *vm)
 	    (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED) && flow_journal_exists(flow, vm)) {
 		/* Found at start-up, or this domain's by its disk (flow_scan_journals). */
 		flow_journal_found(flow, fv, vm);
+		return;
+	}
+	if ((vm->flow == FLOW_UNKNOWN || vm->flow == FLOW_CLEAN) &&
+	    (vm->run == RUN_SHUTOFF || vm->run == RUN_CRASHED) && flow_set_journal_exists(flow, vm)) {
+		flow_set_journal_found(flow, fv, vm);
 		return;
 	}
 	enum flow_state s = vm->flow;
@@ -513,6 +586,10 @@ static void check_journals(struct flow *flow)
 		if ((vm->flow == FLOW_UNKNOWN || vm->flow == FLOW_CLEAN) && flow_identity_known(vm) &&
 		    flow_journal_exists(flow, vm))
 			flow_journal_found(flow, fv, vm);
+		else if ((vm->flow == FLOW_UNKNOWN || vm->flow == FLOW_CLEAN) &&
+			 flow_identity_known(vm) && vm->run != RUN_RUNNING &&
+			 flow_set_journal_exists(flow, vm))
+			flow_set_journal_found(flow, fv, vm);
 		flow_update_actions(flow, vm);
 	}
 }
@@ -586,6 +663,7 @@ void flow_destroy(struct flow *flow)
 				imageops_rebuild_abort(&fv->job->rb);
 			flow_job_free(fv->job);
 		}
+		flow_set_end(fv);
 		free(fv->name);
 		free(fv->key_uri);
 		free(fv);

@@ -82,7 +82,9 @@ int flow_stop_deadline_ms(const struct flow *flow);
 #define FLOW_HELPER_EXIT_COMMITTED 8
 enum imageops_op;
 struct flow_privileged {
-	char **(*argv)(void *data, const struct vm *vm, enum imageops_op op, bool keep_discarded);
+	/* disk: the index in vm->disks the step is for. */
+	char **(*argv)(void *data, const struct vm *vm, size_t disk, enum imageops_op op,
+		       bool keep_discarded);
 	void *data;
 };
 void flow_set_privileged(struct flow *flow, const struct flow_privileged *priv);

@@ -372,7 +372,8 @@ static int run(const struct helper_args *a, const char *uri)
 	}
 	/* From here on the facts as libvirt and the images gave them just now. */
 	vm = now.facts;
-	if (strcasecmp(vm->uuid, a->uuid) != 0 || !vm->disks[0].target ||
+	/* The helper's configuration names this one disk of the domain. */
+	if (strcasecmp(vm->uuid, a->uuid) != 0 || vm->n_disks != 1 || !vm->disks[0].target ||
 	    strcmp(vm->disks[0].target, a->target) != 0) {
 		code = finish(
 		    PRIVHELPER_EXIT_REFUSED,

@@ -35,7 +35,7 @@ static bool uuid_string(const char *s)
 	return n >= 32 && n <= 36;
 }
 
-char *imageops_journal_path(const char *state_dir, const char *uri, const char *uuid)
+static char *keyed_path(const char *state_dir, const char *uri, const char *uuid, const char *ext)
 {
 	if (!state_dir || !uri || !*uri || !uuid_string(uuid))
 		return NULL;
@@ -44,9 +44,43 @@ char *imageops_journal_path(const char *state_dir, const char *uri, const char *
 	for (const unsigned char *c = (const unsigned char *)uri; *c; c++)
 		h = (h ^ *c) * 0x100000001b3ULL;
 	char *p = NULL;
-	if (asprintf(&p, "%s/%s@%016llx.commit", state_dir, uuid, (unsigned long long)h) < 0)
+	if (asprintf(&p, "%s/%s@%016llx.%s", state_dir, uuid, (unsigned long long)h, ext) < 0)
 		p = NULL;
 	return p;
+}
+
+char *imageops_journal_path(const char *state_dir, const char *uri, const char *uuid)
+{
+	return keyed_path(state_dir, uri, uuid, "commit");
+}
+
+char *imageops_set_journal_path(const char *state_dir, const char *uri, const char *uuid)
+{
+	return keyed_path(state_dir, uri, uuid, "set");
+}
+
+const char *imageops_disk_state_name(enum imageops_op op, enum imageops_disk_state s)
+{
+	static const char *const names[][3] = {
+	    [IMAGEOPS_COMMIT] = {"pending", "committing", "committed"},
+	    [IMAGEOPS_REBUILD] = {"pending", "rebuilding", "rebuilt"},
+	    [IMAGEOPS_DISCARD] = {"pending", "discarding", "discarded"},
+	    [IMAGEOPS_UNDO_DISCARD] = {"pending", "restoring", "restored"},
+	};
+	if ((unsigned)op > IMAGEOPS_UNDO_DISCARD || (unsigned)s > JDISK_DONE)
+		return "?";
+	return names[op][s];
+}
+
+static bool disk_state_from_name(const char *v, enum imageops_disk_state *out)
+{
+	for (unsigned op = 0; op <= IMAGEOPS_UNDO_DISCARD; op++)
+		for (unsigned st = 0; st <= JDISK_DONE; st++)
+			if (strcmp(v, imageops_disk_state_name(op, st)) == 0) {
+				*out = st;
+				return true;
+			}
+	return false;
 }
 
 char *imageops_journal_legacy_path(const char *state_dir, const char *vm)
@@ -81,20 +115,45 @@ int imageops_journal_write(const char *path, const struct imageops_journal *j, c
 		goto error;
 	}
 	char *text = NULL;
-	/* uri/uuid first: a reader sees at once which domain it is about. */
-	int n = asprintf(&text,
-			 "# vmoverlay commit journal: a qemu-img commit of this overlay into\n"
-			 "# its base started and has not finished. Only the overlay holds a\n"
-			 "# consistent disk; do not discard it.\n"
-			 "version=2\nuri=%s\nuuid=%s\nvm=%s\noverlay=%s\nbase=%s\nstarted=%lld\n",
-			 j->uri ? j->uri : "", j->uuid ? j->uuid : "", j->vm ? j->vm : "",
-			 j->overlay ? j->overlay : "", j->base ? j->base : "",
-			 j->started ? j->started : (long long)time(NULL));
-	if (n < 0) {
+	size_t tlen = 0;
+	FILE *m = open_memstream(&text, &tlen);
+	if (!m) {
 		close(fd);
 		ret = -ENOMEM;
 		goto error;
 	}
+	/* uri/uuid first: a reader sees at once which domain it is about. */
+	if (j->op == IMAGEOPS_COMMIT)
+		fputs("# vmoverlay commit journal: a qemu-img commit of these overlays into\n"
+		      "# their bases started and has not finished. Only the overlays hold a\n"
+		      "# consistent disk; do not discard them.\n", m);
+	else
+		fprintf(m, "# vmoverlay: the %s of a VM's overlays, one disk after the other,\n"
+			"# has not finished. The disks left 'pending' still hold the session.\n",
+			imageops_op_name(j->op));
+	fprintf(m, "version=3\nop=%s\nuri=%s\nuuid=%s\nvm=%s\nstarted=%lld\n",
+		imageops_op_name(j->op), j->uri ? j->uri : "", j->uuid ? j->uuid : "",
+		j->vm ? j->vm : "", j->started ? j->started : (long long)time(NULL));
+	struct imageops_journal_disk one = {.overlay = j->overlay, .base = j->base,
+					    .state = JDISK_RUNNING};
+	const struct imageops_journal_disk *ds = j->n_disks ? j->disks : &one;
+	size_t nd = j->n_disks ? j->n_disks : 1;
+	for (size_t i = 0; i < nd; i++)
+		fprintf(m, "disk.%zu.target=%s\ndisk.%zu.state=%s\ndisk.%zu.overlay=%s\n"
+			"disk.%zu.base=%s\n",
+			i, ds[i].target ? ds[i].target : "", i,
+			imageops_disk_state_name(j->op, ds[i].state), i,
+			ds[i].overlay ? ds[i].overlay : "", i, ds[i].base ? ds[i].base : "");
+	/* A reader from before issue 15 finds the first disk here. */
+	fprintf(m, "overlay=%s\nbase=%s\n", ds[0].overlay ? ds[0].overlay : "",
+		ds[0].base ? ds[0].base : "");
+	if (fclose(m) != 0 || !text) {
+		free(text);
+		close(fd);
+		ret = -ENOMEM;
+		goto error;
+	}
+	int n = (int)tlen;
 	ssize_t w = write(fd, text, (size_t)n);
 	free(text);
 	if (w != n) {
@@ -135,6 +194,29 @@ static void set_str(char **field, const char *v)
 	*field = strdup(v);
 }
 
+/* "disk.N.key=v" into j->disks[N] (N below VMO_MAX_DISKS). */
+static void read_disk_line(struct imageops_journal *j, const char *key, const char *v)
+{
+	char *end = NULL;
+	unsigned long i = strtoul(key + 5, &end, 10);
+	if (end == key + 5 || *end != '.' || i >= VMO_MAX_DISKS)
+		return;
+	struct imageops_journal_disk *d = &j->disks[i];
+	const char *k = end + 1;
+	if (strcmp(k, "target") == 0 && *v)
+		set_str(&d->target, v);
+	else if (strcmp(k, "overlay") == 0 && *v)
+		set_str(&d->overlay, v);
+	else if (strcmp(k, "base") == 0 && *v)
+		set_str(&d->base, v);
+	else if (strcmp(k, "state") == 0)
+		disk_state_from_name(v, &d->state);
+	else
+		return;
+	if (i + 1 > j->n_disks)
+		j->n_disks = i + 1;
+}
+
 int imageops_journal_read(const char *path, struct imageops_journal *j)
 {
 	memset(j, 0, sizeof *j);
@@ -154,7 +236,11 @@ int imageops_journal_read(const char *path, struct imageops_journal *j)
 			continue;
 		*eq = 0;
 		const char *v = eq + 1;
-		if (strcmp(line, "uri") == 0 && *v)
+		if (strncmp(line, "disk.", 5) == 0)
+			read_disk_line(j, line, v);
+		else if (strcmp(line, "op") == 0)
+			imageops_op_from_name(v, &j->op);
+		else if (strcmp(line, "uri") == 0 && *v)
 			set_str(&j->uri, v);
 		else if (strcmp(line, "uuid") == 0 && *v)
 			set_str(&j->uuid, v);
@@ -169,7 +255,23 @@ int imageops_journal_read(const char *path, struct imageops_journal *j)
 	}
 	free(line);
 	fclose(f);
-	return j->overlay && *j->overlay ? 0 : -EINVAL;
+	if (!j->n_disks && j->overlay && *j->overlay) {
+		/* version 2: one disk, its commit started */
+		j->n_disks = 1;
+		set_str(&j->disks[0].overlay, j->overlay);
+		if (j->base)
+			set_str(&j->disks[0].base, j->base);
+		j->disks[0].state = JDISK_RUNNING;
+	}
+	if (!j->n_disks)
+		return -EINVAL;
+	for (size_t i = 0; i < j->n_disks; i++)
+		if (!j->disks[i].overlay)
+			return -EINVAL;
+	set_str(&j->overlay, j->disks[0].overlay);
+	free(j->base);
+	j->base = j->disks[0].base ? strdup(j->disks[0].base) : NULL;
+	return 0;
 }
 
 int imageops_journal_remove(const char *path)
@@ -189,5 +291,10 @@ void imageops_journal_clear(struct imageops_journal *j)
 	free(j->vm);
 	free(j->overlay);
 	free(j->base);
+	for (size_t i = 0; i < VMO_MAX_DISKS; i++) {
+		free(j->disks[i].target);
+		free(j->disks[i].overlay);
+		free(j->disks[i].base);
+	}
 	memset(j, 0, sizeof *j);
 }

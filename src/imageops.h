@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "config.h"
 #include "runner.h"
 
 enum imageops_op {
@@ -136,17 +137,42 @@ int imageops_qemu_lock(int fd);
  * written before that were named after the VM and have no uri/uuid: the
  * flow moves one to its domain when the overlay it names is that domain's
  * disk, and keeps and shows every journal it cannot match. */
+/* Each disk's state in a journal (issue 15: a VM with several disks
+ * commits them one by one; the journal says how far it got). */
+enum imageops_disk_state {
+	JDISK_PENDING = 0, /* not started: this base was not touched */
+	JDISK_RUNNING,     /* started: a commit's base may be half-merged */
+	JDISK_DONE,        /* finished (committed, replaced, restored) */
+};
+struct imageops_journal_disk {
+	char *target; /* NULL in a journal from before issue 15 */
+	char *overlay;
+	char *base;
+	enum imageops_disk_state state;
+};
 struct imageops_journal {
 	char *uri;  /* NULL in a journal from before issue 12 */
 	char *uuid; /* NULL in a journal from before issue 12 */
 	char *vm;   /* the VM's name when it was written (display) */
+	/* COMMIT for the .commit journal; DISCARD or UNDO_DISCARD for the
+	 * .set journal a VM with several disks writes while it replaces its
+	 * overlays one by one (imageops_set_journal_path). */
+	enum imageops_op op;
+	struct imageops_journal_disk disks[VMO_MAX_DISKS];
+	size_t n_disks;
+	/* Written as disk 0 when n_disks is 0; set by the reader to disk 0's. */
 	char *overlay;
 	char *base;
 	long long started; /* unix time */
 };
+/* The words a journal uses for a disk's state ("committed", ...). */
+const char *imageops_disk_state_name(enum imageops_op op, enum imageops_disk_state s);
 /* <state_dir>/<uuid>@<hash of uri>.commit; NULL if uri or uuid is empty
  * or the uuid is not a plain UUID string. */
 char *imageops_journal_path(const char *state_dir, const char *uri, const char *uuid);
+/* <state_dir>/<uuid>@<hash of uri>.set: the discard or undo of a VM with
+ * several disks, between its first and its last replaced overlay. */
+char *imageops_set_journal_path(const char *state_dir, const char *uri, const char *uuid);
 /* <state_dir>/<vm>.commit ('/' in the name replaced): before issue 12. */
 char *imageops_journal_legacy_path(const char *state_dir, const char *vm);
 /* True for a journal's file name in the state directory (either kind). */

@@ -124,7 +124,7 @@ bool privhelper_uri_is_system(const char *uri)
 	       (strcmp(uri, "qemu:///system") == 0 || strcmp(uri, "qemu+unix:///system") == 0);
 }
 
-char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
+char **privhelper_flow_argv(void *data, const struct vm *vm, size_t disk, enum imageops_op op,
 			    bool keep_discarded)
 {
 	virConnectPtr conn = data ? virt_watcher_conn(data) : NULL;
@@ -144,11 +144,13 @@ char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op
 	if (keep_discarded)
 		log_info("privhelper: %s: the discarded overlay is not kept for root's images",
 			 vm->name);
-	return privhelper_vm_argv(vm, op, false);
+	return privhelper_vm_argv(vm, disk, op, false);
 }
 
-char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_discarded)
+char **privhelper_vm_argv(const struct vm *vm, size_t disk, enum imageops_op op,
+			  bool keep_discarded)
 {
+	const char *target = disk < vm->n_disks ? vm->disks[disk].target : NULL;
 	char *pkexec = runner_which("pkexec");
 	char *helper = privhelper_path();
 	char **argv = NULL;
@@ -166,10 +168,10 @@ char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_di
 	    .op = op,
 	    .vm_name = vm->name,
 	    .uuid = vm->uuid,
-	    .target = vm->disks[0].target,
-	    /* Only a configured base is a constraint; a discovered one is
-	     * what the helper finds itself. */
-	    .base = vm->cfg ? vm->cfg->base : NULL,
+	    .target = target,
+	    /* Only a configured base is a constraint (a VM with one disk); a
+	     * discovered one is what the helper finds itself. */
+	    .base = vm->cfg && vm->n_disks == 1 ? vm->cfg->base : NULL,
 	    .keep_discarded = keep_discarded,
 	};
 	argv = privhelper_argv(pkexec, helper, &req, &err);
@@ -177,7 +179,7 @@ char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_di
 		log_warn("privhelper: %s: %s", vm->name, err ? err : "cannot build the command");
 	else
 		log_info("privhelper: %s: %s %s %s %s %s", vm->name, pkexec, helper, argv[2],
-			 vm->uuid, vm->disks[0].target);
+			 vm->uuid, target ? target : "?");
 out:
 	free(err);
 	free(pkexec);

@@ -50,10 +50,11 @@ struct privhelper_request {
  * main.c: flow_set_privileged(flow, &(struct flow_privileged){
  *                                 .argv = privhelper_flow_argv, .data = virt});
  * The flow runs it with the runner and reads the exit statuses above. */
-char **privhelper_flow_argv(void *data, const struct vm *vm, enum imageops_op op,
+char **privhelper_flow_argv(void *data, const struct vm *vm, size_t disk, enum imageops_op op,
 			    bool keep_discarded);
 /* The command for vm without the connection check (tests). */
-char **privhelper_vm_argv(const struct vm *vm, enum imageops_op op, bool keep_discarded);
+char **privhelper_vm_argv(const struct vm *vm, size_t disk, enum imageops_op op,
+			  bool keep_discarded);
 /* True for the local system daemon's URI as virConnectGetURI reports it:
  * qemu:///system (or qemu+unix:///system), with no query (a ?socket=
  * could name another daemon). */

@@ -80,15 +80,27 @@ static bool places_fit(const char *vm_name, const char *fmt, struct place *ps, i
 	return fits;
 }
 
+bool room_for_commits(const char *vm_name, const char *const *overlays, const char *const *bases,
+		      size_t n, char **why)
+{
+	struct place *ps = calloc(2 * n + 1, sizeof *ps);
+	if (!ps)
+		return true; /* as unknown free space: logged, going ahead */
+	for (size_t i = 0; i < n; i++) {
+		place_init(&ps[2 * i], bases[i], room_commit_bytes(image_allocated_bytes(overlays[i])));
+		place_init(&ps[2 * i + 1], overlays[i], ROOM_REBUILD_BYTES);
+	}
+	bool fits = places_fit(vm_name,
+			       _("%s: not enough room to commit: it needs about %s on %s, %s free. "
+				 "Nothing was changed; make room there and commit again"),
+			       ps, (int)(2 * n), why);
+	free(ps);
+	return fits;
+}
+
 bool room_for_commit(const char *vm_name, const char *overlay, const char *base, char **why)
 {
-	struct place ps[2];
-	place_init(&ps[0], base, room_commit_bytes(image_allocated_bytes(overlay)));
-	place_init(&ps[1], overlay, ROOM_REBUILD_BYTES);
-	return places_fit(vm_name,
-			  _("%s: not enough room to commit: it needs about %s on %s, %s free. "
-			    "Nothing was changed; make room there and commit again"),
-			  ps, 2, why);
+	return room_for_commits(vm_name, &overlay, &base, 1, why);
 }
 
 bool room_for_rebuild(const char *vm_name, const char *overlay, char **why)

@@ -7,6 +7,7 @@
 #define VMO_ROOM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* What a fresh overlay needs: a qcow2 header, L1 table and refcount
@@ -27,6 +28,10 @@ uint64_t room_commit_bytes(uint64_t overlay_allocated);
  * fit. Free space that cannot be read counts as enough (logged): a commit
  * that then fails keeps its journal and can be resumed. */
 bool room_for_commit(const char *vm_name, const char *overlay, const char *base, char **why);
+/* The same for the commits of several disks at once: what they write on
+ * one filesystem adds up. */
+bool room_for_commits(const char *vm_name, const char *const *overlays, const char *const *bases,
+		      size_t n, char **why);
 
 /* Enough free space beside overlay for a fresh overlay? As above. */
 bool room_for_rebuild(const char *vm_name, const char *overlay, char **why);

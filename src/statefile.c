@@ -11,11 +11,14 @@
  * asks for them; then they move to that key (statefile.h). And the fresh
  * overlay a discard left (statefile.h, issue 12 defect 3):
  *     vm-discarded<TAB>DEV<TAB>INO<TAB>SIZE<TAB>MTIME_S<TAB>MTIME_NS<TAB>CTIME_S<TAB>CTIME_NS<TAB>URI<TAB>UUID<TAB>NAME
+ * and, for a VM that watches several disks, one per disk (issue 15):
+ *     vm-discarded-disk<TAB>TARGET<TAB>DEV<TAB>...<TAB>CTIME_NS<TAB>URI<TAB>UUID<TAB>NAME
  * Saved atomically (tmp + fsync + rename + fsync dir), so a crash leaves
  * the old or the new file. A NULL dir keeps the state in memory only. */
 #include "statefile.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +38,21 @@ struct state_entry {
 	enum vmo_policy policy;
 	bool has_mark;
 	struct statefile_file_id mark;
+	struct disk_mark {
+		char target[33];
+		struct statefile_file_id id;
+	} dmarks[VMO_MAX_DISKS];
+	size_t n_dmarks;
 };
+
+/* Where target's mark is in e->dmarks, or -1. */
+static int dmark_index(const struct state_entry *e, const char *target)
+{
+	for (size_t i = 0; target && i < e->n_dmarks; i++)
+		if (strcmp(e->dmarks[i].target, target) == 0)
+			return (int)i;
+	return -1;
+}
 
 struct statefile {
 	char *dir;  /* NULL: memory only */
@@ -44,6 +61,39 @@ struct statefile {
 	size_t n_entries;
 	bool dirty;
 };
+
+#define TARGET_MAX (sizeof(((struct state_entry *)0)->dmarks[0].target) - 1)
+
+/* Sets (id) or forgets (NULL) the mark of target (NULL: the VM's own) in e. */
+static void statefile_set_mark(struct statefile *sf, struct state_entry *e, const char *target,
+			       const struct statefile_file_id *id)
+{
+	if (!target) {
+		if (!id && !e->has_mark)
+			return;
+		e->has_mark = id != NULL;
+		if (id)
+			e->mark = *id;
+		sf->dirty = true;
+		return;
+	}
+	int i = dmark_index(e, target);
+	if (!id) {
+		if (i < 0)
+			return;
+		e->dmarks[i] = e->dmarks[--e->n_dmarks];
+		sf->dirty = true;
+		return;
+	}
+	if (i < 0) {
+		if (strlen(target) > TARGET_MAX || e->n_dmarks >= VMO_MAX_DISKS)
+			return;
+		i = (int)e->n_dmarks++;
+		snprintf(e->dmarks[i].target, sizeof e->dmarks[i].target, "%s", target);
+	}
+	e->dmarks[i].id = *id;
+	sf->dirty = true;
+}
 
 static bool storable(const char *s, bool allow_tab)
 {
@@ -191,7 +241,13 @@ static void parse_line(struct statefile *sf, char *line, int lineno)
 	char *tag = field(&rest);
 	if (!tag)
 		goto bad;
-	if (strcmp(tag, "vm-discarded") == 0) {
+	if (strcmp(tag, "vm-discarded") == 0 || strcmp(tag, "vm-discarded-disk") == 0) {
+		char *target = NULL;
+		if (strcmp(tag, "vm-discarded-disk") == 0) {
+			target = field(&rest);
+			if (!target || !*target || strlen(target) > TARGET_MAX)
+				goto bad;
+		}
 		unsigned long long v[3];
 		long long ms, cs;
 		long mns, cns;
@@ -206,11 +262,9 @@ static void parse_line(struct statefile *sf, char *line, int lineno)
 		if (!uri || !*uri || !uuid || !*uuid)
 			goto bad;
 		struct state_entry *e = load_entry(sf, uri, uuid, rest);
-		if (e) {
-			e->has_mark = true;
-			e->mark = (struct statefile_file_id){v[0], v[1], v[2], (int64_t)ms,
-							     mns,  (int64_t)cs, cns};
-		}
+		struct statefile_file_id id = {v[0], v[1], v[2], (int64_t)ms, mns, (int64_t)cs, cns};
+		if (e)
+			statefile_set_mark(sf, e, target, &id);
 		return;
 	}
 	enum vmo_policy p = POLICY_ASK;
@@ -358,28 +412,25 @@ void statefile_clear_policy(struct statefile *sf, const struct state_key *k)
 }
 
 bool statefile_get_discard_mark(struct statefile *sf, const struct state_key *k,
-				struct statefile_file_id *out)
+				const char *target, struct statefile_file_id *out)
 {
 	const struct state_entry *e = sf ? find_entry(sf, k) : NULL;
-	if (!e || !e->has_mark)
+	int i = e && target ? dmark_index(e, target) : -1;
+	if (!e || (target ? i < 0 : !e->has_mark))
 		return false;
 	if (out)
-		*out = e->mark;
+		*out = target ? e->dmarks[i].id : e->mark;
 	return true;
 }
 
 void statefile_set_discard_mark(struct statefile *sf, const struct state_key *k,
-				const struct statefile_file_id *id)
+				const char *target, const struct statefile_file_id *id)
 {
 	if (!sf)
 		return;
 	struct state_entry *e = id ? get_entry(sf, k) : find_entry(sf, k);
-	if (!e || (!id && !e->has_mark))
-		return;
-	e->has_mark = id != NULL;
-	if (id)
-		e->mark = *id;
-	sf->dirty = true;
+	if (e)
+		statefile_set_mark(sf, e, target, id);
 }
 
 void statefile_file_id_of(const struct stat *st, struct statefile_file_id *out)
@@ -450,6 +501,15 @@ bool statefile_save(struct statefile *sf)
 				(unsigned long long)e->mark.size, (long long)e->mark.mtime_s,
 				e->mark.mtime_ns, (long long)e->mark.ctime_s, e->mark.ctime_ns, e->uri,
 				e->uuid, e->name);
+		for (size_t k = 0; k < e->n_dmarks; k++) {
+			const struct statefile_file_id *m = &e->dmarks[k].id;
+			fprintf(mem,
+				"vm-discarded-disk\t%s\t%llu\t%llu\t%llu\t%lld\t%ld\t%lld\t%ld\t%s\t%s\t%s\n",
+				e->dmarks[k].target, (unsigned long long)m->dev,
+				(unsigned long long)m->ino, (unsigned long long)m->size,
+				(long long)m->mtime_s, m->mtime_ns, (long long)m->ctime_s, m->ctime_ns,
+				e->uri, e->uuid, e->name);
+		}
 	}
 	if (fclose(mem) != 0) {
 		free(buf);

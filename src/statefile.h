@@ -56,11 +56,13 @@ struct statefile_file_id {
 };
 void statefile_file_id_of(const struct stat *st, struct statefile_file_id *out);
 bool statefile_file_id_equal(const struct statefile_file_id *a, const struct statefile_file_id *b);
+/* target: the disk ("vdb") of a VM that watches several, NULL for a VM
+ * with one (the record files from before issue 15 hold). */
 bool statefile_get_discard_mark(struct statefile *sf, const struct state_key *k,
-				struct statefile_file_id *out);
+				const char *target, struct statefile_file_id *out);
 /* id NULL: forget it. */
 void statefile_set_discard_mark(struct statefile *sf, const struct state_key *k,
-				const struct statefile_file_id *id);
+				const char *target, const struct statefile_file_id *id);
 
 /* Writes tmp + fsync + rename + fsync(dir) if anything changed. */
 bool statefile_save(struct statefile *sf);

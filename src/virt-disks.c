@@ -481,9 +481,12 @@ static void discover_disks(struct virt_watcher *w, struct vm *vm, virDomainPtr d
 		vm_add_problem(vm, _("Cannot read the definition of %s from libvirt."), vm->name);
 		return;
 	}
-	if (cfg && cfg->n_disks) {
-		for (size_t k = 0; k < cfg->n_disks; k++) {
-			const char *want = cfg->disks[k];
+	/* A vm_config built in code may name its one disk by `disk` only. */
+	const char *one = cfg ? cfg->disk : NULL;
+	size_t n_want = cfg && cfg->n_disks ? cfg->n_disks : one ? 1 : 0;
+	if (n_want) {
+		for (size_t k = 0; k < n_want; k++) {
+			const char *want = cfg->n_disks ? cfg->disks[k] : one;
 			const struct disk_info *pick = NULL;
 			for (size_t i = 0; i < n; i++)
 				if (d[i].target && strcmp(d[i].target, want) == 0)

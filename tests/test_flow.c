@@ -78,6 +78,7 @@ struct fx {
 	struct flow *flow;
 	struct ui_rec ui;
 	const char *overlay; /* the domain's disk; default dir/ov.qcow2 */
+	char extra_disks[2048]; /* more <disk> elements of domain "vm" */
 	char vm_uuid[40];    /* "" : VM_UUID */
 };
 
@@ -142,10 +143,11 @@ static void domain(FILE *f, const char *name, bool running, const char *overlay)
 		"<name>%s</name>%s%s%s<memory unit='MiB'>64</memory>"
 		"<os><type arch='x86_64' machine='pc'>hvm</type></os>%s<devices>"
 		"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
-		"<source file='%s'/><target dev='vda' bus='virtio'/></disk>"
+		"<source file='%s'/><target dev='vda' bus='virtio'/></disk>%s"
 		"</devices></domain>\n",
 		name, uuid ? "<uuid>" : "", uuid ? uuid : "", uuid ? "</uuid>" : "",
-		running ? "" : "<test:runstate>5</test:runstate>", overlay);
+		running ? "" : "<test:runstate>5</test:runstate>", overlay,
+		strcmp(name, "vm") == 0 ? F->extra_disks : "");
 }
 
 /* dir/base.qcow2 (64M) + dir/ov.qcow2 backed by "base.qcow2"; domain "vm"
@@ -951,7 +953,8 @@ static void test_policies_on_stop(void)
 }
 
 static int helper_calls;
-static char **helper_argv(void *data, const struct vm *vm, enum imageops_op op, bool keep)
+static char **helper_argv(void *data, const struct vm *vm, size_t disk, enum imageops_op op,
+				  bool keep)
 {
 	helper_calls++;
 	/* A real program standing where pkexec would: it exits as pkexec
@@ -1010,7 +1013,8 @@ static void test_permission_denied(void)
 /* ---- issue 12: the commit journal is never forgotten ---- */
 
 static const char *helper_script; /* what the stand-in for pkexec runs */
-static char **script_helper_argv(void *data, const struct vm *vm, enum imageops_op op, bool keep)
+static char **script_helper_argv(void *data, const struct vm *vm, size_t disk, enum imageops_op op,
+				  bool keep)
 {
 	helper_calls++;
 	char **argv = calloc(4, sizeof *argv);
@@ -1021,7 +1025,8 @@ static char **script_helper_argv(void *data, const struct vm *vm, enum imageops_
 }
 
 /* pkexec or vmoverlay-helper not installed: no command at all. */
-static char **no_helper_argv(void *data, const struct vm *vm, enum imageops_op op, bool keep)
+static char **no_helper_argv(void *data, const struct vm *vm, size_t disk, enum imageops_op op,
+				  bool keep)
 {
 	helper_calls++;
 	return NULL;
@@ -1280,6 +1285,248 @@ static void test_journal_dir_fsync_checked(void)
 	fx_stop();
 }
 
+
+/* ---- issue 15: a VM with several disks ---- */
+
+/* A second overlay in dir/data (a directory of its own, as a data disk on
+ * another volume would be): data/ov2.qcow2 on data/base2.qcow2 as vdb. */
+static void fx_second_disk(void)
+{
+	sh_ok("mkdir -p data && qemu-img create -q -f qcow2 data/base2.qcow2 32M && "
+	      "qemu-img create -q -f qcow2 -F qcow2 -b base2.qcow2 data/ov2.qcow2",
+	      "");
+	snprintf(F->extra_disks, sizeof F->extra_disks,
+		 "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+		 "<source file='%s'/><target dev='vdb' bus='virtio'/></disk>",
+		 path("data/ov2.qcow2"));
+}
+
+/* qemu-io's reads of img all verify: its exit status and no failed pattern
+ * (qemu-io prints the read line even after "Pattern verification failed"). */
+static bool reads(const char *img, const char *cmds)
+{
+	char cmd[4600];
+	snprintf(cmd, sizeof cmd,
+		 "o=$(qemu-io -r %s '%s' 2>&1) && ! printf '%%s' \"$o\" | grep -q 'verification "
+		 "failed'",
+		 cmds, img);
+	return sh(cmd) == 0;
+}
+
+static bool journal_states(enum imageops_disk_state s0, enum imageops_disk_state s1)
+{
+	char *p = imageops_journal_path(F->state_dir, VM()->uri, VM()->uuid);
+	struct imageops_journal j;
+	bool ok = p && imageops_journal_read(p, &j) == 0 && j.n_disks == 2 &&
+		  j.disks[0].state == s0 && j.disks[1].state == s1 && j.disks[0].target &&
+		  strcmp(j.disks[0].target, "vda") == 0 && j.disks[1].target &&
+		  strcmp(j.disks[1].target, "vdb") == 0;
+	if (!ok && p)
+		test_sh("cat '%s' >&2", p);
+	imageops_journal_clear(&j);
+	free(p);
+	return ok;
+}
+
+static void test_multi_disk_commit(void)
+{
+	fx_images("multi-commit");
+	fx_second_disk();
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null && "
+	      "qemu-io -c 'write -P 0xcd 2M 3M' data/ov2.qcow2 >/dev/null",
+	      "");
+	fx_start(true, NULL, POLICY_ASK);
+	REQUIRE(VM()->n_disks == 2);
+	CHECK_STR_EQ(VM()->disks[0].target, "vda");
+	CHECK_STR_EQ(VM()->disks[1].target, "vdb");
+	CHECK(vm_overlay_bytes(VM()) >= (4u << 20));
+	dom_do("shutdown");
+	REQUIRE(wait_state(FLOW_PENDING, 3000));
+	CHECK_INT_EQ(F->ui.prompts, 1); /* one decision for the VM */
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(journal_present());
+	int64_t end = loop_now_ms() + 30000;
+	double last = 0;
+	bool monotonic = true;
+	while (flow_busy(F->flow) && loop_now_ms() < end) {
+		loop_iterate(F->loop, 5);
+		if (VM()->flow == FLOW_COMMITTING && VM()->progress >= 0) {
+			monotonic = monotonic && VM()->progress + 0.001 >= last &&
+				    VM()->progress <= 100.0;
+			last = VM()->progress;
+		}
+	}
+	REQUIRE(wait_not_busy(30000));
+	CHECK(monotonic); /* one bar over both disks, never back */
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_COMMITTED);
+	CHECK(F->ui.last_bytes >= (4u << 20));
+	CHECK(!journal_present());
+	CHECK(reads(path("base.qcow2"), "-c 'read -P 0xab 0 1M' -c 'read -P 0 1M 7M'"));
+	CHECK(reads(path("data/base2.qcow2"), "-c 'read -P 0 0 2M' -c 'read -P 0xcd 2M 3M'"));
+	CHECK(overlay_empty(path("ov.qcow2")));
+	CHECK(overlay_empty(path("data/ov2.qcow2")));
+	CHECK(backed_by_base(path("ov.qcow2")));
+	CHECK(sh("qemu-img info data/ov2.qcow2 | grep -q '^backing file: base2.qcow2'") == 0);
+	CHECK(reads(path("data/ov2.qcow2"), "-c 'read -P 0xcd 2M 3M'"));
+	fx_stop();
+}
+
+/* The second disk's commit cannot start (its base is immutable: EPERM
+ * while opening, nothing written) after the first one's finished: the set
+ * is half committed, so the journal stays, naming vda committed and vdb
+ * still to do; only Resume/Keep; a restart still says so; Resume commits
+ * vdb only. */
+static void test_multi_disk_commit_stops_between(void)
+{
+	fx_images("multi-stop");
+	fx_second_disk();
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null && "
+	      "qemu-io -c 'write -P 0xcd 2M 3M' data/ov2.qcow2 >/dev/null",
+	      "");
+	char *b2 = sha(path("data/base2.qcow2"));
+	REQUIRE(sh("chattr +i data/base2.qcow2") == 0);
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->n_disks == 2);
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_INTERRUPTED);
+	CHECK(VM()->error && strstr(VM()->error, "vda committed, vdb not"));
+	CHECK_INT_EQ(VM()->actions, A(ACT_RESUME) | A(ACT_KEEP));
+	CHECK(journal_states(JDISK_DONE, JDISK_RUNNING));
+	CHECK(reads(path("base.qcow2"), "-c 'read -P 0xab 0 1M'"));
+	char *b2_now = sha(path("data/base2.qcow2"));
+	CHECK_STR_EQ(b2_now, b2);
+	free(b2_now);
+	CHECK(!flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	CHECK(why && strstr(why, "half-merged"));
+	free(why);
+	why = NULL;
+
+	/* The applet stops and starts again: still interrupted. */
+	fx_stop();
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(wait_state(FLOW_INTERRUPTED, 3000));
+	CHECK_INT_EQ(VM()->actions, A(ACT_RESUME) | A(ACT_KEEP));
+	REQUIRE(sh("chattr -i data/base2.qcow2") == 0);
+	REQUIRE(flow_request(F->flow, VM(), ACT_RESUME, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(!journal_present());
+	CHECK(reads(path("base.qcow2"), "-c 'read -P 0xab 0 1M' -c 'read -P 0 1M 7M'"));
+	CHECK(reads(path("data/base2.qcow2"), "-c 'read -P 0xcd 2M 3M'"));
+	CHECK(overlay_empty(path("ov.qcow2")));
+	CHECK(overlay_empty(path("data/ov2.qcow2")));
+	free(b2);
+	fx_stop();
+}
+
+static void test_multi_disk_discard_and_undo(void)
+{
+	fx_images("multi-discard");
+	fx_second_disk();
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null && "
+	      "qemu-io -c 'write -P 0xcd 2M 3M' data/ov2.qcow2 >/dev/null",
+	      "");
+	char *s1 = sha(path("ov.qcow2")), *s2 = sha(path("data/ov2.qcow2"));
+	char *b1 = sha(path("base.qcow2")), *b2 = sha(path("data/base2.qcow2"));
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->n_disks == 2);
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK_INT_EQ(F->ui.last_res, RESULT_DISCARDED);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	CHECK(overlay_empty(path("data/ov2.qcow2")));
+	char *d1 = sha(path("ov.qcow2.discarded")), *d2 = sha(path("data/ov2.qcow2.discarded"));
+	CHECK_STR_EQ(d1, s1);
+	CHECK_STR_EQ(d2, s2);
+	char *b1n = sha(path("base.qcow2")), *b2n = sha(path("data/base2.qcow2"));
+	CHECK_STR_EQ(b1n, b1);
+	CHECK_STR_EQ(b2n, b2);
+	CHECK(access(path("state"), F_OK) == 0);
+	CHECK(sh("ls state | grep -q '\\.set$'") != 0); /* the set journal went */
+	CHECK(VM()->has_discarded);
+	CHECK(VM()->actions & A(ACT_UNDO_DISCARD));
+	REQUIRE(flow_request(F->flow, VM(), ACT_UNDO_DISCARD, &why));
+	REQUIRE(wait_not_busy(10000));
+	CHECK_INT_EQ(VM()->flow, FLOW_KEPT);
+	char *u1 = sha(path("ov.qcow2")), *u2 = sha(path("data/ov2.qcow2"));
+	CHECK_STR_EQ(u1, s1);
+	CHECK_STR_EQ(u2, s2);
+	CHECK(access(path("ov.qcow2.discarded"), F_OK) != 0);
+	CHECK(access(path("data/ov2.qcow2.discarded"), F_OK) != 0);
+	CHECK(sh("ls state | grep -q '\\.set$'") != 0);
+	free(s1), free(s2), free(b1), free(b2), free(d1), free(d2), free(b1n), free(b2n);
+	free(u1), free(u2);
+	fx_stop();
+}
+
+/* The discard of vda succeeded, then vdb's directory became immutable
+ * (a qemu-img wrapper does it right after vda's fresh overlay was made):
+ * vdb's rebuild cannot start. Half discarded: the .set journal stays, the
+ * VM is FAILED with only Retry (Commit would commit vdb's session over
+ * vda's discarded one), also after a restart; Retry finishes vdb and
+ * leaves vda's discarded overlay alone. */
+static void test_multi_disk_discard_half_way(void)
+{
+	fx_images("multi-half");
+	fx_second_disk();
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null && "
+	      "qemu-io -c 'write -P 0xcd 2M 3M' data/ov2.qcow2 >/dev/null",
+	      "");
+	char *s1 = sha(path("ov.qcow2")), *s2 = sha(path("data/ov2.qcow2"));
+	static char qi[4300];
+	snprintf(qi, sizeof qi, "%s/lock-data-qemu-img", F->dir);
+	FILE *w = fopen(qi, "w");
+	REQUIRE(w);
+	fprintf(w,
+		"#!/bin/sh\n"
+		"qemu-img \"$@\" || exit $?\n"
+		"if [ \"$1\" = create ] && rm '%s' 2>/dev/null; then chattr +i '%s'; fi\n",
+		path("once"), path("data"));
+	REQUIRE(fclose(w) == 0 && chmod(qi, 0755) == 0);
+	REQUIRE(sh("touch once") == 0);
+	F->cfg.qemu_img = qi;
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->n_disks == 2);
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_DISCARD, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_FAILED);
+	CHECK(VM()->error && strstr(VM()->error, "vda discarded, vdb not"));
+	CHECK_INT_EQ(VM()->actions, A(ACT_RETRY));
+	CHECK(sh("ls state | grep -q '\\.set$'") == 0);
+	CHECK(overlay_empty(path("ov.qcow2")));
+	char *now2 = sha(path("data/ov2.qcow2"));
+	CHECK_STR_EQ(now2, s2);
+	free(now2);
+	CHECK(!flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	CHECK(why && strstr(why, "half-way"));
+	free(why);
+	why = NULL;
+
+	fx_stop();
+	F->cfg.qemu_img = NULL;
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(wait_state(FLOW_FAILED, 3000));
+	CHECK_INT_EQ(VM()->actions, A(ACT_RETRY));
+	REQUIRE(sh("chattr -i data") == 0);
+	REQUIRE(flow_request(F->flow, VM(), ACT_RETRY, &why));
+	REQUIRE(wait_not_busy(30000));
+	CHECK_INT_EQ(VM()->flow, FLOW_CLEAN);
+	CHECK(sh("ls state | grep -q '\\.set$'") != 0);
+	CHECK(overlay_empty(path("data/ov2.qcow2")));
+	char *d1 = sha(path("ov.qcow2.discarded")), *d2 = sha(path("data/ov2.qcow2.discarded"));
+	CHECK_STR_EQ(d1, s1); /* vda's session, not its fresh overlay */
+	CHECK_STR_EQ(d2, s2);
+	free(d1), free(d2), free(s1), free(s2);
+	fx_stop();
+}
+
 int main(int argc, char **argv)
 {
 	if (getenv("VMO_DEBUG"))
@@ -1306,6 +1553,10 @@ int main(int argc, char **argv)
 	    {"fresh_commit_helper_results", test_fresh_commit_helper_results},
 	    {"check_journals_without_state", test_check_journals_without_state},
 	    {"journal_dir_fsync_checked", test_journal_dir_fsync_checked},
+	    {"multi_disk_commit", test_multi_disk_commit},
+	    {"multi_disk_commit_stops_between", test_multi_disk_commit_stops_between},
+	    {"multi_disk_discard_and_undo", test_multi_disk_discard_and_undo},
+	    {"multi_disk_discard_half_way", test_multi_disk_discard_half_way},
 	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);

@@ -654,20 +654,35 @@ static void test_statefile(void)
 				       .mtime_s = 1764400000, .mtime_ns = 123456789,
 				       .ctime_s = 1764400001, .ctime_ns = 5};
 	struct statefile_file_id got = {0};
-	CHECK(!statefile_get_discard_mark(sf, &w10, &got));
-	statefile_set_discard_mark(sf, &w10, &id);
+	CHECK(!statefile_get_discard_mark(sf, &w10, NULL, &got));
+	statefile_set_discard_mark(sf, &w10, NULL, &id);
+	/* A VM with several disks: one mark per disk (issue 15). */
+	struct statefile_file_id id_vdb = id, id_vdc = id;
+	id_vdb.ino = 7654321;
+	id_vdc.size = 42;
+	statefile_set_discard_mark(sf, &w10, "vdb", &id_vdb);
+	statefile_set_discard_mark(sf, &w10, "vdc", &id_vdc);
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 	sf = statefile_open(dir);
-	CHECK(statefile_get_discard_mark(sf, &w10, &got));
+	CHECK(statefile_get_discard_mark(sf, &w10, NULL, &got));
 	CHECK(statefile_file_id_equal(&got, &id));
 	got.mtime_ns++;
 	CHECK(!statefile_file_id_equal(&got, &id));
-	statefile_set_discard_mark(sf, &w10, NULL);
+	CHECK(statefile_get_discard_mark(sf, &w10, "vdb", &got));
+	CHECK(statefile_file_id_equal(&got, &id_vdb));
+	CHECK(statefile_get_discard_mark(sf, &w10, "vdc", &got));
+	CHECK(statefile_file_id_equal(&got, &id_vdc));
+	CHECK(!statefile_get_discard_mark(sf, &w10, "vdd", &got));
+	statefile_set_discard_mark(sf, &w10, NULL, NULL);
+	statefile_set_discard_mark(sf, &w10, "vdb", NULL);
 	CHECK(statefile_save(sf));
 	statefile_close(sf);
 	sf = statefile_open(dir);
-	CHECK(!statefile_get_discard_mark(sf, &w10, NULL));
+	CHECK(!statefile_get_discard_mark(sf, &w10, NULL, NULL));
+	CHECK(!statefile_get_discard_mark(sf, &w10, "vdb", NULL));
+	CHECK(statefile_get_discard_mark(sf, &w10, "vdc", &got));
+	CHECK(statefile_file_id_equal(&got, &id_vdc));
 	statefile_close(sf);
 
 	/* Memory-only state. */

@@ -105,9 +105,9 @@ static void test_flow_argv_and_pkexec(void)
 	snprintf(vm.uuid, sizeof vm.uuid, "%s", "00000000-1111-2222-3333-444444444444");
 
 	/* No watched connection (or not the system daemon's): no helper. */
-	CHECK(privhelper_flow_argv(NULL, &vm, IMAGEOPS_COMMIT, false) == NULL);
+	CHECK(privhelper_flow_argv(NULL, &vm, 0, IMAGEOPS_COMMIT, false) == NULL);
 
-	char **argv = privhelper_vm_argv(&vm, IMAGEOPS_COMMIT, false);
+	char **argv = privhelper_vm_argv(&vm, 0, IMAGEOPS_COMMIT, false);
 	REQUIRE(argv);
 	CHECK(strstr(argv[0], "pkexec") != NULL);
 	CHECK_STR_EQ(argv[1], helper);
@@ -136,7 +136,7 @@ static void test_flow_argv_and_pkexec(void)
 
 	/* Facts that cannot be passed: no command at all. */
 	vm.uuid[0] = 0;
-	CHECK(privhelper_vm_argv(&vm, IMAGEOPS_DISCARD, true) == NULL);
+	CHECK(privhelper_vm_argv(&vm, 0, IMAGEOPS_DISCARD, true) == NULL);
 }
 
 /* The helper works on qemu:///system; only that connection may use it. */
