@@ -1,6 +1,8 @@
 # Tray: the bus layer alone (unit) and the real vmoverlay item, menu and
 # control interface on a private dbus-daemon (integration).
 vmo_unit_test(NAME test_bus SOURCES test_bus.c LABELS unit)
+# The menu's item tree from the model, without a bus (menu-tree.c).
+vmo_unit_test(NAME test_menu SOURCES test_menu.c LABELS unit)
 vmo_script_test(NAME tray_sni
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-sni.py
   LABELS integration TIMEOUT 180)
