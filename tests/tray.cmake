@@ -9,6 +9,12 @@ vmo_script_test(NAME tray_sni
 vmo_script_test(NAME tray_menu
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-menu.py
   LABELS integration TIMEOUT 180)
+# A VM with two overlay disks (issue 15 item 2), the libvirt test driver's
+# domain on real qcow2 files: the menu's total and per-disk lines, and
+# `vmoverlay status` per disk.
+vmo_script_test(NAME tray_disks
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/integration/tray-disks.py
+  LABELS integration TIMEOUT 180)
 # Activation on Wayland (issue 14 item 5): the token from
 # ProvideXdgActivationToken or the notification's ActivationToken reaches
 # the program "Open in virt-manager" starts (a recording stand-in first on
