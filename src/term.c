@@ -417,7 +417,9 @@ void term_progress(void *data, struct vm *vm)
 		free(t->progress_vm);
 		t->progress_vm = strdup(vm->name);
 		t->progress_t0 = loop_now_ms();
-		/* vm->progress is the whole commit's, over every disk. */
+		/* Throughput and time left assume vm->progress is the whole
+		 * commit's, over every disk (one percentage per VM); a flow that
+		 * restarts it per disk would need that disk's bytes here. */
 		t->progress_total = vm_overlay_bytes(vm);
 		t->last_pct = -1;
 	}
