@@ -87,19 +87,28 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 	DBusMessageIter st;
 	const char *run = run_name(vm->run), *flow = flow_name(vm->flow);
 	const char *policy = policy_name(vm->policy);
-	dbus_uint64_t bytes = vm->disks[0].overlay_bytes;
+	dbus_uint64_t bytes = vm_overlay_bytes(vm);
 	double progress = vm->flow == FLOW_COMMITTING ? vm->progress : -1;
 	const char *acts[ACT_COUNT];
 	size_t n_acts = 0;
 	for (int a = 0; a < ACT_COUNT; a++)
 		if (vm->actions & ACT_BIT(a))
 			acts[n_acts++] = action_names[a];
-	char summary[512];
+	char summary[512], total[256], disk_lines[VMO_MAX_DISKS][1024];
 	size_t n_lines = 0;
-	const char **lines = calloc(5 + vm->n_problems, sizeof(*lines));
+	const char **lines = calloc(6 + VMO_MAX_DISKS + vm->n_problems, sizeof(*lines));
 	if (!lines)
 		return false;
 	lines[n_lines++] = vm_summary_line(vm, summary, sizeof summary);
+	/* Several disks (issue 15): the total (the summary line of a running
+	 * VM has it already) and each disk's target, size, overlay and base. */
+	if (vm->n_disks > 1) {
+		if (vm->flow != FLOW_RUNNING)
+			lines[n_lines++] = vm_disks_total_line(vm, total, sizeof total);
+		for (size_t i = 0; i < vm->n_disks && i < VMO_MAX_DISKS; i++)
+			lines[n_lines++] =
+			    vm_disk_line(vm, i, true, disk_lines[i], sizeof disk_lines[i]);
+	}
 	if ((vm->flow == FLOW_FAILED || vm->flow == FLOW_INTERRUPTED) && vm->error)
 		lines[n_lines++] = vm->error;
 	if (vm->check_note)
@@ -350,27 +359,31 @@ static int print_status(DBusMessage *reply)
 		dbus_message_iter_next(&st); /* actions */
 		dbus_message_iter_next(&st);
 		dbus_message_iter_recurse(&st, &sub);
-		/* The last line gets the decision and the policy in one
-		 * translatable sentence, not as pasted-on fragments (issue 9). */
-		const char *last = NULL;
-		for (; dbus_message_iter_get_arg_type(&sub) == DBUS_TYPE_STRING;
-		     dbus_message_iter_next(&sub)) {
-			if (last)
-				printf("%s\n    ", last);
-			dbus_message_iter_get_basic(&sub, &last);
+		/* The first line (the summary) gets the decision and the policy
+		 * in one translatable sentence, not as pasted-on fragments (issue
+		 * 9); the others (disks, error, notes) follow, indented, so the
+		 * policy never ends up behind a disk or a note. */
+		const char *first = "";
+		if (dbus_message_iter_get_arg_type(&sub) == DBUS_TYPE_STRING) {
+			dbus_message_iter_get_basic(&sub, &first);
+			dbus_message_iter_next(&sub);
 		}
-		if (!last)
-			last = "";
 		if (strcmp(flow, "pending") == 0)
 			/* TRANSLATORS: a VM's status line ("win10 — shut off · ..."),
 			 * the policy (ask/commit/discard/keep, literal) */
 			printf(_("%s — waiting for your decision (commit, discard or keep) "
-			         "[on shutdown: %s]\n"),
-			       last, policy);
+				 "[on shutdown: %s]\n"),
+			       first, policy);
 		else
 			/* TRANSLATORS: a VM's status line, the policy
 			 * (ask/commit/discard/keep, literal) */
-			printf(_("%s [on shutdown: %s]\n"), last, policy);
+			printf(_("%s [on shutdown: %s]\n"), first, policy);
+		for (; dbus_message_iter_get_arg_type(&sub) == DBUS_TYPE_STRING;
+		     dbus_message_iter_next(&sub)) {
+			const char *line;
+			dbus_message_iter_get_basic(&sub, &line);
+			printf("    %s\n", line);
+		}
 	}
 	return 0;
 }

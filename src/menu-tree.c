@@ -127,6 +127,26 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		return false;
 	it->role = ROLE_STATE;
 	it->enabled = false;
+	/* Several disks (issue 15): what a decision applies to, the total and
+	 * one short line per disk (target, size, the overlay's file name); one
+	 * disk stays as short as above. Made only for several disks, so a VM
+	 * with one disk has no hidden items; the count rarely changes, and
+	 * when it does the layout is sent again. */
+	for (size_t i = 0; vm->n_disks > 1 && i <= vm->n_disks; i++) {
+		char key[32], line[512];
+		if (i == 0) {
+			snprintf(key, sizeof key, "disks");
+			vm_disks_total_line(vm, line, sizeof line);
+		} else {
+			snprintf(key, sizeof key, "disk-%zu", i - 1);
+			vm_disk_line(vm, i - 1, false, line, sizeof line);
+		}
+		it = add_item(menu, sub, KIND_STANDARD, vm->name, key, line, true);
+		if (!it)
+			return false;
+		it->role = ROLE_STATE;
+		it->enabled = false;
+	}
 	/* Why an operation will be refused or a journal is not acted on
 	 * (issue 12): a commit journal no domain owns, another VM's disk, a
 	 * check that could not finish, an Undo that would lose a newer session. */

@@ -388,6 +388,23 @@ const char *run_state_label(enum vm_run_state s)
 	return "";
 }
 
+/* snprintf cuts at a byte count: drop a UTF-8 sequence cut in half at the
+ * end of buf, so the text stays valid on D-Bus (libdbus refuses invalid
+ * UTF-8, and a status reply or a notification would be lost with it). */
+static char *utf8_whole(char *buf)
+{
+	size_t end = strlen(buf), lead = end;
+	while (lead > 0 && ((unsigned char)buf[lead - 1] & 0xc0) == 0x80)
+		lead--;
+	if (lead == 0)
+		return buf;
+	unsigned char c = (unsigned char)buf[lead - 1];
+	size_t need = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+	if (lead - 1 + need > end)
+		buf[lead - 1] = '\0';
+	return buf;
+}
+
 char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 {
 	char size[64];
@@ -399,6 +416,17 @@ char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 		break;
 	case FLOW_RUNNING:
 		i18n_format_size(size, sizeof size, vm_overlay_bytes(vm));
+		if (vm->n_disks > 1) {
+			/* The demo (the countdown) has one disk. */
+			snprintf(buf, len,
+				 /* TRANSLATORS: tooltip line: VM name, the overlays'
+				  * total size ("1.5 GiB"), the number of disks (always
+				  * more than one) */
+				 P_("%s — running · overlay %s on %d disk",
+				    "%s — running · overlays %s on %d disks", vm->n_disks),
+				 vm->name, size, (int)vm->n_disks);
+			break;
+		}
 		if (vm->shutdown_in_s >= 0) {
 			/* TRANSLATORS: demo tooltip: VM name, overlay size, seconds */
 			snprintf(buf, len,
@@ -424,5 +452,60 @@ char *vm_summary_line(const struct vm *vm, char *buf, size_t len)
 		snprintf(buf, len, _("%s — %s"), vm->name, flow_state_label(vm->flow));
 		break;
 	}
-	return buf;
+	return len ? utf8_whole(buf) : buf;
+}
+
+char *vm_disks_total_line(const struct vm *vm, char *buf, size_t len)
+{
+	char size[64];
+	i18n_format_size(size, sizeof size, vm_overlay_bytes(vm));
+	/* TRANSLATORS: a menu/status line above the per-disk lines: the
+	 * overlays' total size ("1.5 GiB"), the number of disks */
+	snprintf(buf, len, P_("overlay %s on %d disk", "overlays %s on %d disks", vm->n_disks),
+		 size, (int)vm->n_disks);
+	return len ? utf8_whole(buf) : buf;
+}
+
+/* The last component of a path; "?" when there is none. */
+static const char *file_name(const char *path)
+{
+	if (!path || !*path)
+		return "?";
+	const char *slash = strrchr(path, '/');
+	return slash && slash[1] ? slash + 1 : path;
+}
+
+char *vm_disk_line(const struct vm *vm, size_t i, bool full, char *buf, size_t len)
+{
+	const struct vm_disk *d = &vm->disks[i];
+	char size[64];
+	i18n_format_size(size, sizeof size, d->overlay_bytes);
+	const char *target = d->target && *d->target ? d->target : "?";
+	if (full)
+		/* TRANSLATORS: `vmoverlay status`, one line per disk: target
+		 * ("vda"), the overlay's allocated size ("1.2 GiB"), the overlay's
+		 * path, its base's path */
+		snprintf(buf, len, _("%s: %s · %s · base %s"), target, size,
+			 d->overlay ? d->overlay : "?", d->base ? d->base : "?");
+	else
+		/* TRANSLATORS: menu/terminal line per disk: target ("vda"), the
+		 * overlay's allocated size ("1.2 GiB"), the overlay's file name */
+		snprintf(buf, len, _("%s: %s · %s"), target, size, file_name(d->overlay));
+	return len ? utf8_whole(buf) : buf;
+}
+
+char *vm_disk_bases(const struct vm *vm, const char *sep, char *buf, size_t len)
+{
+	size_t used = 0;
+	if (len)
+		buf[0] = '\0';
+	for (size_t i = 0; i < vm->n_disks && used < len; i++) {
+		const struct vm_disk *d = &vm->disks[i];
+		int n = snprintf(buf + used, len - used, "%s%s → %s", i ? sep : "",
+				 d->target && *d->target ? d->target : "?", file_name(d->base));
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+	return len ? utf8_whole(buf) : buf;
 }

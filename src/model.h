@@ -169,7 +169,18 @@ uint64_t vm_overlay_bytes(const struct vm *vm);
 /* Translated, short, for menus/tooltips/status. */
 const char *flow_state_label(enum flow_state s);
 const char *run_state_label(enum vm_run_state s);
-/* "win10 — running · overlay 1.2 GiB" (translated), written into buf. */
+/* "win10 — running · overlay 1.2 GiB" (translated), written into buf; with
+ * several disks "win10 — running · overlays 1.5 GiB on 2 disks". */
 char *vm_summary_line(const struct vm *vm, char *buf, size_t len);
+/* "overlays 1.5 GiB on 2 disks" (translated): the total of the watched
+ * overlays, for the lines that list several disks. */
+char *vm_disks_total_line(const struct vm *vm, char *buf, size_t len);
+/* One line about vm->disks[i] (translated): short, "vda: 1.2 GiB ·
+ * win.qcow2" (the overlay's file name, for the menu and the terminal); full,
+ * "vda: 1.2 GiB · /images/win.qcow2 · base /images/win-base.qcow2"
+ * (`vmoverlay status`). */
+char *vm_disk_line(const struct vm *vm, size_t i, bool full, char *buf, size_t len);
+/* "vda → win-base.qcow2" per disk, joined by sep: where a commit went. */
+char *vm_disk_bases(const struct vm *vm, const char *sep, char *buf, size_t len);
 
 #endif

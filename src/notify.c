@@ -545,7 +545,10 @@ void notifier_progress(void *data, struct vm *vm)
 	char *summary, *body;
 	if (vm->flow == FLOW_REBUILDING) {
 		/* TRANSLATORS: progress notification summary; %s is the VM */
-		summary = notify_strdup_printf(_("%s: preparing a fresh overlay"), vm->name);
+		summary = notify_strdup_printf(P_("%s: preparing a fresh overlay",
+						  "%s: preparing fresh overlays",
+						  vm->n_disks > 1 ? vm->n_disks : 1),
+					       vm->name);
 		body = strdup("");
 	} else {
 		/* TRANSLATORS: progress notification summary; %s is the VM */
@@ -586,19 +589,39 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 	struct vm_entry *e = entry_get(n, vm->name);
 	if (!e)
 		return;
-	char size[64];
+	char size[64], bases[2048];
 	char *summary = NULL, *body = NULL;
 	NotifyUrgency urgency = NOTIFY_URGENCY_NORMAL;
+	/* One disk: its base's file name; several: which base each went into. */
+	unsigned long nd = vm->n_disks > 1 ? (unsigned long)vm->n_disks : 1;
 	const char *base = vm->disks[0].base ? strrchr(vm->disks[0].base, '/') : NULL;
 	base = base ? base + 1 : vm->disks[0].base ? vm->disks[0].base : "?";
+	const char *nothing_lost =
+	    P_("Nothing was lost: the overlay still holds your changes.",
+	       "Nothing was lost: the overlays still hold your changes.", nd);
 	switch (res) {
 	case RESULT_COMMITTED:
 		i18n_format_size(size, sizeof size, bytes);
 		/* TRANSLATORS: result notification summary; %s is the VM */
 		summary = notify_strdup_printf(_("%s: changes committed"), vm->name);
-		/* TRANSLATORS: VM name, size ("1.2 GiB"), base image file name */
-		body = notify_strdup_printf(_("%s: %s committed into %s; fresh overlay ready"), vm->name,
-				     size, base);
+		if (nd > 1) {
+			char *head = notify_strdup_printf(
+			    /* TRANSLATORS: VM name, total size ("1.5 GiB"), number
+			     * of disks (always more than one); a list "vda →
+			     * base.qcow2" follows */
+			    P_("%s: %s committed into the bases of %d disk; fresh overlay ready",
+			       "%s: %s committed into the bases of %d disks; fresh overlays ready",
+			       nd),
+			    vm->name, size, (int)nd);
+			if (head)
+				body = notify_strdup_printf(
+				    "%s\n%s", head, vm_disk_bases(vm, "\n", bases, sizeof bases));
+			free(head);
+		} else
+			/* TRANSLATORS: VM name, size ("1.2 GiB"), base image file name */
+			body =
+			    notify_strdup_printf(_("%s: %s committed into %s; fresh overlay ready"),
+						 vm->name, size, base);
 		break;
 	case RESULT_DISCARDED:
 		summary = notify_strdup_printf(_("%s: changes discarded"), vm->name);
@@ -606,25 +629,28 @@ void notifier_result(void *data, struct vm *vm, enum flow_result res, unsigned l
 			body = notify_strdup_printf(
 			    _("%s: changes discarded (undo available until next start)"), vm->name);
 		else
-			body = notify_strdup_printf(_("%s: changes discarded; fresh overlay ready"),
-					     vm->name);
+			body = notify_strdup_printf(
+			    P_("%s: changes discarded; fresh overlay ready",
+			       "%s: changes discarded; fresh overlays ready", nd),
+			    vm->name);
 		break;
 	case RESULT_UNDONE:
 		summary = notify_strdup_printf(_("%s: discard undone"), vm->name);
-		body =
-		    notify_strdup_printf(_("%s: the discarded changes are back in the overlay"), vm->name);
+		body = notify_strdup_printf(P_("%s: the discarded changes are back in the overlay",
+					       "%s: the discarded changes are back in the overlays",
+					       nd),
+					    vm->name);
 		break;
 	case RESULT_CANCELLED:
 		summary = notify_strdup_printf(_("%s: commit cancelled"), vm->name);
-		body = notify_strdup_printf("%s",
-				     _("Nothing was lost: the overlay still holds your changes."));
+		body = notify_strdup_printf("%s", nothing_lost);
 		break;
 	case RESULT_FAILED:
 	default:
 		urgency = NOTIFY_URGENCY_CRITICAL;
 		summary = notify_strdup_printf(_("%s: operation failed"), vm->name);
 		body = notify_strdup_printf("%s\n%s", msg && *msg ? msg : _("Unknown error."),
-				     _("Nothing was lost: the overlay still holds your changes."));
+					    nothing_lost);
 		break;
 	}
 	if (summary && body) {

@@ -147,6 +147,12 @@ static void print_question(struct term *t, struct vm *vm)
 	memset(t->choice_map, -1, sizeof t->choice_map);
 	t->shown_actions = vm->actions;
 	out(t, "\n%s\n", vm_summary_line(vm, line, sizeof line));
+	/* What the answer applies to (issue 15): each disk's size and overlay,
+	 * with several disks their total first. */
+	if (vm->n_disks > 1)
+		out(t, "%s\n", vm_disks_total_line(vm, line, sizeof line));
+	for (size_t i = 0; i < vm->n_disks; i++)
+		out(t, "  %s\n", vm_disk_line(vm, i, false, line, sizeof line));
 	if (vm->flow == FLOW_PENDING) {
 		/* TRANSLATORS: notification summary; %s is the VM name */
 		out(t, _("%s shut down"), vm->name);
@@ -411,7 +417,10 @@ void term_progress(void *data, struct vm *vm)
 		free(t->progress_vm);
 		t->progress_vm = strdup(vm->name);
 		t->progress_t0 = loop_now_ms();
-		t->progress_total = vm->disks[0].overlay_bytes;
+		/* Throughput and time left assume vm->progress is the whole
+		 * commit's, over every disk (one percentage per VM); a flow that
+		 * restarts it per disk would need that disk's bytes here. */
+		t->progress_total = vm_overlay_bytes(vm);
 		t->last_pct = -1;
 	}
 	int pct = (int)vm->progress;
@@ -457,13 +466,27 @@ void term_result(void *data, struct vm *vm, enum flow_result res, unsigned long 
 		return;
 	free(t->progress_vm);
 	t->progress_vm = NULL;
-	char size[64];
+	char size[64], bases[2048];
+	/* One disk: its base's file name; several: which base each went into. */
+	unsigned long n = vm->n_disks > 1 ? (unsigned long)vm->n_disks : 1;
 	const char *base = vm->disks[0].base ? strrchr(vm->disks[0].base, '/') : NULL;
 	base = base ? base + 1 : vm->disks[0].base ? vm->disks[0].base : "?";
 	out(t, "\n");
 	switch (res) {
 	case RESULT_COMMITTED:
 		i18n_format_size(size, sizeof size, bytes);
+		if (n > 1) {
+			out(t,
+			    /* TRANSLATORS: VM name, total size ("1.5 GiB"), number
+			     * of disks (always more than one); a list "vda →
+			     * base.qcow2" follows */
+			    P_("%s: %s committed into the bases of %d disk; fresh overlay ready",
+			       "%s: %s committed into the bases of %d disks; fresh overlays ready",
+			       n),
+			    vm->name, size, (int)n);
+			out(t, "\n  %s", vm_disk_bases(vm, "\n  ", bases, sizeof bases));
+			break;
+		}
 		/* TRANSLATORS: VM name, size ("1.2 GiB"), base image file name */
 		out(t, _("%s: %s committed into %s; fresh overlay ready"), vm->name, size, base);
 		break;
@@ -472,14 +495,22 @@ void term_result(void *data, struct vm *vm, enum flow_result res, unsigned long 
 			out(t, _("%s: changes discarded (undo available until next start)"),
 			    vm->name);
 		else
-			out(t, _("%s: changes discarded; fresh overlay ready"), vm->name);
+			out(t,
+			    P_("%s: changes discarded; fresh overlay ready",
+			       "%s: changes discarded; fresh overlays ready", n),
+			    vm->name);
 		break;
 	case RESULT_UNDONE:
-		out(t, _("%s: the discarded changes are back in the overlay"), vm->name);
+		out(t,
+		    P_("%s: the discarded changes are back in the overlay",
+		       "%s: the discarded changes are back in the overlays", n),
+		    vm->name);
 		break;
 	case RESULT_CANCELLED:
 		out(t, _("%s: commit cancelled"), vm->name);
-		out(t, " %s", _("Nothing was lost: the overlay still holds your changes."));
+		out(t, " %s",
+		    P_("Nothing was lost: the overlay still holds your changes.",
+		       "Nothing was lost: the overlays still hold your changes.", n));
 		break;
 	case RESULT_FAILED:
 	default:

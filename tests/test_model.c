@@ -119,14 +119,63 @@ static void test_summary_line(void)
 	CHECK_STR_EQ(buf, "win10: committing 43 %");
 }
 
+/* Several disks (issue 15): the tooltip's total, the menu's and the
+ * terminal's short line per disk, status's full line, the commit's bases. */
+static void test_two_disks_lines(void)
+{
+	struct vm vm = {
+	    .name = "win10",
+	    .flow = FLOW_RUNNING,
+	    .shutdown_in_s = -1,
+	    .disks = {{.target = "vda",
+		       .overlay = "/var/lib/libvirt/images/win.qcow2",
+		       .base = "/var/lib/libvirt/images/win-base.qcow2",
+		       .overlay_bytes = 1288490189ull},
+		      {.target = "vdb",
+		       .overlay = "/data/win_data.qcow2",
+		       .base = "/data/win_data-base.qcow2",
+		       .overlay_bytes = 300ull << 20}},
+	    .n_disks = 2,
+	};
+	char buf[512];
+	CHECK(vm_overlay_bytes(&vm) == 1288490189ull + (300ull << 20));
+	CHECK_STR_EQ(vm_summary_line(&vm, buf, sizeof buf),
+		     "win10 — running · overlays 1.5 GiB on 2 disks");
+	CHECK_STR_EQ(vm_disks_total_line(&vm, buf, sizeof buf), "overlays 1.5 GiB on 2 disks");
+	CHECK_STR_EQ(vm_disk_line(&vm, 0, false, buf, sizeof buf), "vda: 1.2 GiB · win.qcow2");
+	CHECK_STR_EQ(vm_disk_line(&vm, 1, false, buf, sizeof buf), "vdb: 300 MiB · win_data.qcow2");
+	CHECK_STR_EQ(vm_disk_line(&vm, 0, true, buf, sizeof buf),
+		     "vda: 1.2 GiB · /var/lib/libvirt/images/win.qcow2 · base "
+		     "/var/lib/libvirt/images/win-base.qcow2");
+	CHECK_STR_EQ(vm_disk_line(&vm, 1, true, buf, sizeof buf),
+		     "vdb: 300 MiB · /data/win_data.qcow2 · base /data/win_data-base.qcow2");
+	CHECK_STR_EQ(vm_disk_bases(&vm, ", ", buf, sizeof buf),
+		     "vda → win-base.qcow2, vdb → win_data-base.qcow2");
+	/* Too small a buffer: cut, still terminated. */
+	char small[12];
+	vm_disk_bases(&vm, ", ", small, sizeof small);
+	CHECK_STR_EQ(small, "vda → win");
+	vm_disk_bases(&vm, ", ", small, 7); /* "vda → " cut inside the arrow */
+	CHECK_STR_EQ(small, "vda ");
+	/* Not known yet: "?" rather than a crash or "(null)". */
+	struct vm bare = {.name = "new", .flow = FLOW_CLEAN, .disks = {{0}, {0}}, .n_disks = 2};
+	CHECK_STR_EQ(vm_disk_line(&bare, 1, true, buf, sizeof buf), "?: 0 bytes · ? · base ?");
+	CHECK_STR_EQ(vm_disk_bases(&bare, "; ", buf, sizeof buf), "? → ?; ? → ?");
+	CHECK_STR_EQ(vm_summary_line(&bare, buf, sizeof buf), "new — shut off · clean");
+	/* One disk: the line of before. */
+	vm.n_disks = 1;
+	CHECK_STR_EQ(vm_summary_line(&vm, buf, sizeof buf), "win10 — running · overlay 1.2 GiB");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
-		{"init_and_find", test_init_and_find},
-		{"changes_coalesce", test_changes_coalesce},
-		{"reload", test_reload},
-		{"summary_line", test_summary_line},
-		{0},
+	    {"init_and_find", test_init_and_find},
+	    {"changes_coalesce", test_changes_coalesce},
+	    {"reload", test_reload},
+	    {"summary_line", test_summary_line},
+	    {"two_disks_lines", test_two_disks_lines},
+	    {0},
 	};
 	return test_main(argc, argv, cases);
 }

@@ -485,6 +485,53 @@ static void test_progress_result(void)
 	fixture_finish(&f);
 }
 
+/* A VM with several disks (issue 15): the results speak of overlays, and a
+ * commit names the base each disk went into. */
+static void test_result_two_disks(void)
+{
+	REQUIRE(start_mock());
+	struct fixture f;
+	REQUIRE(fixture_init(&f, false));
+	f.app.notifier = notifier_create(&f.app.ui);
+	struct vm *vm = f.app.model.vms[0];
+	vm_set_str(&vm->disks[0].target, "vda");
+	vm_set_str(&vm->disks[0].base, "/images/test-base.qcow2");
+	vm_set_str(&vm->disks[1].target, "vdb");
+	vm_set_str(&vm->disks[1].base, "/data/test-data-base.qcow2");
+	vm->n_disks = 2;
+
+	vm->flow = FLOW_REBUILDING;
+	vm->progress = -1;
+	notifier_progress(f.app.notifier, vm);
+	REQUIRE(pump_until_calls(f.app.loop, "Notify", 1, WAIT_MS));
+	char *s = call_str("Notify", 0, 3);
+	CHECK_STR_EQ(s, "test: preparing fresh overlays");
+	free(s);
+
+	vm->flow = FLOW_CLEAN;
+	static const struct {
+		enum flow_result res;
+		const char *body;
+	} cases[] = {
+	    {RESULT_COMMITTED, "test: 1.5 GiB committed into the bases of 2 disks; fresh overlays "
+			       "ready\nvda → test-base.qcow2\nvdb → test-data-base.qcow2"},
+	    {RESULT_DISCARDED, "test: changes discarded; fresh overlays ready"},
+	    {RESULT_UNDONE, "test: the discarded changes are back in the overlays"},
+	    {RESULT_CANCELLED, "Nothing was lost: the overlays still hold your changes."},
+	    {RESULT_FAILED, "qemu-img: Permission denied\nNothing was lost: the overlays still "
+			    "hold your changes."},
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+		notifier_result(f.app.notifier, vm, cases[k].res, 1288490189ull + (300ull << 20),
+				"qemu-img: Permission denied");
+		REQUIRE(pump_until_calls(f.app.loop, "Notify", 2 + k, WAIT_MS));
+		s = call_str("Notify", 1 + k, 4);
+		CHECK_STR_EQ(s, cases[k].body);
+		free(s);
+	}
+	fixture_finish(&f);
+}
+
 /* Installed in an icon theme the server searches: the icon goes by name. */
 static void test_installed_icon_by_name(void)
 {
@@ -772,6 +819,7 @@ static void test_action_commit_through_flow(void)
 static const struct test_case cases[] = {
     {"prompt_replace_withdraw", test_prompt_replace_withdraw},
     {"progress_result", test_progress_result},
+    {"result_two_disks", test_result_two_disks},
     {"installed_icon_by_name", test_installed_icon_by_name},
     {"no_server_then_appears", test_no_server_then_appears},
     {"hung_server", test_hung_server},
