@@ -34,7 +34,10 @@ set(VMO_FAULT_ROWS
   undo_after_unseen_session
   shared_base_unreadable_other
   overlay_is_backing_of_clone
-  fifo_disk_source)
+  fifo_disk_source
+  multi_disk_power_cut_between
+  multi_disk_start_between_disks
+  multi_disk_discard_undo)
 # Timeouts are at least 5x a run on a loaded machine (issue 15 item 5): a
 # row takes 1-15 s there, rapid_start_destroy_200 210-300 s.
 foreach(row ${VMO_FAULT_ROWS})

@@ -1236,6 +1236,177 @@ row_fifo_disk_source() {
 	ok "watched overlay a FIFO: status and menu answer, discard refused ($out)"
 }
 
+
+# ---- issue 15: a VM with a system and a data disk, both overlays ----
+
+# fl_vm2 VM: vm as fl_vm, plus VM-data.qcow2 (vdb) over VM-data-base.qcow2
+# (0x22 at 1M..2M), both watched by default (no disks key).
+fl_vm2() {
+	local v=$1
+	ve_make_base "$VE_IMAGES/$v-base.qcow2" 64M 0x11 || fail "base $v"
+	ve_make_overlay "$VE_IMAGES/$v.qcow2" "$VE_IMAGES/$v-base.qcow2" || fail "overlay $v"
+	ve_make_base "$VE_IMAGES/$v-data-base.qcow2" 64M 0x22 || fail "base $v-data"
+	ve_make_overlay "$VE_IMAGES/$v-data.qcow2" "$VE_IMAGES/$v-data-base.qcow2" || fail "overlay $v-data"
+	ve_define_vm "$v" "$VE_IMAGES/$v.qcow2" "$VE_IMAGES/$v-data.qcow2" || fail "define $v"
+}
+
+# Both disks' sessions written, the VM run and destroyed: pending.
+pending_vm2() { # VM
+	fl_write "$1-data" 0x44 $SESSION_OFF $SESSION_LEN
+	pending_vm "$1"
+}
+
+# Both bases hold their sessions byte for byte (the chains as they were
+# before, DISK_SUM_*), both overlays fresh, the VM boots.
+committed2() { # VM
+	committed "$1"
+	fl_reads "$VE_IMAGES/$1-data-base.qcow2" 0x44 $SESSION_OFF $SESSION_LEN ||
+		fail "$1: the data base lacks the committed session"
+	fl_reads "$VE_IMAGES/$1-data-base.qcow2" 0x22 1M 1M || fail "$1: data base data lost"
+	fl_check "$VE_IMAGES/$1-data-base.qcow2"
+	fl_check "$VE_IMAGES/$1-data.qcow2"
+	fl_overlay_fresh "$1-data" || fail "$1: data overlay not fresh after the commit"
+	[ "$(chain_sum "$VE_IMAGES/$1-base.qcow2")" = "$DISK_SUM_A" ] ||
+		fail "$1: vda's base is not byte for byte the disk before the commit"
+	[ "$(chain_sum "$VE_IMAGES/$1-data-base.qcow2")" = "$DISK_SUM_B" ] ||
+		fail "$1: vdb's base is not byte for byte the disk before the commit"
+	ve_start "$1" || fail "$1 does not boot from the fresh overlays"
+	ve_destroy "$1"
+	ve_wait_state "$1" "shut off" 20
+}
+
+disk_sums() { # VM: the chains' bytes now, as the disks would boot
+	DISK_SUM_A=$(chain_sum "$VE_IMAGES/$1.qcow2")
+	DISK_SUM_B=$(chain_sum "$VE_IMAGES/$1-data.qcow2")
+}
+
+# The journal's state words for vda and vdb: "committed committing".
+journal_disk_states() { # VM
+	local j
+	j=$(journal_of "$1")
+	[ -e "$j" ] || return 1
+	echo "$(sed -n 's/^disk\.0\.state=//p' "$j") $(sed -n 's/^disk\.1\.state=//p' "$j")"
+}
+
+# A power cut while the second disk commits: the applet and that qemu-img
+# killed at once. The journal names vda committed, vdb committing; after a
+# restart the VM is interrupted (no Discard: vda's base already holds the
+# session); Resume commits vdb only, and both bases are the disks as they
+# were, byte for byte.
+row_multi_disk_power_cut_between() {
+	fl_vm2 vm
+	fl_qemu_img_wrapper 16M ""
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm2 vm
+	disk_sums vm
+	"$VMO_BIN" status | grep -q "vdb" || fail "status does not list vdb"
+	"$VMO_BIN" commit vm >/dev/null || fail "commit request refused"
+	ve_wait_for 60 eval '[ "$(journal_disk_states vm)" = "committed committing" ]' ||
+		fail "the journal never said 'committed committing' (is '$(journal_disk_states vm)')"
+	sleep 1
+	qpid=$(pgrep -f "[q]emu-img .*$VE_IMAGES/vm-data.qcow2") || fail "no qemu-img commits vdb"
+	kill -9 "$FL_APP_PID" $qpid
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	wait_orphan_qemu_img "$VE_IMAGES/vm-data.qcow2"
+	[ "$(journal_disk_states vm)" = "committed committing" ] ||
+		fail "journal after the kill: '$(journal_disk_states vm)'"
+	fl_reads "$VE_IMAGES/vm-data-base.qcow2" 0x44 $SESSION_OFF $SESSION_LEN &&
+		fail "vdb's commit finished before the kill (make the session bigger)"
+	ok "power cut during vdb's commit: journal says vda committed, vdb committing"
+	fl_qemu_img_wrapper "" ""
+	: >"$FL_LOG.resume"
+	fl_app_start
+	fl_wait_status vm interrupted 20
+	"$VMO_BIN" discard vm >/dev/null 2>&1 && fail "discard accepted on a half-committed set"
+	labels=$(fl_menu_labels)
+	grep -qi "^resume commit" <<<"$labels" || fail "the menu offers no Resume: $labels"
+	grep -qiE "^(commit changes|discard changes|retry)" <<<"$labels" &&
+		fail "the menu offers more than Resume/Keep: $labels"
+	n0=$(grep -c "committing $VE_IMAGES/vm.qcow2 " "$FL_LOG")
+	fl_ctl Resume vm >/dev/null || fail "Resume refused"
+	fl_wait_status vm clean 90
+	[ "$(grep -c "committing $VE_IMAGES/vm.qcow2 " "$FL_LOG")" = "$n0" ] ||
+		fail "Resume committed vda again (it was committed before the cut)"
+	grep -q "committing $VE_IMAGES/vm-data.qcow2 " "$FL_LOG" || fail "Resume did not commit vdb"
+	[ -z "$(journal_of vm)" ] || [ ! -e "$(journal_of vm)" ] || fail "journal left after the resume"
+	committed2 vm
+	ok "restart: interrupted, Discard refused, Resume commits vdb only; both bases byte-exact, VM boots"
+}
+
+# The VM started between two disks' steps: refused by qemu's own lock,
+# which vmoverlay holds on every overlay no step works on. The wrapper
+# holds vdb's commit (and, later, vdb's rebuild) back for 4 s after vda's
+# finished: that is when `virsh start` runs.
+row_multi_disk_start_between_disks() {
+	fl_vm2 vm
+	cat >"$VE_DIR/bin/qemu-img" <<WRAP
+#!/bin/bash
+case "\$*" in
+*vm-data.qcow2*) case \$1 in commit | create) sleep 4 ;; esac ;;
+esac
+exec "$FL_QEMU_IMG" "\$@"
+WRAP
+	chmod 755 "$VE_DIR/bin/qemu-img"
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm2 vm
+	disk_sums vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit request refused"
+	ve_wait_for 60 eval '[ "$(journal_disk_states vm)" = "committed committing" ]' ||
+		fail "vda's commit did not finish (journal '$(journal_disk_states vm)')"
+	pgrep -f "^$FL_QEMU_IMG commit.*vm-data.qcow2" >/dev/null &&
+		fail "vdb's qemu-img already runs (the wrapper should hold it back)"
+	if out=$(ve_virsh start vm 2>&1); then
+		fail "the VM started between vda's and vdb's commits"
+	fi
+	grep -qi "lock" <<<"$out" || fail "the start failed, but not on the image lock: $out"
+	ok "virsh start between the disks' commits refused: $(grep -oi '[^:]*lock[^"]*' <<<"$out" | head -1)"
+	fl_wait_status vm clean 90
+	committed2 vm
+	# And during a discard, between vdb's rebuild ... (vda first, vdb held back)
+	pending_vm2 vm
+	"$VMO_BIN" discard vm >/dev/null || fail "discard refused"
+	ve_wait_for 30 eval 'pgrep -f "[s]leep 4" >/dev/null' || fail "vdb's rebuild was not held back"
+	if out=$(ve_virsh start vm 2>&1); then
+		fail "the VM started between vda's and vdb's discards"
+	fi
+	grep -qi "lock" <<<"$out" || fail "the start failed, but not on the image lock: $out"
+	fl_wait_status vm clean 60
+	fl_overlay_fresh vm || fail "vda not fresh after the discard"
+	fl_overlay_fresh vm-data || fail "vdb not fresh after the discard"
+	ok "virsh start between the disks' discards refused; both overlays fresh after"
+}
+
+# Discard and Undo of both disks, by the unprivileged applet on a real VM:
+# the sessions come back byte for byte; discarded again, the VM boots from
+# both fresh overlays.
+row_multi_disk_discard_undo() {
+	fl_vm2 vm
+	fl_config "vm ask"
+	fl_app_start
+	pending_vm2 vm
+	disk_sums vm
+	"$VMO_BIN" discard vm >/dev/null || fail "discard refused"
+	fl_wait_status vm clean 60
+	fl_overlay_fresh vm || fail "vda not fresh"
+	fl_overlay_fresh vm-data || fail "vdb not fresh"
+	fl_reads "$VE_IMAGES/vm-data.qcow2" 0x22 1M 1M || fail "vdb lost its base's data"
+	fl_menu_labels | grep -qi "undo" || fail "no Undo in the menu"
+	fl_ctl UndoDiscard vm >/dev/null || fail "UndoDiscard refused"
+	fl_wait_status vm kept 30
+	[ "$(chain_sum "$VE_IMAGES/vm.qcow2")" = "$DISK_SUM_A" ] || fail "vda not restored byte for byte"
+	[ "$(chain_sum "$VE_IMAGES/vm-data.qcow2")" = "$DISK_SUM_B" ] || fail "vdb not restored byte for byte"
+	ok "discard of both disks, then Undo: both disks byte for byte back"
+	"$VMO_BIN" discard vm >/dev/null || fail "second discard refused"
+	fl_wait_status vm clean 60
+	ve_start vm || fail "the VM does not boot from the fresh overlays"
+	ve_destroy vm
+	fl_wait_status vm pending 20
+	ok "discarded again: the VM boots from both fresh overlays"
+}
+
 row="${row//-/_}"
 declare -F "row_$row" >/dev/null || fail "no row $row"
 fl_setup

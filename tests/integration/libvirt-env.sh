@@ -288,8 +288,10 @@ ve_make_overlay() {
 	fi
 }
 
+# ve_define_vm NAME DISK [DISK2]: DISK as vda, DISK2 (a data disk) as vdb.
 ve_define_vm() {
-	local name=$1 disk=$2 xml="$VE_DIR/$1.xml"
+	local name=$1 disk=$2 disk2=${3:-} xml="$VE_DIR/$1.xml" second=
+	[ -z "$disk2" ] || second="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$disk2'/><target dev='vdb' bus='virtio'/></disk>"
 	cat >"$xml" <<EOF
 <domain type='qemu'>
   <name>$name</name>
@@ -305,6 +307,7 @@ ve_define_vm() {
       <source file='$disk'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+    $second
     <controller type='usb' model='none'/>
     <video><model type='none'/></video>
     <memballoon model='none'/>
