@@ -2,7 +2,7 @@
 # system bus + real polkitd + real pkexec, the applet as an unprivileged user
 # in group libvirt (tests/integration/system-env.sh). Machine-wide, so the
 # tests share one RESOURCE_LOCK (and the harness a flock); label `system`.
-foreach(scenario commit discard denied hostile cancel quit grouprule nopool others)
+foreach(scenario commit discard denied hostile cancel quit grouprule nopool others twodisk)
   vmo_script_test(NAME it_system_${scenario}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/system-scenarios.sh ${scenario}
     LABELS "integration;system" TIMEOUT 300)

@@ -291,13 +291,24 @@ EOF
 	[ "$(stat -c %s "$out" 2>/dev/null)" = 512 ] || { se__die "boot sector"; return 1; }
 }
 
-se_make_vm() { # NAME BASEPAT OVPAT [SIZE]
-	local n=$1 b="$SE_PDIR/$1-base.qcow2" o="$SE_PDIR/$1.qcow2"
+se_make_vm() { # NAME BASEPAT OVPAT [SIZE [DATA]]: with DATA a second disk (vdb), NAME-data
+	local n=$1 b="$SE_PDIR/$1-base.qcow2" o="$SE_PDIR/$1.qcow2" second=
 	se_virsh vol-create-as "$SE_POOL" "$n-base.qcow2" "${4:-64M}" --format qcow2 >/dev/null &&
 		qemu-io -f qcow2 -c "write -q -s $SE_DIR/boot.bin 0 512" -c "write -q -P $2 1M 1M" "$b" >/dev/null &&
 		se_virsh vol-create-as "$SE_POOL" "$n.qcow2" "${4:-64M}" --format qcow2 \
 			--backing-vol "$b" --backing-vol-format qcow2 >/dev/null &&
 		qemu-io -f qcow2 -c "write -q -P $3 2M 1M" "$o" >/dev/null || { se__die "images of $n"; return 1; }
+	if [ -n "${5:-}" ]; then
+		local db="$SE_PDIR/$1-data-base.qcow2" do="$SE_PDIR/$1-data.qcow2"
+		se_virsh vol-create-as "$SE_POOL" "$n-data-base.qcow2" 32M --format qcow2 >/dev/null &&
+			qemu-io -f qcow2 -c "write -q -P 0x22 1M 1M" "$db" >/dev/null &&
+			se_virsh vol-create-as "$SE_POOL" "$n-data.qcow2" 32M --format qcow2 \
+				--backing-vol "$db" --backing-vol-format qcow2 >/dev/null &&
+			qemu-io -f qcow2 -c "write -q -P 0x44 2M 3M" "$do" >/dev/null ||
+			{ se__die "data disk of $n"; return 1; }
+		second="<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
+      <source file='$do'/><target dev='vdb' bus='virtio'/></disk>"
+	fi
 	cat >"$SE_DIR/$n.xml" <<EOF
 <domain type='qemu'>
   <name>$n</name> <memory unit='MiB'>64</memory> <vcpu>1</vcpu>
@@ -307,6 +318,7 @@ se_make_vm() { # NAME BASEPAT OVPAT [SIZE]
     <emulator>$(command -v qemu-system-x86_64)</emulator>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/>
       <source file='$o'/><target dev='vda' bus='virtio'/></disk>
+    $second
     <controller type='usb' model='none'/> <video><model type='none'/></video> <memballoon model='none'/>
   </devices>
 </domain>

@@ -38,10 +38,10 @@ owner() { stat -c '%U:%G %a' "$1"; }
 # The guest's whole disk as the chain shows it (64 MiB, raw): what must
 # be in the base after a commit, byte for byte.
 disk_sum() { qemu-img convert -U -O raw "$1" "$SE_DIR/disk.raw" && sum "$SE_DIR/disk.raw" && rm -f "$SE_DIR/disk.raw"; }
-fresh() { # overlay: qcow2 over $B (qcow2), no data of its own
+fresh() { # OVERLAY [BASE]: qcow2 over BASE ($B) (qcow2), no data of its own
 	local info
 	info=$(qemu-img info -U --output=json "$1") || return 1
-	grep -q "\"backing-filename\": \"$B\"" <<<"$info" &&
+	grep -q "\"backing-filename\": \"${2:-$B}\"" <<<"$info" &&
 		grep -q '"backing-filename-format": "qcow2"' <<<"$info" &&
 		! qemu-img map -U --output=json "$1" | grep '"depth": 0' | grep -q '"data": true'
 }
@@ -78,6 +78,11 @@ elif [ "$SCEN" = others ]; then
 	chown root:root "$SE_PDIR/other.qcow2" && chmod 0600 "$SE_PDIR/other.qcow2" &&
 		chown libvirt-qemu:libvirt-qemu "$SE_PDIR/other-base.qcow2" &&
 		chmod 0600 "$SE_PDIR/other-base.qcow2" || fail "other's owners"
+elif [ "$SCEN" = twodisk ]; then
+	# A system and a data disk, both root's volumes (issue 15): one
+	# decision, the helper run once per disk.
+	se_make_vm "$VM" 0x11 0x5a 64M data || fail "images"
+	DB=$SE_PDIR/$VM-data-base.qcow2 DO=$SE_PDIR/$VM-data.qcow2
 else
 	se_make_vm "$VM" 0x11 0x5a || fail "images"
 fi
@@ -116,7 +121,42 @@ started() { local p; p=$(progress); [ -n "$p" ] && awk -v p="$p" 'BEGIN { exit !
 # The helper's pid: pkexec execs it in place (the applet logs the pid it started).
 helper_pid() { sed -n 's|.*runner: started /usr/bin/pkexec as pid \([0-9]*\).*|\1|p' "$SE_APP_LOG" | tail -1; }
 
-case $SCEN in
+twodisk)
+	se_rule yes || fail "rule"
+	run_session
+	[ "$(owner "$DO")" = "root:root 600" ] || fail "data overlay after stop: $(owner "$DO")"
+	st=$(se_ctl status 2>&1)
+	grep -q "vdb" <<<"$st" || fail "status does not show vdb: $st"
+	want=$(disk_sum "$O") want2=$(disk_sum "$DO")
+	t=$(now_ms)
+	out=$(se_ctl commit "$VM" 2>&1) || fail "vmoverlay commit: $out"
+	se_wait_status "$VM" clean 180 || fail "commit did not end clean"
+	ok "commit of both disks through pkexec + helper in $(($(now_ms) - t)) ms"
+	[ "$(grep -c 'runner: started /usr/bin/pkexec' "$SE_APP_LOG")" -ge 2 ] ||
+		fail "the helper did not run once per disk"
+	[ "$(disk_sum "$B")" = "$want" ] || fail "vda's base does not hold the session byte for byte"
+	[ "$(disk_sum "$DB")" = "$want2" ] || fail "vdb's base does not hold the session byte for byte"
+	qemu-io -r -f qcow2 -c "read -q -P 0x44 2M 3M" "$DB" >/dev/null || fail "vdb's pattern not in its base"
+	fresh "$O" || fail "vda not fresh"
+	fresh "$DO" "$DB" || fail "vdb not fresh"
+	[ "$(owner "$O")" = "root:root 600" ] && [ "$(owner "$DO")" = "root:root 600" ] ||
+		fail "new overlays are $(owner "$O") / $(owner "$DO"), want root:root 600"
+	! has_journal || fail "journal left"
+	ok "both bases hold their sessions byte for byte; both fresh overlays root:root 0600"
+	# The next session on both disks, then Discard: both fresh, bases as they were.
+	run_session
+	b0=$(sum "$B") d0=$(sum "$DB")
+	out=$(se_ctl discard "$VM" 2>&1) || fail "vmoverlay discard: $out"
+	se_wait_status "$VM" clean 120 || fail "discard did not end clean"
+	[ "$(sum "$B")" = "$b0" ] && [ "$(sum "$DB")" = "$d0" ] || fail "discard changed a base"
+	fresh "$O" || fail "vda not fresh after the discard"
+	fresh "$DO" "$DB" || fail "vdb not fresh after the discard"
+	compgen -G "$SE_DIR/home/state/vmoverlay/*.set" >/dev/null && fail "the .set journal stayed"
+	ok "discard of both disks: bases byte-identical, both overlays fresh"
+	se_start "$VM" || fail "the VM does not boot again"
+	se_destroy "$VM"
+	ok "the VM boots again from both fresh overlays"
+	;;
 commit)
 	se_rule yes || fail "rule"
 	run_session
