@@ -336,6 +336,19 @@ void flow_set_step_done(struct flow *flow, struct flow_vm *fv, struct vm *vm, si
 			log_warn("flow: %s: %s", vm->name, err ? err : "journal not updated");
 		free(err);
 	}
+	if (flow->stopping && (next >= 0 || op == IMAGEOPS_COMMIT)) {
+		/* Quitting between two disks: nothing new starts. What is left
+		 * is on disk for the next start: a commit journal (interrupted,
+		 * Resume), a .set journal (Retry), or, after the last commit,
+		 * emptied overlays that are as good as fresh ones. */
+		log_info("flow: %s: quitting between disks (%s of %s done)", vm->name,
+			 imageops_op_name(op), vm->disks[disk].target ? vm->disks[disk].target : "?");
+		if (op == IMAGEOPS_COMMIT && next < 0 && journal)
+			imageops_journal_remove(journal);
+		free(journal);
+		flow_set_end(fv);
+		return;
+	}
 	if (next < 0) {
 		if (op == IMAGEOPS_COMMIT) {
 			free(journal);

@@ -1527,6 +1527,47 @@ static void test_multi_disk_discard_half_way(void)
 	fx_stop();
 }
 
+/* Quit while the first disk's fresh overlay is made (after both commits):
+ * that rebuild finishes, nothing new starts (the second disk keeps its
+ * emptied overlay, as good as a fresh one), no journal is left. */
+static void test_multi_disk_quit_between(void)
+{
+	fx_images("multi-quit");
+	fx_second_disk();
+	sh_ok("qemu-io -c 'write -P 0xab 0 1M' ov.qcow2 >/dev/null && "
+	      "qemu-io -c 'write -P 0xcd 2M 3M' data/ov2.qcow2 >/dev/null",
+	      "");
+	static char qi[4300];
+	snprintf(qi, sizeof qi, "%s/slow-create", F->dir);
+	FILE *w = fopen(qi, "w");
+	REQUIRE(w);
+	fprintf(w, "#!/bin/sh\nif [ \"$1\" = create ]; then sleep 1; fi\nexec qemu-img \"$@\"\n");
+	REQUIRE(fclose(w) == 0 && chmod(qi, 0755) == 0);
+	F->cfg.qemu_img = qi;
+	fx_start(false, NULL, POLICY_ASK);
+	REQUIRE(VM()->n_disks == 2);
+	struct stat ov2_before;
+	char *why = NULL;
+	REQUIRE(flow_request(F->flow, VM(), ACT_COMMIT, &why));
+	REQUIRE(wait_state(FLOW_REBUILDING, 30000));
+	REQUIRE(stat(path("data/ov2.qcow2"), &ov2_before) == 0);
+	flow_stop(F->flow);
+	REQUIRE(wait_not_busy(30000));
+	for (int i = 0; i < 20; i++)
+		loop_iterate(F->loop, 10);
+	CHECK(!flow_busy(F->flow));
+	CHECK(!journal_present());
+	struct stat ov2_after;
+	REQUIRE(stat(path("data/ov2.qcow2"), &ov2_after) == 0);
+	CHECK(ov2_after.st_ino == ov2_before.st_ino); /* not rebuilt after the quit */
+	CHECK(overlay_empty(path("data/ov2.qcow2")));
+	CHECK(overlay_empty(path("ov.qcow2")));
+	CHECK(reads(path("base.qcow2"), "-c 'read -P 0xab 0 1M'"));
+	CHECK(reads(path("data/base2.qcow2"), "-c 'read -P 0xcd 2M 3M'"));
+	CHECK(sh("ls -A data | grep -q vmoverlay-tmp") != 0);
+	fx_stop();
+}
+
 int main(int argc, char **argv)
 {
 	if (getenv("VMO_DEBUG"))
@@ -1557,6 +1598,7 @@ int main(int argc, char **argv)
 	    {"multi_disk_commit_stops_between", test_multi_disk_commit_stops_between},
 	    {"multi_disk_discard_and_undo", test_multi_disk_discard_and_undo},
 	    {"multi_disk_discard_half_way", test_multi_disk_discard_half_way},
+	    {"multi_disk_quit_between", test_multi_disk_quit_between},
 	    {NULL, NULL},
 	};
 	return test_main(argc, argv, cases);

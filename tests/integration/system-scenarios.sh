@@ -121,6 +121,7 @@ started() { local p; p=$(progress); [ -n "$p" ] && awk -v p="$p" 'BEGIN { exit !
 # The helper's pid: pkexec execs it in place (the applet logs the pid it started).
 helper_pid() { sed -n 's|.*runner: started /usr/bin/pkexec as pid \([0-9]*\).*|\1|p' "$SE_APP_LOG" | tail -1; }
 
+case $SCEN in
 twodisk)
 	se_rule yes || fail "rule"
 	run_session
