@@ -186,6 +186,10 @@ static char *probe_reason(const struct chainprobe_outcome *o, const struct chain
 		rc = asprintf(&s, _("the check did not finish within %d s (%s does not answer)"),
 			      (timeout_ms + 999) / 1000,
 			      o->hung_path ? o->hung_path : (path ? path : "?"));
+	else if (r->err == ELOOP)
+		/* TRANSLATORS: the file where the probe stopped */
+		rc = asprintf(&s, _("the backing chain loops or is deeper than %d files (at %s)"),
+			      VMO_CHAIN_MAX, path ? path : "?");
 	else if (r->err == EPROTONOSUPPORT)
 		rc = asprintf(&s, _("the backing file of %s is not a local file"),
 			      path ? path : "?");
@@ -276,7 +280,7 @@ static bool chain_via_libvirt(struct virt_watcher *w, const char *top, struct di
 {
 	char *path = top ? strdup(top) : NULL;
 	bool known = false;
-	for (int depth = 0; path && depth < 16; depth++) {
+	for (int depth = 0; path && depth <= VMO_CHAIN_MAX; depth++) {
 		struct stat st;
 		struct qcow2_info info;
 		if (stat(path, &st) != 0 || virt_volume_facts(w->conn, path, &info) < 0)
