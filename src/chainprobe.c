@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "i18n.h"
 #include "image.h"
 #include "log.h"
@@ -40,7 +41,8 @@
 
 #define CHILD_FLAG      "--vmoverlay-chain-probe"
 #define CHILD_ENV       "VMO_CHAINPROBE"
-#define CHAIN_MAX_DEPTH 16
+/* The disk itself and the files below it that vmoverlay follows (chain.h). */
+#define CHAIN_MAX_DEPTH (VMO_CHAIN_MAX + 1)
 #define PROBE_OUT_MAX   (16u * 1024u * 1024u)
 
 /* ---------------------------------------------------------------- child */

@@ -96,10 +96,15 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 			acts[n_acts++] = action_names[a];
 	char summary[512], total[256], disk_lines[VMO_MAX_DISKS][1024];
 	size_t n_lines = 0;
-	const char **lines = calloc(6 + VMO_MAX_DISKS + vm->n_problems, sizeof(*lines));
+	const char **lines = calloc(7 + VMO_MAX_DISKS + vm->n_problems, sizeof(*lines));
 	if (!lines)
 		return false;
 	lines[n_lines++] = vm_summary_line(vm, summary, sizeof summary);
+	char *chain = vm_chain_text(vm), *chain_line = NULL;
+	/* TRANSLATORS: status line; %s is "base.qcow2 ← template.qcow2 ← win.qcow2" */
+	if (chain && asprintf(&chain_line, _("backing chain: %s"), chain) >= 0)
+		lines[n_lines++] = chain_line;
+	free(chain);
 	/* Several disks (issue 15): the total (the summary line of a running
 	 * VM has it already) and each disk's target, size, overlay and base. */
 	if (vm->n_disks > 1) {
@@ -134,6 +139,7 @@ static bool append_vm(DBusMessageIter *arr, const struct vm *vm)
 			dbus_message_iter_abandon_container(arr, &st);
 	}
 	free(lines);
+	free(chain_line);
 	return ok;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <libvirt/libvirt.h>
 
+#include "chain.h"
 #include "config.h"
 #include "i18n.h"
 #include "image.h"
@@ -127,6 +128,16 @@ void flow_success(struct flow *flow, struct flow_vm *fv, struct vm *vm, enum ima
 		  uint64_t bytes)
 {
 	fv->has_failed_op = false;
+	if (op == IMAGEOPS_REBUILD) {
+		/* A rebuild starts only with no journal, or right after its
+		 * commit exited 0: one still here is a deeper commit's, kept
+		 * until now (commits_done, flow-set.c). */
+		char *jp = flow_journal_path(flow, vm);
+		struct stat jst;
+		if (jp && lstat(jp, &jst) == 0 && imageops_journal_remove(jp) < 0)
+			log_warn("flow: cannot remove journal %s: %s", jp, strerror(errno));
+		free(jp);
+	}
 	if (flow->virt)
 		virt_watcher_refresh_vm(flow->virt, vm);
 	else

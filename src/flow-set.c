@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "i18n.h"
 #include "image.h"
 #include "imageops.h"
@@ -180,6 +181,7 @@ static bool adopt_journal(struct flow_vm *fv, const struct vm *vm, const char *p
 		return true;
 	}
 	bool ok = true;
+	char *no = NULL;
 	if (r == 0 && j.op != want) {
 		flow_set_msg(why, _("%s: an unfinished %s of its disks is recorded in %s; finish it "
 				    "first"),
@@ -195,6 +197,12 @@ static bool adopt_journal(struct flow_vm *fv, const struct vm *vm, const char *p
 				     _("%s: the unfinished operation was for %s, which is not one of "
 				       "the VM's disks now; resolve this by hand (journal %s)"),
 				     vm->name, j.disks[k].overlay, path);
+			ok = false;
+		} else if (j.disks[k].state != JDISK_PENDING &&
+			   (no = chain_resume_refusal(vm, &vm->disks[i], j.disks[k].base))) {
+			/* A commit goes on only into the file it wrote (chain.h). */
+			flow_set_msg(why, "%s", no);
+			free(no);
 			ok = false;
 		} else if (j.disks[k].state == JDISK_DONE) {
 			fv->set.done[i] = true;
@@ -287,10 +295,18 @@ static bool start_disk(struct flow *flow, struct flow_vm *fv, struct vm *vm, siz
 }
 
 /* All disks committed: the journal goes (every base holds its session,
- * every overlay was emptied by qemu-img), then the fresh overlays. */
+ * every overlay was emptied by qemu-img), then the fresh overlays. Not so
+ * after `commit -b` into a deeper base (chain.h): that overlay stays full
+ * over files that are now invalid, so until the fresh overlays lie on the
+ * bases only finishing is safe (Resume: the same commit again, then the
+ * rebuilds; a discard would put the VM on an invalid template). The
+ * journal then stays until the rebuilds are done (flow_success). */
 static void commits_done(struct flow *flow, struct flow_vm *fv, struct vm *vm)
 {
-	char *journal = commit_journal(flow, vm);
+	bool deep = false;
+	for (size_t i = 0; i < vm->n_disks; i++)
+		deep |= chain_commit_target(vm, &vm->disks[i]) != NULL;
+	char *journal = deep ? NULL : commit_journal(flow, vm);
 	int r = journal ? imageops_journal_remove(journal) : 0;
 	if (r < 0)
 		log_warn("flow: cannot remove journal %s: %s", journal, strerror(-r));

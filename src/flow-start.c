@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <libvirt/libvirt.h>
 
+#include "chain.h"
 #include "config.h"
 #include "i18n.h"
 #include "image.h"
@@ -148,8 +149,16 @@ bool flow_start_rebuild(struct flow *flow, struct flow_vm *fv, struct vm *vm, si
 		free(qi);
 		return false;
 	}
-	int r = imageops_rebuild_prepare(&job->rb, qi, d->overlay, d->backing_stored,
-					 d->backing_format, why);
+	/* After a commit into a deeper base the files between are invalid:
+	 * the fresh overlay lies on that base (chain.h). Until then the
+	 * commit journal stays, so no discard can build on them (flow-set.c). */
+	char *bk = NULL, *bf = NULL;
+	int r = chain_rebuild_backing(vm, d, op == IMAGEOPS_REBUILD, &bk, &bf, why);
+	if (r == 0)
+		r = imageops_rebuild_prepare_onto(&job->rb, qi, d->overlay, d->backing_stored,
+						  d->backing_format, bk, bf, why);
+	free(bk);
+	free(bf);
 	free(qi);
 	if (r < 0) {
 		if (r == -EACCES || r == -EPERM || r == -EROFS) {
@@ -249,7 +258,7 @@ bool flow_commit_disk(struct flow *flow, struct flow_vm *fv, struct vm *vm, size
 	qi = qemu_img(flow, why);
 	if (!journal || !qi)
 		goto error;
-	argv = imageops_commit_argv(qi, d->overlay);
+	argv = imageops_commit_argv(qi, d->overlay, chain_commit_target(vm, d));
 	job = job_new(flow, fv, vm, disk, IMAGEOPS_COMMIT);
 	if (!argv || !job) {
 		flow_set_msg(why, "%s", strerror(ENOMEM));

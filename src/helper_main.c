@@ -24,6 +24,7 @@
 #include <libxml/xpath.h>
 
 #include "build-config.h"
+#include "chain.h"
 #include "config.h"
 #include "flow.h"
 #include "i18n.h"
@@ -56,6 +57,7 @@ struct helper_args {
 	const char *target;
 	const char *base;
 	const char *connect;
+	enum vmo_commit_into commit_into;
 	bool keep_discarded;
 	bool verbose;
 };
@@ -87,7 +89,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "%s",
 		_("Usage: vmoverlay-helper OPERATION VM-NAME DOMAIN-UUID DISK-TARGET [--base PATH] "
-		  "[--keep-discarded]\n"
+		  "[--commit-into backing|deepest] [--keep-discarded]\n"
 		  "       (root only) vmoverlay-helper --connect URI OPERATION ...\n"
 		  "OPERATION: commit, rebuild, discard or undo-discard.\n"
 		  "Run by vmoverlay through pkexec; see vmoverlay-helper(8).\n"));
@@ -102,6 +104,18 @@ static bool parse_args(int argc, char **argv, struct helper_args *a)
 		const char *s = argv[i];
 		if (strcmp(s, "--base") == 0 && i + 1 < argc) {
 			a->base = argv[++i];
+		} else if (strcmp(s, "--commit-into") == 0 && i + 1 < argc) {
+			const char *v = argv[++i];
+			if (strcmp(v, "deepest") == 0) {
+				a->commit_into = COMMIT_INTO_DEEPEST;
+			} else if (strcmp(v, "backing") == 0) {
+				a->commit_into = COMMIT_INTO_BACKING;
+			} else {
+				fprintf(stderr,
+					_("vmoverlay-helper: --commit-into takes backing or "
+					  "deepest\n"));
+				return false;
+			}
 		} else if (strcmp(s, "--connect") == 0 && i + 1 < argc) {
 			a->connect = argv[++i];
 		} else if (strcmp(s, "--keep-discarded") == 0) {
@@ -299,11 +313,16 @@ static int run(const struct helper_args *a, const char *uri)
 	/* The configuration the applet would have for this VM, built from
 	 * nothing the caller could bend: its name (checked against the UUID
 	 * below), the target, the optional base it must have. */
+	char *disks[1] = {(char *)a->target};
 	struct vm_config vmc = {
 	    .name = (char *)a->name,
 	    .policy = POLICY_ASK,
 	    .disk = (char *)a->target,
+	    /* A `disk` key is a list of one (config.h). */
+	    .disks = disks,
+	    .n_disks = 1,
 	    .base = (char *)a->base,
+	    .commit_into = a->commit_into,
 	};
 	struct config cfg = {
 	    .connect = (char *)uri,
@@ -372,6 +391,19 @@ static int run(const struct helper_args *a, const char *uri)
 	}
 	/* From here on the facts as libvirt and the images gave them just now. */
 	vm = now.facts;
+	/* A commit into a base further down (commit_into = "deepest") would
+	 * hand qemu-img every file between, each to be checked like the base;
+	 * the helper does not do that (yet): refused, nothing changed. The
+	 * rebuild after such a commit needs that base too. */
+	const char *deep = chain_commit_target(vm, &vm->disks[0]);
+	if (deep && (a->op == IMAGEOPS_COMMIT || a->op == IMAGEOPS_REBUILD)) {
+		code = finish(PRIVHELPER_EXIT_REFUSED,
+			      _("%1$s: refusing: committing through the backing chain into %2$s "
+				"(commit_into = \"deepest\") is not supported for images only root "
+				"can write; nothing was changed."),
+			      a->name, deep);
+		goto out;
+	}
 	/* The helper's configuration names this one disk of the domain. */
 	if (strcasecmp(vm->uuid, a->uuid) != 0 || vm->n_disks != 1 || !vm->disks[0].target ||
 	    strcmp(vm->disks[0].target, a->target) != 0) {

@@ -157,6 +157,15 @@ int imageops_rebuild_check(const char *overlay, const char *backing_stored,
 int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
 			     const char *backing_stored, const char *backing_format, char **err)
 {
+	return imageops_rebuild_prepare_onto(rb, qemu_img, overlay, backing_stored, backing_format,
+					     backing_stored, backing_format, err);
+}
+
+int imageops_rebuild_prepare_onto(struct imageops_rebuild *rb, const char *qemu_img,
+				  const char *overlay, const char *backing_stored,
+				  const char *backing_format, const char *new_backing,
+				  const char *new_format, char **err)
+{
 	memset(rb, 0, sizeof *rb);
 	rb->lock_fd = -1;
 	int fd = -1;
@@ -217,8 +226,8 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 	fd = -1;
 	rb->overlay = strdup(overlay);
 	rb->tmp = tmp;
-	rb->backing = strdup(backing_stored);
-	rb->backing_format = strdup(backing_format);
+	rb->backing = strdup(new_backing);
+	rb->backing_format = strdup(new_format);
 	rb->options = options;
 	rb->uid = st.st_uid;
 	rb->gid = st.st_gid;
@@ -234,7 +243,7 @@ int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, 
 	 * the same directory, where the temp file lives too); the format
 	 * options of the old overlay, so a rebuild never changes them. */
 	rb->argv = imageops_argv_build(qemu_img, "create", "-q", "-f", "qcow2", "-o", options, "-F",
-				       backing_format, "-b", backing_stored, tmp, NULL);
+				       new_format, "-b", new_backing, tmp, NULL);
 	if (!rb->overlay || !rb->backing || !rb->backing_format || !rb->argv) {
 		set_err(err, "%s", strerror(ENOMEM));
 		imageops_rebuild_abort(rb);

@@ -81,8 +81,10 @@ void imageops_argv_free(char **argv)
 	free(argv);
 }
 
-char **imageops_commit_argv(const char *qemu_img, const char *overlay)
+char **imageops_commit_argv(const char *qemu_img, const char *overlay, const char *base)
 {
+	if (base)
+		return imageops_argv_build(qemu_img, "commit", "-p", "-b", base, overlay, NULL);
 	return imageops_argv_build(qemu_img, "commit", "-p", overlay, NULL);
 }
 
@@ -430,7 +432,7 @@ int imageops_commit_sync(const char *qemu_img, const char *overlay, const char *
 		free(cerr);
 		return c;
 	}
-	char **argv = imageops_commit_argv(qemu_img, overlay);
+	char **argv = imageops_commit_argv(qemu_img, overlay, NULL);
 	if (!argv)
 		return -ENOMEM;
 	struct runner_status st;

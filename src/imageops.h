@@ -33,8 +33,11 @@ enum imageops_commit_failure {
 
 /* ---- argv's (NULL-terminated, malloc'd; free with imageops_argv_free) ---- */
 /* qemu-img commit -p OVERLAY (plain commit: empties the overlay only on
- * success; the default writeback cache is flushed before exit 0). */
-char **imageops_commit_argv(const char *qemu_img, const char *overlay);
+ * success; the default writeback cache is flushed before exit 0). With a
+ * base (chain_commit_target): qemu-img commit -p -b BASE OVERLAY, into a
+ * file further down the chain; -b implies -d (the overlay is not emptied)
+ * and leaves every file between invalid (qemu-img(1)). */
+char **imageops_commit_argv(const char *qemu_img, const char *overlay, const char *base);
 void imageops_argv_free(char **argv);
 
 /* Classifies a commit's result; *msg (translated) tells the user what
@@ -53,7 +56,7 @@ struct imageops_rebuild {
 	char *overlay;
 	char *tmp;     /* reserved temp name in the overlay's directory */
 	char **argv;   /* qemu-img create -q -f qcow2 -o opts -F fmt -b backing tmp */
-	char *backing; /* as stored in the old overlay's header */
+	char *backing; /* what the fresh overlay records: as the old header, or a deeper base */
 	char *backing_format;
 	char *options; /* -o: the old overlay's format options (image_create_options) */
 	uid_t uid;
@@ -91,6 +94,14 @@ int imageops_rebuild_check(const char *overlay, const char *backing_stored,
  * translated *err; on failure nothing is held. */
 int imageops_rebuild_prepare(struct imageops_rebuild *rb, const char *qemu_img, const char *overlay,
 			     const char *backing_stored, const char *backing_format, char **err);
+/* The same, but the fresh overlay is backed by new_backing (new_format)
+ * while the old one must still record backing_stored (backing_format):
+ * after a commit into a deeper base (chain.h) the files between are
+ * invalid and the fresh overlay lies on that base directly. */
+int imageops_rebuild_prepare_onto(struct imageops_rebuild *rb, const char *qemu_img,
+				  const char *overlay, const char *backing_stored,
+				  const char *backing_format, const char *new_backing,
+				  const char *new_format, char **err);
 /* After the argv exited 0: checks the new header (backing and format
  * options as the old overlay's), fsync, owner/mode of the old overlay
  * (where permitted), takes qemu's lock on the new file too, asks

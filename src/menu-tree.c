@@ -147,6 +147,17 @@ static bool build_vm(struct menu *menu, struct menu_item *root, const struct vm 
 		it->role = ROLE_STATE;
 		it->enabled = false;
 	}
+	/* A chain deeper than one: "base.qcow2 ← template.qcow2 ← win.qcow2"
+	 * (issue 15 item 4), on a line of its own so the state line stays
+	 * short. */
+	char *chain = vm_chain_text(vm);
+	it = add_item(menu, sub, KIND_STANDARD, vm->name, "chain", chain ? chain : "", true);
+	free(chain);
+	if (!it)
+		return false;
+	it->role = ROLE_STATE;
+	it->enabled = false;
+	it->visible = it->label && *it->label;
 	/* Why an operation will be refused or a journal is not acted on
 	 * (issue 12): a commit journal no domain owns, another VM's disk, a
 	 * check that could not finish, an Undo that would lose a newer session. */

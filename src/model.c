@@ -509,3 +509,47 @@ char *vm_disk_bases(const struct vm *vm, const char *sep, char *buf, size_t len)
 	}
 	return len ? utf8_whole(buf) : buf;
 }
+
+char *vm_disk_chain_text(const struct vm_disk *d)
+{
+	if (!d || !d->overlay || d->n_chain < 2)
+		return NULL;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (!f)
+		return NULL;
+	for (size_t k = d->n_chain; k-- > 0;)
+		/* TRANSLATORS: between two file names of a backing chain, deepest
+		 * first: the left file is the backing file of the right one */
+		fprintf(f, "%s%s", file_name(d->chain[k]), _(" ← "));
+	fputs(file_name(d->overlay), f);
+	fclose(f);
+	return out;
+}
+
+char *vm_chain_text(const struct vm *vm)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = NULL;
+	for (size_t i = 0; i < vm->n_disks; i++) {
+		char *t = vm_disk_chain_text(&vm->disks[i]);
+		if (!t)
+			continue;
+		if (!f && !(f = open_memstream(&out, &len))) {
+			free(t);
+			return NULL;
+		}
+		if (len)
+			fputs("; ", f);
+		if (vm->n_disks > 1)
+			fprintf(f, "%s: ", vm->disks[i].target ? vm->disks[i].target : "?");
+		fputs(t, f);
+		fflush(f);
+		free(t);
+	}
+	if (f)
+		fclose(f);
+	return out;
+}

@@ -182,5 +182,12 @@ char *vm_disks_total_line(const struct vm *vm, char *buf, size_t len);
 char *vm_disk_line(const struct vm *vm, size_t i, bool full, char *buf, size_t len);
 /* "vda → win-base.qcow2" per disk, joined by sep: where a commit went. */
 char *vm_disk_bases(const struct vm *vm, const char *sep, char *buf, size_t len);
+/* "base.qcow2 ← template.qcow2 ← win.qcow2": d's chain by file names,
+ * deepest first, when it is deeper than one file below the overlay; else
+ * NULL. malloc'd. */
+char *vm_disk_chain_text(const struct vm_disk *d);
+/* The same for every watched disk with such a chain ("vda: …; vdb: …"
+ * when the VM has several disks), or NULL. malloc'd. */
+char *vm_chain_text(const struct vm *vm);
 
 #endif

@@ -94,8 +94,9 @@ char **privhelper_argv(const char *pkexec, const char *helper, const struct priv
 			*err = strdup(_("Unknown operation for the privileged helper."));
 		return NULL;
 	}
-	/* pkexec HELPER OP NAME UUID TARGET [--base PATH] [--keep-discarded] */
-	char **argv = calloc(11, sizeof *argv);
+	/* pkexec HELPER OP NAME UUID TARGET [--base PATH] [--commit-into deepest]
+	 * [--keep-discarded] */
+	char **argv = calloc(13, sizeof *argv);
 	if (!argv)
 		goto oom;
 	size_t n = 0;
@@ -107,6 +108,9 @@ char **privhelper_argv(const char *pkexec, const char *helper, const struct priv
 		if (!(argv[n++] = strdup("--base")) || !(argv[n++] = strdup(req->base)))
 			goto oom;
 	}
+	if (req->commit_deepest)
+		if (!(argv[n++] = strdup("--commit-into")) || !(argv[n++] = strdup("deepest")))
+			goto oom;
 	if (req->op == IMAGEOPS_DISCARD && req->keep_discarded)
 		if (!(argv[n++] = strdup("--keep-discarded")))
 			goto oom;
@@ -173,6 +177,9 @@ char **privhelper_vm_argv(const struct vm *vm, size_t disk, enum imageops_op op,
 	     * discovered one is what the helper finds itself. */
 	    .base = vm->cfg && vm->n_disks == 1 ? vm->cfg->base : NULL,
 	    .keep_discarded = keep_discarded,
+	    /* The helper discovers the same chain and refuses what it cannot
+	     * do safely as root (a commit into a deeper base). */
+	    .commit_deepest = vm->cfg && vm->cfg->commit_into == COMMIT_INTO_DEEPEST,
 	};
 	argv = privhelper_argv(pkexec, helper, &req, &err);
 	if (!argv)

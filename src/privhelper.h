@@ -38,6 +38,7 @@ struct privhelper_request {
 	const char *target;  /* disk target, "vda" */
 	const char *base;    /* optional: the configured base, checked against the header */
 	bool keep_discarded; /* discard: keep <overlay>.discarded */
+	bool commit_deepest; /* the VM's commit_into = "deepest" (--commit-into deepest) */
 };
 
 /* The flow's privileged hook (struct flow_privileged.argv, flow.h): the

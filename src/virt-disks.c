@@ -3,6 +3,7 @@
  * the qcow2 header, or, for root's images under qemu:///system, from
  * libvirt's storage API without opening the file. */
 #include "virt-private.h"
+#include "chain.h"
 
 /* ---- domain XML ---- */
 
@@ -326,8 +327,110 @@ static int read_image(struct virt_watcher *w, const char *path, struct qcow2_inf
 
 /* ---- disk discovery ---- */
 
-/* The overlay's header: backing, format, size; checks rule 5 (the
- * overlay's backing is the configured base). */
+static void chain_add(struct vm_disk *d, const char *path)
+{
+	char **n = realloc(d->chain, (d->n_chain + 1) * sizeof *n);
+	if (!n)
+		return;
+	d->chain = n;
+	char *copy = strdup(path);
+	if (copy)
+		d->chain[d->n_chain++] = copy;
+}
+
+/* d's backing chain below the overlay, nearest first (struct vm_disk's
+ * chain): one header read per file (or libvirt's storage API for root's
+ * images), at most VMO_CHAIN_MAX files. first is the resolved immediate
+ * backing file, first_format the format the overlay records for it.
+ * A chain that loops or goes deeper is a problem of vm. Returns true when
+ * it was followed to its end (a file without a backing file, or one whose
+ * format has none); false when a file could not be read (the chain known
+ * so far stays). */
+static bool fill_chain(struct virt_watcher *w, struct vm *vm, struct vm_disk *d, const char *first,
+		       const char *first_format)
+{
+	struct stat seen[VMO_CHAIN_MAX + 1];
+	size_t n_seen = 0;
+	if (stat(d->overlay, &seen[0]) == 0)
+		n_seen = 1;
+	char *path = first ? strdup(first) : NULL;
+	char *format = first_format ? strdup(first_format) : NULL;
+	bool complete = false;
+	while (path) {
+		struct stat st;
+		if (stat(path, &st) < 0) {
+			if (d->n_chain > 0)
+				vm_add_problem(vm,
+					       _("The file %s in the backing chain of %s does not "
+						 "exist."),
+					       path, d->overlay);
+			break;
+		}
+		bool loops = false;
+		for (size_t i = 0; i < n_seen; i++)
+			loops |= seen[i].st_dev == st.st_dev && seen[i].st_ino == st.st_ino;
+		if (loops) {
+			vm_add_problem(
+			    vm,
+			    _("The backing chain of %s loops: %s comes back further down; "
+			      "no image operation is possible."),
+			    d->overlay, path);
+			break;
+		}
+		if (d->n_chain >= VMO_CHAIN_MAX) {
+			vm_add_problem(
+			    vm,
+			    _("The backing chain of %s is deeper than %d files; vmoverlay "
+			      "does not follow it."),
+			    d->overlay, VMO_CHAIN_MAX);
+			break;
+		}
+		seen[n_seen++] = st;
+		chain_add(d, path);
+		if (format && strcmp(format, "qcow2") != 0) {
+			complete = true; /* raw and the like: no backing file */
+			break;
+		}
+		struct qcow2_info info;
+		bool via = false;
+		int r = read_image(w, path, &info, &via, NULL);
+		if (r == -EINVAL && !format) {
+			complete = true; /* not qcow2, format not recorded: no chain */
+			break;
+		}
+		if (r < 0) {
+			log_debug("virt: %s: the chain of %s is not readable past %s (%s)",
+				  vm->name, d->overlay, path, strerror(-r));
+			break;
+		}
+		char *next =
+		    info.backing_file ? image_resolve_backing(path, info.backing_file) : NULL;
+		free(format);
+		format = info.backing_format ? strdup(info.backing_format) : NULL;
+		image_info_clear(&info);
+		free(path);
+		path = next;
+		complete = path == NULL;
+	}
+	free(path);
+	free(format);
+	return complete;
+}
+
+/* Where the chain holds the configured base (0: the immediate backing
+ * file), -1 if nowhere. */
+static int chain_index(const struct vm_disk *d, const char *base)
+{
+	for (size_t k = 0; k < d->n_chain; k++)
+		if (image_same_file(d->chain[k], base))
+			return (int)k;
+	return -1;
+}
+
+/* The overlay's header: backing, format, size, the chain below it; checks
+ * rule 5 (the overlay's backing is the configured base, or with
+ * commit_into = "deepest" a file further down its chain). d->base is the
+ * file a commit writes into. */
 static void fill_disk_facts(struct virt_watcher *w, struct vm *vm, struct vm_disk *d,
 			    const char *cfg_base)
 {
@@ -375,6 +478,11 @@ static void fill_disk_facts(struct virt_watcher *w, struct vm *vm, struct vm_dis
 	vm_set_str(&d->backing_stored, info.backing_file);
 	vm_set_str(&d->backing_format, info.backing_format);
 	char *resolved = image_resolve_backing(d->overlay, info.backing_file);
+	bool deepest = vm->cfg && vm->cfg->commit_into == COMMIT_INTO_DEEPEST;
+	size_t problems = vm->n_problems;
+	bool complete = resolved && fill_chain(w, vm, d, resolved, info.backing_format);
+	bool chain_bad = vm->n_problems > problems; /* loops, too deep, a file missing */
+	int at = cfg_base ? chain_index(d, cfg_base) : -1;
 	vm_set_str(&d->base, cfg_base ? cfg_base : resolved);
 	struct stat st;
 	if (!info.backing_file) {
@@ -384,13 +492,31 @@ static void fill_disk_facts(struct virt_watcher *w, struct vm *vm, struct vm_dis
 		    d->overlay);
 	} else if (cfg_base && stat(cfg_base, &st) < 0) {
 		vm_add_problem(vm, _("The base %s does not exist."), cfg_base);
-	} else if (cfg_base && !image_same_file(resolved, cfg_base)) {
+	} else if (cfg_base && at > 0 && !deepest) {
+		/* qemu-img commits into the immediate backing file; a base
+		 * further down is changed only when the user asked for it. */
+		vm_add_problem(vm,
+			       _("The base %s is %d levels down the backing chain of the overlay "
+				 "%s (its backing file is %s). A commit goes into the immediate "
+				 "backing file only; to commit through the files between into the "
+				 "base, set commit_into = \"deepest\" for this VM."),
+			       cfg_base, at + 1, d->overlay,
+			       resolved ? resolved : info.backing_file);
+	} else if (cfg_base && at < 0 && !image_same_file(resolved, cfg_base)) {
 		vm_add_problem(
 		    vm, _("The overlay %s is not backed by the base %s (its backing file is %s)."),
 		    d->overlay, cfg_base, resolved ? resolved : info.backing_file);
 	} else if (!cfg_base && (!resolved || stat(resolved, &st) < 0)) {
 		vm_add_problem(vm, _("The backing file %s of the overlay %s does not exist."),
 			       resolved ? resolved : info.backing_file, d->overlay);
+	} else if (deepest && !cfg_base && !chain_bad && d->n_chain > 1) {
+		if (complete)
+			vm_set_str(&d->base, d->chain[d->n_chain - 1]);
+		else
+			vm_add_problem(vm,
+				       _("The backing chain of %s cannot be read to its end (%s), "
+					 "so its deepest file is not known; configure the base."),
+				       d->overlay, d->chain[d->n_chain - 1]);
 	}
 	if (info.corrupt)
 		vm_add_problem(vm,

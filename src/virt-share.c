@@ -4,6 +4,7 @@
  * <backingStore> and storage API where a file cannot be read; unknown
  * always refuses (DESIGN.md §4.9). */
 #include "virt-private.h"
+#include "chain.h"
 
 /* ---- shared bases ---- */
 
@@ -185,6 +186,10 @@ static char *probe_reason(const struct chainprobe_outcome *o, const struct chain
 		rc = asprintf(&s, _("the check did not finish within %d s (%s does not answer)"),
 			      (timeout_ms + 999) / 1000,
 			      o->hung_path ? o->hung_path : (path ? path : "?"));
+	else if (r->err == ELOOP)
+		/* TRANSLATORS: the file where the probe stopped */
+		rc = asprintf(&s, _("the backing chain loops or is deeper than %d files (at %s)"),
+			      VMO_CHAIN_MAX, path ? path : "?");
 	else if (r->err == EPROTONOSUPPORT)
 		rc = asprintf(&s, _("the backing file of %s is not a local file"),
 			      path ? path : "?");
@@ -275,7 +280,7 @@ static bool chain_via_libvirt(struct virt_watcher *w, const char *top, struct di
 {
 	char *path = top ? strdup(top) : NULL;
 	bool known = false;
-	for (int depth = 0; path && depth < 16; depth++) {
+	for (int depth = 0; path && depth <= VMO_CHAIN_MAX; depth++) {
 		struct stat st;
 		struct qcow2_info info;
 		if (stat(path, &st) != 0 || virt_volume_facts(w->conn, path, &info) < 0)
@@ -460,6 +465,17 @@ static void apply_disk_uses(struct virt_watcher *w, struct vm *vm, struct vm_dis
 	struct stat bst, ost;
 	bool hb = d->base && stat(d->base, &bst) == 0;
 	bool ho = d->overlay && stat(d->overlay, &ost) == 0;
+	/* A commit into a base further down (commit_into = "deepest") changes
+	 * what every file between reads too: another disk on one of them
+	 * counts like one on the base. (Such a disk also reads the base
+	 * below them, so it is found there as well; this does not rely on
+	 * that.) */
+	struct stat mid[VMO_CHAIN_MAX];
+	size_t n_mid = 0;
+	int depth = chain_base_depth(d);
+	for (int k = 0; k < depth && n_mid < VMO_CHAIN_MAX; k++)
+		if (stat(d->chain[k], &mid[n_mid]) == 0)
+			n_mid++;
 	for (size_t i = 0; i < w->n_uses; i++) {
 		const struct disk_use *u = &w->uses[i];
 		bool own_domain = strcmp(u->domain, vm->name) == 0;
@@ -477,6 +493,9 @@ static void apply_disk_uses(struct virt_watcher *w, struct vm *vm, struct vm_dis
 		for (size_t k = 0; k < u->n_ids; k++) {
 			if (hb && !d->shared_with && same_id(&bst, &u->ids[k]))
 				vm_set_str(&d->shared_with, who);
+			for (size_t m = 0; m < n_mid && !d->shared_with; m++)
+				if (same_id(&mid[m], &u->ids[k]))
+					vm_set_str(&d->shared_with, who);
 			if (ho && !d->overlay_used_by && same_id(&ost, &u->ids[k]))
 				vm_set_str(&d->overlay_used_by, who);
 		}

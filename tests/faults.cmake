@@ -37,7 +37,10 @@ set(VMO_FAULT_ROWS
   fifo_disk_source
   multi_disk_power_cut_between
   multi_disk_start_between_disks
-  multi_disk_discard_undo)
+  multi_disk_discard_undo
+  chain_commit_default_and_deepest
+  chain_deepest_interrupted
+  chain_commit_refused)
 # Timeouts are at least 5x a run on a loaded machine (issue 15 item 5): a
 # row takes 1-15 s there, rapid_start_destroy_200 210-300 s.
 foreach(row ${VMO_FAULT_ROWS})

@@ -167,6 +167,35 @@ static void test_two_disks_lines(void)
 	CHECK_STR_EQ(vm_summary_line(&vm, buf, sizeof buf), "win10 — running · overlay 1.2 GiB");
 }
 
+/* Backing chains deeper than one (issue 15 item 4): deepest first, file
+ * names only; one file below is no chain to show. */
+static void test_chain_text(void)
+{
+	char *c1[] = {"/img/win-base.qcow2"};
+	char *c3[] = {"/img/tmpl.qcow2", "/img/mid.qcow2", "/gold/base.qcow2"};
+	struct vm vm = {
+	    .name = "win10",
+	    .disks = {{.target = "vda", .overlay = "/img/win.qcow2", .chain = c1, .n_chain = 1},
+		      {.target = "vdb", .overlay = "/img/data.qcow2", .chain = c3, .n_chain = 3}},
+	    .n_disks = 1,
+	};
+	CHECK(vm_disk_chain_text(&vm.disks[0]) == NULL);
+	CHECK(vm_chain_text(&vm) == NULL);
+	char *t = vm_disk_chain_text(&vm.disks[1]);
+	CHECK_STR_EQ(t, "base.qcow2 ← mid.qcow2 ← tmpl.qcow2 ← data.qcow2");
+	free(t);
+	vm.n_disks = 2; /* several disks: each chain with its target */
+	t = vm_chain_text(&vm);
+	CHECK_STR_EQ(t, "vdb: base.qcow2 ← mid.qcow2 ← tmpl.qcow2 ← data.qcow2");
+	free(t);
+	vm.disks[0].chain = c3;
+	vm.disks[0].n_chain = 2;
+	t = vm_chain_text(&vm);
+	CHECK_STR_EQ(t, "vda: mid.qcow2 ← tmpl.qcow2 ← win.qcow2; vdb: base.qcow2 ← mid.qcow2 ← "
+			"tmpl.qcow2 ← data.qcow2");
+	free(t);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct test_case cases[] = {
@@ -175,6 +204,7 @@ int main(int argc, char **argv)
 	    {"reload", test_reload},
 	    {"summary_line", test_summary_line},
 	    {"two_disks_lines", test_two_disks_lines},
+	    {"chain_text", test_chain_text},
 	    {0},
 	};
 	return test_main(argc, argv, cases);

@@ -67,6 +67,18 @@ static void test_argv(void)
 	CHECK(argv[i] == NULL);
 	imageops_argv_free(argv);
 
+	/* commit_into = "deepest": said, so the helper sees the same chain */
+	req.commit_deepest = true;
+	argv = privhelper_argv("pkexec", "helper", &req, &err);
+	REQUIRE(argv);
+	CHECK_STR_EQ(argv[6], "--base");
+	CHECK_STR_EQ(argv[8], "--commit-into");
+	CHECK_STR_EQ(argv[9], "deepest");
+	CHECK_STR_EQ(argv[10], "--keep-discarded");
+	CHECK(argv[11] == NULL);
+	imageops_argv_free(argv);
+	req.commit_deepest = false;
+
 	/* commit: no --keep-discarded even if asked; no --base when unset */
 	req.op = IMAGEOPS_COMMIT;
 	req.base = NULL;

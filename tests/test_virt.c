@@ -10,9 +10,11 @@
 
 #include <libvirt/libvirt.h>
 
+#include "chain.h"
 #include "chainprobe.h"
 #include "config.h"
 #include "image.h"
+#include "imageops.h"
 #include "log.h"
 #include "loop.h"
 #include "model.h"
@@ -844,6 +846,238 @@ static void test_chain_probe(void)
 	free(m);
 }
 
+/* ---- backing chains deeper than one (issue 15 item 4) ---- */
+
+/* base<i> <- tmpl<i> <- ov<i> for every VM; tshare's overlay lies on
+ * tmpl4 too; loopA <-> loopB point at each other; d0 <- d1 <- ... d18 is
+ * deeper than vmoverlay follows. */
+static char *write_chain_xml(const char *dir, const char *name)
+{
+	char *path = NULL;
+	if (asprintf(&path, "%s/%s", dir, name) < 0)
+		abort();
+	FILE *f = fopen(path, "w");
+	if (!f)
+		abort();
+	const char *keepT = T;
+	T = dir;
+	fprintf(f, "<node>\n");
+	static const char *const vms[] = {"chain1", "chain2", "chain3", "chain4", "chain5"};
+	for (int i = 0; i < 5; i++) {
+		char ov[32];
+		snprintf(ov, sizeof ov, "ov%d.qcow2", i + 1);
+		domain_open(f, vms[i], true, false);
+		disk(f, "disk", "qcow2", ov, "vda", NULL);
+		fprintf(f, "</devices></domain>\n");
+	}
+	domain_open(f, "tshare", true, false);
+	disk(f, "disk", "qcow2", "ovTS.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+	fprintf(f, "</node>\n");
+	fclose(f);
+	/* Apart: a domain whose chain cannot be checked refuses everyone's
+	 * commits (rule 9). */
+	char *bad = NULL;
+	if (asprintf(&bad, "%s/bad.xml", dir) < 0 || !(f = fopen(bad, "w")))
+		abort();
+	free(bad);
+	fprintf(f, "<node>\n");
+	domain_open(f, "loopy", true, false);
+	disk(f, "disk", "qcow2", "ovL.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+	domain_open(f, "deep", true, false);
+	disk(f, "disk", "qcow2", "d18.qcow2", "vda", NULL);
+	fprintf(f, "</devices></domain>\n");
+	fprintf(f, "</node>\n");
+	fclose(f);
+	T = keepT;
+	return path;
+}
+
+static char *cpath(const char *dir, const char *name)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		abort();
+	return p;
+}
+
+static void test_chain_depth(void)
+{
+	test_require_program("qemu-img");
+	const char *tmp = test_tmpdir();
+	char *dir = cpath(tmp, "chain");
+	REQUIRE(test_sh("mkdir -p '%s' && cd '%s' && for i in 1 2 3 4 5; do "
+			"qemu-img create -q -f qcow2 base$i.qcow2 4M && "
+			"qemu-img create -q -f qcow2 -F qcow2 -b base$i.qcow2 tmpl$i.qcow2 && "
+			"qemu-img create -q -f qcow2 -F qcow2 -b tmpl$i.qcow2 ov$i.qcow2 || exit "
+			"1; done && "
+			"qemu-img create -q -f qcow2 -F qcow2 -b tmpl4.qcow2 ovTS.qcow2 && "
+			"qemu-img create -q -f qcow2 -u -F qcow2 -b loopB.qcow2 loopA.qcow2 4M && "
+			"qemu-img create -q -f qcow2 -u -F qcow2 -b loopA.qcow2 loopB.qcow2 4M && "
+			"qemu-img create -q -f qcow2 -u -F qcow2 -b loopA.qcow2 ovL.qcow2 4M && "
+			"qemu-img create -q -f qcow2 d0.qcow2 4M && for i in $(seq 1 18); do "
+			"qemu-img create -q -f qcow2 -u -F qcow2 -b d$((i-1)).qcow2 d$i.qcow2 4M "
+			"|| exit 1; done",
+			dir, dir) == 0);
+	char *node = write_chain_xml(dir, "chain.xml");
+	char *uri = NULL;
+	if (asprintf(&uri, "test://%s", node) < 0)
+		abort();
+	char *base2 = cpath(dir, "base2.qcow2"), *base3 = cpath(dir, "base3.qcow2");
+	char *base4 = cpath(dir, "base4.qcow2"), *base5 = cpath(dir, "base5.qcow2");
+	char *tmpl1 = cpath(dir, "tmpl1.qcow2"), *base1 = cpath(dir, "base1.qcow2");
+	struct fixture f;
+	fixture_init(&f, uri);
+	fixture_vm(&f, "chain1"); /* default: commit into tmpl1 */
+	struct vm_config *c2 = fixture_vm(&f, "chain2");
+	c2->base = base2; /* two levels down, no commit_into: refused */
+	struct vm_config *c3 = fixture_vm(&f, "chain3");
+	c3->base = base3;
+	c3->commit_into = COMMIT_INTO_DEEPEST;
+	struct vm_config *c4 = fixture_vm(&f, "chain4");
+	c4->commit_into = COMMIT_INTO_DEEPEST; /* tmpl4 is also under tshare */
+	struct vm_config *c5 = fixture_vm(&f, "chain5");
+	c5->commit_into = COMMIT_INTO_DEEPEST; /* no base: the chain's last file */
+	fixture_model(&f);
+	struct statefile *sf = statefile_open(NULL);
+	struct virt_watcher *w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
+	REQUIRE(wait_connected(w, 2000));
+	REQUIRE(wait_scanned(w, 10000));
+	char *why = NULL;
+
+	/* Default: the chain nearest first, the commit into the template. */
+	struct vm *vm = model_find(&f.model, "chain1");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	REQUIRE(vm->disks[0].n_chain == 2);
+	CHECK_STR_EQ(vm->disks[0].chain[0], tmpl1);
+	CHECK_STR_EQ(vm->disks[0].chain[1], base1);
+	CHECK_STR_EQ(vm->disks[0].base, tmpl1);
+	CHECK(chain_commit_target(vm, &vm->disks[0]) == NULL);
+	char *text = vm_disk_chain_text(&vm->disks[0]);
+	CHECK_STR_EQ(text, "base1.qcow2 \xe2\x86\x90 tmpl1.qcow2 \xe2\x86\x90 ov1.qcow2");
+	free(text);
+	text = vm_chain_text(vm);
+	CHECK(text && strstr(text, "base1.qcow2"));
+	free(text);
+	CHECK(virt_watcher_check_idle(w, vm, true, &why));
+	char *bk = NULL, *bf = NULL;
+	CHECK_INT_EQ(chain_rebuild_backing(vm, &vm->disks[0], true, &bk, &bf, &why), 0);
+	CHECK_STR_EQ(bk, "tmpl1.qcow2"); /* as stored in the overlay */
+	CHECK_STR_EQ(bf, "qcow2");
+	free(bk);
+	free(bf);
+	char **argv = imageops_commit_argv("qemu-img", vm->disks[0].overlay, NULL);
+	REQUIRE(argv);
+	CHECK(argv[4] == NULL); /* qemu-img commit -p OVERLAY */
+	imageops_argv_free(argv);
+
+	/* The configured base two levels down, commit_into not set: refused,
+	 * saying how far down and what to configure. */
+	vm = model_find(&f.model, "chain2");
+	REQUIRE(vm->n_problems == 1);
+	CHECK(strstr(vm->problems[0], "2 levels down") && strstr(vm->problems[0], "commit_into") &&
+	      strstr(vm->problems[0], "deepest"));
+	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why && strstr(why, "commit_into"));
+	free(why);
+	why = NULL;
+
+	/* commit_into = "deepest" with the configured base: -b base3, the
+	 * fresh overlay backed by base3 directly with base3's format. */
+	vm = model_find(&f.model, "chain3");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	CHECK_STR_EQ(vm->disks[0].base, base3);
+	CHECK_STR_EQ(chain_commit_target(vm, &vm->disks[0]), base3);
+	CHECK(virt_watcher_check_idle(w, vm, true, &why));
+	argv = imageops_commit_argv("qemu-img", vm->disks[0].overlay, base3);
+	REQUIRE(argv);
+	CHECK_STR_EQ(argv[1], "commit");
+	CHECK_STR_EQ(argv[2], "-p");
+	CHECK_STR_EQ(argv[3], "-b");
+	CHECK_STR_EQ(argv[4], base3);
+	CHECK_STR_EQ(argv[5], vm->disks[0].overlay);
+	CHECK(argv[6] == NULL);
+	imageops_argv_free(argv);
+	CHECK_INT_EQ(chain_rebuild_backing(vm, &vm->disks[0], true, &bk, &bf, &why), 0);
+	CHECK_STR_EQ(bk, base3);
+	CHECK_STR_EQ(bf, "qcow2");
+	free(bk);
+	free(bf);
+	/* A discard before any commit keeps the template under the VM. */
+	CHECK_INT_EQ(chain_rebuild_backing(vm, &vm->disks[0], false, &bk, &bf, &why), 0);
+	CHECK_STR_EQ(bk, "tmpl3.qcow2");
+	free(bk);
+	free(bf);
+	/* An interrupted commit into base3 resumes only into base3. */
+	CHECK(chain_resume_refusal(vm, &vm->disks[0], base3) == NULL);
+	char *r = chain_resume_refusal(vm, &vm->disks[0], vm->disks[0].chain[0]);
+	CHECK(r && strstr(r, "tmpl3.qcow2"));
+	free(r);
+
+	/* deepest, the template also under tshare's overlay: committing
+	 * through it would change what tshare reads. */
+	vm = model_find(&f.model, "chain4");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	CHECK_STR_EQ(vm->disks[0].base, base4);
+	CHECK_STR_EQ(vm->disks[0].shared_with, "tshare");
+	CHECK(!virt_watcher_check_idle(w, vm, true, &why));
+	CHECK(why && strstr(why, "tshare"));
+	free(why);
+	why = NULL;
+	CHECK(virt_watcher_check_idle(w, vm, false, &why)); /* discard: fine */
+
+	/* deepest without a base: the chain's last file. */
+	vm = model_find(&f.model, "chain5");
+	CHECK_INT_EQ(vm->n_problems, 0);
+	CHECK_STR_EQ(vm->disks[0].base, base5);
+	CHECK_STR_EQ(chain_commit_target(vm, &vm->disks[0]), base5);
+
+	virt_watcher_destroy(w);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	model_finish(&f.model);
+
+	/* A chain that loops, and one too deep: VM problems, clearly said. */
+	char *bad_uri = NULL;
+	if (asprintf(&bad_uri, "test://%s/bad.xml", dir) < 0)
+		abort();
+	fixture_init(&f, bad_uri);
+	fixture_vm(&f, "loopy");
+	fixture_vm(&f, "deep");
+	fixture_model(&f);
+	w = virt_watcher_create(loop, &f.model, &f.cfg, sf, &events);
+	REQUIRE(wait_connected(w, 2000));
+	REQUIRE(wait_scanned(w, 10000));
+	vm = model_find(&f.model, "loopy");
+	CHECK(vm->n_problems >= 1 && strstr(vm->problems[0], "loops"));
+	/* The shared-use scan says so too (not "Too many levels of symbolic
+	 * links", ELOOP's own words). */
+	CHECK(vm->check_unknown && strstr(vm->check_unknown, "loops or is deeper than 16"));
+	CHECK(!virt_watcher_check_idle(w, vm, false, &why));
+	free(why);
+	why = NULL;
+	vm = model_find(&f.model, "deep");
+	CHECK(vm->n_problems >= 1 && strstr(vm->problems[0], "deeper than 16"));
+	CHECK(vm->disks[0].n_chain <= 16);
+
+	virt_watcher_destroy(w);
+	for (int i = 0; i < 5; i++)
+		loop_iterate(loop, 10);
+	model_finish(&f.model);
+	statefile_close(sf);
+	free(base1);
+	free(base2);
+	free(base3);
+	free(base4);
+	free(base5);
+	free(tmpl1);
+	free(uri);
+	free(bad_uri);
+	free(node);
+	free(dir);
+}
+
 int main(int argc, char **argv)
 {
 	log_init(getenv("VMO_TEST_DEBUG") ? LOG_DEBUG : LOG_WARN);
@@ -851,12 +1085,13 @@ int main(int argc, char **argv)
 	if (!loop || !loop_virt_register(loop))
 		return 1;
 	static const struct test_case cases[] = {
-		{"classify", test_classify},
-		{"default_events", test_default_events},
-		{"fixture_discovery", test_fixture_discovery},
-		{"unreachable", test_unreachable},
-		{"chain_probe", test_chain_probe},
-		{NULL, NULL},
+	    {"classify", test_classify},
+	    {"default_events", test_default_events},
+	    {"fixture_discovery", test_fixture_discovery},
+	    {"unreachable", test_unreachable},
+	    {"chain_probe", test_chain_probe},
+	    {"chain_depth", test_chain_depth},
+	    {NULL, NULL},
 	};
 	int rc = test_main(argc, argv, cases);
 	loop_destroy(loop);

@@ -59,6 +59,7 @@ fl_setup() {
 	} >"$VMO_BIN"
 	chmod 755 "$VMO_BIN"
 	FL_QEMU_IMG=$(command -v qemu-img) || fail "qemu-img missing"
+	FL_QEMU_IMG_LOG=$VE_DIR/app/qemu-img.log
 	fl_qemu_img_wrapper "" ""
 }
 
@@ -69,6 +70,8 @@ fl_setup() {
 fl_qemu_img_wrapper() {
 	cat >"$VE_DIR/bin/qemu-img" <<WRAP
 #!/bin/bash
+# Every command line the applet runs, for rows that check it (FL_QEMU_IMG_LOG).
+printf '%s\\n' "\$*" >>"$VE_DIR/app/qemu-img.log" 2>/dev/null
 case \$1 in
 commit) if [ -n "$1" ]; then shift; exec "$FL_QEMU_IMG" commit -r "$1" "\$@"; fi ;;
 create) if [ -n "$2" ]; then sleep "$2"; fi ;;
@@ -87,7 +90,8 @@ fl_vm() {
 	ve_define_vm "$v" "$VE_IMAGES/$v.qcow2" || fail "define $v"
 }
 
-# fl_config "NAME POLICY"... [-- extra lines]
+# fl_config "NAME POLICY [KEY=VALUE...]"...: KEY=VALUE go into the VM's
+# entry as they are (commit_into="deepest", base="/path").
 fl_config() {
 	fl__config "$@"
 	ve_give "$FL_CONF"
@@ -104,7 +108,11 @@ fl__config() {
 			[ $first = 1 ] || echo ","
 			first=0
 			set -- $spec
-			printf '  { name = "%s"; policy = "%s"; }' "$1" "$2"
+			printf '  { name = "%s"; policy = "%s";' "$1" "$2"
+			shift 2
+			local kv
+			for kv in "$@"; do printf ' %s;' "$kv"; done
+			printf ' }'
 		done
 		echo
 		echo ");"

@@ -1407,6 +1407,170 @@ row_multi_disk_discard_undo() {
 	ok "discarded again: the VM boots from both fresh overlays"
 }
 
+# ---- issue 15 item 4: backing chains deeper than one ----
+# chain_vm NAME: NAME-base.qcow2 (boot sector, 0x11 at 1M) <- NAME-tmpl.qcow2
+# (0x22 at 2M, a linked clone's template) <- NAME.qcow2, the domain's disk.
+chain_vm() {
+	local v=$1
+	ve_make_base "$VE_IMAGES/$v-base.qcow2" 64M 0x11 || fail "base $v"
+	ve_make_overlay "$VE_IMAGES/$v-tmpl.qcow2" "$VE_IMAGES/$v-base.qcow2" || fail "template $v"
+	ve_as_user qemu-io -f qcow2 -c "write -q -P 0x22 2M 1M" "$VE_IMAGES/$v-tmpl.qcow2" >/dev/null ||
+		fail "template data $v"
+	ve_make_overlay "$VE_IMAGES/$v.qcow2" "$VE_IMAGES/$v-tmpl.qcow2" || fail "overlay $v"
+	ve_define_vm "$v" "$VE_IMAGES/$v.qcow2" || fail "define $v"
+}
+
+backing_of() { # FILE: "BACKING FORMAT" as its header records them
+	ve_as_user qemu-img info -U --output=json "$1" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(d.get("backing-filename", "-"), d.get("backing-filename-format", "-"))'
+}
+
+# FILE holds PATTERN at OFF LEN, or fail with WHAT.
+must_read() { fl_reads "$1" "$2" "$3" "$4" || fail "$5"; }
+
+# The VM boots on its fresh overlay (and is shut off again).
+boots() { # VM
+	ve_start "$1" || fail "$1 does not start on its fresh overlay"
+	fl_wait_status "$1" running
+	ve_destroy "$1" || fail "destroy $1"
+	fl_wait_status "$1" pending
+	"$VMO_BIN" keep "$1" >/dev/null || fail "keep $1"
+}
+
+row_chain_commit_default_and_deepest() {
+	chain_vm vm1 # default: into vm1-tmpl
+	chain_vm vm2 # commit_into = "deepest": into the chain's last file
+	chain_vm vm3 # commit_into = "deepest" with the base configured
+	fl_config "vm1 ask" "vm2 ask commit_into=\"deepest\"" \
+		"vm3 ask commit_into=\"deepest\" base=\"$VE_IMAGES/vm3-base.qcow2\""
+	fl_app_start
+	fl_menu_labels >"$VE_DIR/menu.txt" || fail "GetLayout"
+	for v in vm1 vm2 vm3; do
+		grep -qx "(disabled) $v-base.qcow2 ← $v-tmpl.qcow2 ← $v.qcow2" "$VE_DIR/menu.txt" ||
+			fail "the menu does not show $v's chain: $(cat "$VE_DIR/menu.txt")"
+	done
+	fl_status_text | grep -q "vm1-base.qcow2 ← vm1-tmpl.qcow2 ← vm1.qcow2" ||
+		fail "vmoverlay status does not show the chain: $(fl_status_text)"
+	ok "the menu and vmoverlay status show each chain, deepest first"
+	for v in vm1 vm2 vm3; do pending_vm $v; done
+	local b1 t2 t3
+	b1=$(fl_sum "$VE_IMAGES/vm1-base.qcow2")
+	t2=$(fl_sum "$VE_IMAGES/vm2-tmpl.qcow2") t3=$(fl_sum "$VE_IMAGES/vm3-tmpl.qcow2")
+	for v in vm1 vm2 vm3; do
+		"$VMO_BIN" commit $v >/dev/null || fail "commit $v refused: $("$VMO_BIN" commit $v 2>&1)"
+		fl_wait_status $v clean 60
+	done
+
+	# Default: the template holds the session, the base is untouched, the
+	# fresh overlay lies on the template.
+	[ "$(fl_sum "$VE_IMAGES/vm1-base.qcow2")" = "$b1" ] || fail "vm1: the base changed"
+	must_read "$VE_IMAGES/vm1-tmpl.qcow2" 0x33 $SESSION_OFF $SESSION_LEN "vm1: the template lacks the session"
+	must_read "$VE_IMAGES/vm1-tmpl.qcow2" 0x22 2M 1M "vm1: the template lost its data"
+	must_read "$VE_IMAGES/vm1-base.qcow2" 0 $SESSION_OFF $SESSION_LEN "vm1: the base reads the session"
+	must_read "$VE_IMAGES/vm1-base.qcow2" 0 2M 1M "vm1: the base reads the template's data"
+	[ "$(backing_of "$VE_IMAGES/vm1.qcow2")" = "$VE_IMAGES/vm1-tmpl.qcow2 qcow2" ] ||
+		fail "vm1: the fresh overlay is backed by $(backing_of "$VE_IMAGES/vm1.qcow2")"
+	fl_overlay_fresh vm1 || fail "vm1: overlay not fresh"
+	grep -q "^commit -p $VE_IMAGES/vm1.qcow2\$" "$FL_QEMU_IMG_LOG" ||
+		fail "vm1: not a plain commit: $(grep commit "$FL_QEMU_IMG_LOG")"
+	ok "default: committed into vm1-tmpl (base byte-identical), fresh overlay on the template"
+
+	# deepest: the base holds the template's and the session's data, the
+	# template is left as it was (and is invalid now), the fresh overlay
+	# lies on the base with its format.
+	local v
+	for v in vm2 vm3; do
+		must_read "$VE_IMAGES/$v-base.qcow2" 0x33 $SESSION_OFF $SESSION_LEN "$v: the base lacks the session"
+		must_read "$VE_IMAGES/$v-base.qcow2" 0x22 2M 1M "$v: the base lacks the template's data"
+		must_read "$VE_IMAGES/$v-base.qcow2" 0x11 1M 1M "$v: the base lost its own data"
+		fl_check "$VE_IMAGES/$v-base.qcow2"
+		[ "$(backing_of "$VE_IMAGES/$v.qcow2")" = "$VE_IMAGES/$v-base.qcow2 qcow2" ] ||
+			fail "$v: the fresh overlay is backed by $(backing_of "$VE_IMAGES/$v.qcow2")"
+		fl_overlay_fresh $v || fail "$v: overlay not fresh"
+		grep -q "^commit -p -b $VE_IMAGES/$v-base.qcow2 $VE_IMAGES/$v.qcow2\$" "$FL_QEMU_IMG_LOG" ||
+			fail "$v: not committed with -b: $(grep commit "$FL_QEMU_IMG_LOG")"
+		ls "$FL_STATE" | grep -q '\.commit$' && fail "$v: a commit journal is left"
+	done
+	[ "$(fl_sum "$VE_IMAGES/vm2-tmpl.qcow2")" = "$t2" ] || fail "vm2: qemu-img wrote into the template"
+	[ "$(fl_sum "$VE_IMAGES/vm3-tmpl.qcow2")" = "$t3" ] || fail "vm3: qemu-img wrote into the template"
+	fl_menu_labels | grep -q "vm2-tmpl" && fail "the menu still shows vm2's template"
+	ok "deepest: committed with -b into the base (template+session there), fresh overlays on the bases"
+	for v in vm1 vm2 vm3; do boots $v; done
+	must_read "$VE_IMAGES/vm2.qcow2" 0x33 $SESSION_OFF $SESSION_LEN "vm2: the VM's disk lost the session"
+	must_read "$VE_IMAGES/vm2.qcow2" 0x22 2M 1M "vm2: the VM's disk lost the template's data"
+	ok "every VM boots on its fresh overlay"
+}
+
+# A deepest commit's journal stays until the fresh overlay lies on the base:
+# killed between the commit and the rebuild, the applet comes back
+# interrupted, refuses a discard (it would build on the invalid template)
+# and resumes with -b.
+row_chain_deepest_interrupted() {
+	chain_vm vm
+	fl_qemu_img_wrapper "" 4
+	fl_config "vm ask commit_into=\"deepest\""
+	fl_app_start
+	pending_vm vm
+	"$VMO_BIN" commit vm >/dev/null || fail "commit refused: $("$VMO_BIN" commit vm 2>&1)"
+	fl_wait_status vm rebuilding 60
+	ls "$FL_STATE" | grep -q '\.commit$' || fail "no journal while the rebuild after a deepest commit runs"
+	kill -9 "$FL_APP_PID"
+	wait "$FL_APP_PID" 2>/dev/null
+	FL_APP_PID=
+	must_read "$VE_IMAGES/vm.qcow2" 0x33 $SESSION_OFF $SESSION_LEN "the VM's disk lost the session"
+	must_read "$VE_IMAGES/vm.qcow2" 0x22 2M 1M "the VM's disk lost the template's data"
+	ok "killed after the deepest commit, before the rebuild: journal kept, the disk reads the session"
+	fl_qemu_img_wrapper "" ""
+	fl_app_start
+	fl_wait_status vm interrupted 20
+	"$VMO_BIN" discard vm >/dev/null 2>&1 && fail "discard accepted after a deepest commit without its rebuild"
+	ok "restart: interrupted; discard refused"
+	fl_ctl Resume vm >/dev/null || fail "Resume refused"
+	fl_wait_status vm clean 60
+	[ "$(grep -c "^commit -p -b $VE_IMAGES/vm-base.qcow2 $VE_IMAGES/vm.qcow2\$" "$FL_QEMU_IMG_LOG")" = 2 ] ||
+		fail "the resume did not commit with -b: $(grep commit "$FL_QEMU_IMG_LOG")"
+	must_read "$VE_IMAGES/vm-base.qcow2" 0x33 $SESSION_OFF $SESSION_LEN "the base lacks the session"
+	must_read "$VE_IMAGES/vm-base.qcow2" 0x22 2M 1M "the base lacks the template's data"
+	[ "$(backing_of "$VE_IMAGES/vm.qcow2")" = "$VE_IMAGES/vm-base.qcow2 qcow2" ] ||
+		fail "the fresh overlay is backed by $(backing_of "$VE_IMAGES/vm.qcow2")"
+	fl_overlay_fresh vm || fail "overlay not fresh"
+	ls "$FL_STATE" | grep -q '\.commit$' && fail "the journal is left after the resume"
+	boots vm
+	ok "resumed with -b: base holds template+session, fresh overlay on the base, journal gone, VM boots"
+}
+
+# Refusals, nothing changed: a base two levels down without commit_into,
+# and deepest while another domain's overlay lies on the template.
+row_chain_commit_refused() {
+	chain_vm vm
+	chain_vm vmd
+	qemu-img create -q -f qcow2 -F qcow2 -b "$VE_IMAGES/vmd-tmpl.qcow2" "$VE_IMAGES/other.qcow2" ||
+		fail "other overlay"
+	ve_give "$VE_IMAGES/other.qcow2"
+	ve_define_vm other "$VE_IMAGES/other.qcow2" || fail "define other"
+	fl_config "vm ask base=\"$VE_IMAGES/vm-base.qcow2\"" "vmd ask commit_into=\"deepest\""
+	fl_app_start
+	fl_write vm 0x33 $SESSION_OFF $SESSION_LEN
+	pending_vm vmd
+	local f sums
+	sums=$(for f in "$VE_IMAGES"/*.qcow2; do fl_sum "$f"; done)
+	out=$("$VMO_BIN" commit vm 2>&1) && fail "commit accepted into a base two levels down"
+	echo "$out" | grep -q "2 levels down" || fail "the refusal does not say how far down: $out"
+	echo "$out" | grep -q 'commit_into = "deepest"' || fail "the refusal does not name commit_into: $out"
+	fl_status_text | grep -q "2 levels down" || fail "vmoverlay status does not say it"
+	echo "   $out"
+	out=$("$VMO_BIN" commit vmd 2>&1) && fail "deepest commit accepted through a template 'other' uses"
+	echo "$out" | grep -q "other" || fail "the refusal does not name 'other': $out"
+	echo "   $out"
+	sleep 1
+	[ "$(for f in "$VE_IMAGES"/*.qcow2; do fl_sum "$f"; done)" = "$sums" ] || fail "an image changed"
+	session_kept vmd
+	fl_reads "$VE_IMAGES/other.qcow2" 0 $SESSION_OFF $SESSION_LEN || fail "other reads vmd's session"
+	ok "refused: the base 2 levels down without commit_into; deepest under 'other'; every image byte-identical"
+}
+
 row="${row//-/_}"
 declare -F "row_$row" >/dev/null || fail "no row $row"
 fl_setup

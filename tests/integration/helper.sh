@@ -126,6 +126,21 @@ expect_refusal 5 'also used by sharevm' -- --connect "$VE_URI" commit rootvm "$U
 ve_virsh undefine sharevm >/dev/null
 rm -f "$R/ov2.qcow2"
 
+# Issue 15 item 4: a chain deeper than one (base <- template <- overlay).
+# A base two levels down is refused unless commit_into = "deepest"; a
+# deepest commit is refused by the helper (not supported as root yet).
+mkroot_base "$R/cbase.qcow2" 0x11
+mkroot_overlay "$R/ctmpl.qcow2" "$R/cbase.qcow2" 0x22
+mkroot_overlay "$R/cov.qcow2" "$R/ctmpl.qcow2" 0x5a
+define_vm chainvm "$R/cov.qcow2" "$R/ctmpl.qcow2"
+CUUID=$(ve_virsh domuuid chainvm | tr -d '[:space:]')
+expect_refusal 5 '2 levels down.*commit_into' -- --connect "$VE_URI" commit chainvm "$CUUID" vda --base "$R/cbase.qcow2"
+expect_refusal 5 'commit_into = "deepest".*not supported' -- --connect "$VE_URI" commit chainvm "$CUUID" vda --commit-into deepest
+expect_refusal 5 'not supported' -- --connect "$VE_URI" commit chainvm "$CUUID" vda --base "$R/cbase.qcow2" --commit-into deepest
+expect_refusal 2 'takes backing or deepest' -- --connect "$VE_URI" commit chainvm "$CUUID" vda --commit-into sideways
+ve_virsh undefine chainvm >/dev/null
+rm -f "$R/cbase.qcow2" "$R/ctmpl.qcow2" "$R/cov.qcow2"
+
 # Issue 12, defect 10: an overlay a fresh one cannot replace (here with an
 # internal snapshot) is refused for commit and discard, before anything runs.
 qemu-img snapshot -c keep-me "$R/ov.qcow2" || fail "snapshot -c"
