@@ -301,12 +301,20 @@ static bool start_disk(struct flow *flow, struct flow_vm *fv, struct vm *vm, siz
  * bases only finishing is safe (Resume: the same commit again, then the
  * rebuilds; a discard would put the VM on an invalid template). The
  * journal then stays until the rebuilds are done (flow_success). */
-static void commits_done(struct flow *flow, struct flow_vm *fv, struct vm *vm)
+/* A disk commits into a base further down its chain: its overlay lies on
+ * an invalid template until its fresh overlay exists, so the journal stays
+ * until then (flow_success removes it). */
+static bool any_deep(const struct vm *vm)
 {
 	bool deep = false;
 	for (size_t i = 0; i < vm->n_disks; i++)
 		deep |= chain_commit_target(vm, &vm->disks[i]) != NULL;
-	char *journal = deep ? NULL : commit_journal(flow, vm);
+	return deep;
+}
+
+static void commits_done(struct flow *flow, struct flow_vm *fv, struct vm *vm)
+{
+	char *journal = any_deep(vm) ? NULL : commit_journal(flow, vm);
 	int r = journal ? imageops_journal_remove(journal) : 0;
 	if (r < 0)
 		log_warn("flow: cannot remove journal %s: %s", journal, strerror(-r));
@@ -359,7 +367,7 @@ void flow_set_step_done(struct flow *flow, struct flow_vm *fv, struct vm *vm, si
 		 * emptied overlays that are as good as fresh ones. */
 		log_info("flow: %s: quitting between disks (%s of %s done)", vm->name,
 			 imageops_op_name(op), vm->disks[disk].target ? vm->disks[disk].target : "?");
-		if (op == IMAGEOPS_COMMIT && next < 0 && journal)
+		if (op == IMAGEOPS_COMMIT && next < 0 && journal && !any_deep(vm))
 			imageops_journal_remove(journal);
 		free(journal);
 		flow_set_end(fv);
