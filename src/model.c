@@ -480,8 +480,17 @@ char *vm_disk_line(const struct vm *vm, size_t i, bool full, char *buf, size_t l
 	const struct vm_disk *d = &vm->disks[i];
 	char size[64];
 	i18n_format_size(size, sizeof size, d->overlay_bytes);
-	const char *target = d->target && *d->target ? d->target : "?";
-	if (full)
+	const char *target = d->target && *d->target ? d->target : NULL;
+	if (!target && full)
+		/* TRANSLATORS: `vmoverlay status` for a disk named by its overlay
+		 * alone (target unknown): size, overlay path, base path */
+		snprintf(buf, len, _("%s · %s · base %s"), size, d->overlay ? d->overlay : "?",
+			 d->base ? d->base : "?");
+	else if (!target)
+		/* TRANSLATORS: menu/terminal line for a disk named by its overlay
+		 * alone (target unknown): size, overlay file name */
+		snprintf(buf, len, _("%s · %s"), size, file_name(d->overlay));
+	else if (full)
 		/* TRANSLATORS: `vmoverlay status`, one line per disk: target
 		 * ("vda"), the overlay's allocated size ("1.2 GiB"), the overlay's
 		 * path, its base's path */

@@ -159,7 +159,8 @@ static void test_two_disks_lines(void)
 	CHECK_STR_EQ(small, "vda ");
 	/* Not known yet: "?" rather than a crash or "(null)". */
 	struct vm bare = {.name = "new", .flow = FLOW_CLEAN, .disks = {{0}, {0}}, .n_disks = 2};
-	CHECK_STR_EQ(vm_disk_line(&bare, 1, true, buf, sizeof buf), "?: 0 bytes · ? · base ?");
+	/* No target (a disk named by `overlay` alone): size and file only. */
+	CHECK_STR_EQ(vm_disk_line(&bare, 1, true, buf, sizeof buf), "0 bytes · ? · base ?");
 	CHECK_STR_EQ(vm_disk_bases(&bare, "; ", buf, sizeof buf), "? → ?; ? → ?");
 	CHECK_STR_EQ(vm_summary_line(&bare, buf, sizeof buf), "new — shut off · clean");
 	/* One disk: the line of before. */
