@@ -99,12 +99,6 @@ static bool set_begin(struct flow_vm *fv, const struct vm *vm, enum imageops_op 
 	return true;
 }
 
-/* Before a job works on disk i: our own lock would make it fail. */
-static void release_for_job(struct flow_vm *fv, size_t i)
-{
-	unlock_disk(fv, i);
-}
-
 bool flow_set_any_done(const struct flow_vm *fv, const struct vm *vm)
 {
 	for (size_t i = 0; fv->set.active && i < vm->n_disks; i++)
@@ -224,12 +218,6 @@ static long next_disk(const struct flow_vm *fv, const struct vm *vm)
 	return -1;
 }
 
-/* The commit journal of vm (the .commit file), for a step. */
-static char *commit_journal(struct flow *flow, const struct vm *vm)
-{
-	return flow_journal_path(flow, vm);
-}
-
 /* A set journal (discard, undo) is kept only for several disks. */
 static bool uses_set_journal(const struct flow_vm *fv, const struct vm *vm)
 {
@@ -274,7 +262,7 @@ static void set_failed(struct flow *flow, struct flow_vm *fv, struct vm *vm, enu
 
 static bool start_disk(struct flow *flow, struct flow_vm *fv, struct vm *vm, size_t i, char **why)
 {
-	release_for_job(fv, i);
+	unlock_disk(fv, i); /* the job takes the image: our own lock would make it fail */
 	bool ok = false;
 	switch (fv->set.op) {
 	case IMAGEOPS_COMMIT:
@@ -314,7 +302,7 @@ static bool any_deep(const struct vm *vm)
 
 static void commits_done(struct flow *flow, struct flow_vm *fv, struct vm *vm)
 {
-	char *journal = any_deep(vm) ? NULL : commit_journal(flow, vm);
+	char *journal = any_deep(vm) ? NULL : flow_journal_path(flow, vm);
 	int r = journal ? imageops_journal_remove(journal) : 0;
 	if (r < 0)
 		log_warn("flow: cannot remove journal %s: %s", journal, strerror(-r));
@@ -348,7 +336,7 @@ void flow_set_step_done(struct flow *flow, struct flow_vm *fv, struct vm *vm, si
 		fv->set.bytes += bytes;
 	flow_set_relock(fv, vm, disk);
 	enum imageops_op op = fv->set.op;
-	char *journal = op == IMAGEOPS_COMMIT	   ? commit_journal(flow, vm)
+	char *journal = op == IMAGEOPS_COMMIT	   ? flow_journal_path(flow, vm)
 			: uses_set_journal(fv, vm) ? flow_set_journal_path(flow, vm)
 						   : NULL;
 	long next = next_disk(fv, vm);
@@ -457,7 +445,7 @@ static bool discard_prepare(struct flow *flow, struct flow_vm *fv, struct vm *vm
  * done already. */
 static bool begin_commit(struct flow *flow, struct flow_vm *fv, struct vm *vm, char **why)
 {
-	char *journal = commit_journal(flow, vm);
+	char *journal = flow_journal_path(flow, vm);
 	if (!journal) {
 		if (flow_state_dir(flow))
 			flow_set_msg(why,
